@@ -1,0 +1,26 @@
+"""The Celery app and the beat schedule (synced into django-celery-beat's database scheduler)."""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings.base")
+
+app = Celery("ledgerline")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Periodic jobs are sweeps over cursors: safe to rerun and to run twice at once.
+app.conf.beat_schedule = {
+    "billing-run-hourly": {
+        "task": "invoicing.tasks.run_billing_today",
+        "schedule": crontab(minute=5),
+    },
+}
+
+
+@app.task(name="billing_site.ping")
+def ping(value: str) -> str:
+    """Round-trip check of the broker and the result backend."""
+    return f"pong:{value}"

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class CommonConfig(AppConfig):
+    name = "common"
+    verbose_name = "Audit and shared"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from common.groups import sync_finance_groups
+
+        post_migrate.connect(sync_finance_groups, dispatch_uid="ledgerline-sync-finance-groups")

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django.db import models
+
+from common.models import AuditEvent
+
+
+def audit_record(*, action: str, obj: models.Model, actor: str = "system", actor_user=None, rule: str = "",
+                 inputs: dict | None = None, message: str = "") -> AuditEvent:
+    """Write one business audit row. Call inside the transaction that made the change."""
+    return AuditEvent.objects.create(
+        action=action,
+        object_type=obj._meta.label_lower,
+        object_id=str(obj.pk),
+        actor=actor,
+        actor_user=actor_user,
+        rule=rule,
+        inputs=inputs or {},
+        message=message,
+    )
+
+
+def actor_label(actor) -> str:
+    """A readable actor from a user, an API key, a string or None."""
+    if actor is None:
+        return "system"
+    if isinstance(actor, str):
+        return actor
+    name = getattr(actor, "name", None) or getattr(actor, "username", None)
+    return f"{actor._meta.model_name}:{name}" if name else str(actor)

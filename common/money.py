@@ -1,0 +1,91 @@
+"""Money helpers: the one documented place where amounts are quantized.
+
+Rule (DESIGN.md §2): round half up to the currency's ISO 4217 minor-unit exponent, once per
+invoice line. Unit prices keep up to 12 decimal places. Never floats.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
+
+from babel.numbers import get_currency_precision, list_currencies
+
+UNIT_PRICE_PLACES = 12
+UNIT_PRICE_QUANTUM = Decimal(1).scaleb(-UNIT_PRICE_PLACES)
+# Stored amount columns keep 4 places: enough for every ISO 4217 exponent (max 4, CLF/UYW).
+AMOUNT_DECIMAL_PLACES = 4
+AMOUNT_MAX_DIGITS = 20
+UNIT_PRICE_MAX_DIGITS = 28
+
+# ISO 4217 codes that are funds or metals, not currencies anyone invoices in.
+_NOT_INVOICEABLE = {"XAU", "XAG", "XPT", "XPD", "XDR", "XBA", "XBB", "XBC", "XBD", "XSU", "XUA", "XTS", "XXX"}
+
+
+@lru_cache(maxsize=1)
+def _currency_codes() -> frozenset[str]:
+    return frozenset(c for c in list_currencies() if len(c) == 3 and c not in _NOT_INVOICEABLE)
+
+
+def is_valid_currency(code: str) -> bool:
+    return isinstance(code, str) and code in _currency_codes()
+
+
+@lru_cache(maxsize=512)
+def currency_exponent(currency: str) -> int:
+    """Minor-unit exponent: USD 2, EUR 2, JPY 0, KWD 3."""
+    return get_currency_precision(currency)
+
+
+def money_quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-currency_exponent(currency))
+
+
+def quantize_money(amount: Decimal, currency: str) -> Decimal:
+    """Round half up to the currency's minor unit. The only rounding of money amounts."""
+    if not isinstance(amount, Decimal):
+        raise TypeError(f"money must be Decimal, got {type(amount).__name__}")
+    return amount.quantize(money_quantum(currency), rounding=ROUND_HALF_UP)
+
+
+def quantize_unit_price(amount: Decimal) -> Decimal:
+    return amount.quantize(UNIT_PRICE_QUANTUM, rounding=ROUND_HALF_UP).normalize() if amount else Decimal(0)
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """Integer minor units, for the Stripe boundary only."""
+    return int(quantize_money(amount, currency).scaleb(currency_exponent(currency)))
+
+
+def from_minor_units(value: int, currency: str) -> Decimal:
+    return quantize_money(Decimal(value).scaleb(-currency_exponent(currency)), currency)
+
+
+def parse_decimal(value: object) -> Decimal | None:
+    """Exact Decimal from a JSON number or numeric string; None when it is not a finite number.
+
+    Floats are converted through their shortest repr so 100.5 stays 100.5 exactly."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        result = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            result = Decimal(text)
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    return result if result.is_finite() else None
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """Canonical API string in major units with the currency's exponent: "720.00", "1500" (JPY)."""
+    return f"{quantize_money(amount, currency):f}"

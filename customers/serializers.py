@@ -1,0 +1,28 @@
+from rest_framework import serializers
+
+from common.serializer_fields import CurrencyField, UpperCaseCharField
+from customers.models import Customer, validate_country
+
+CUSTOMER_API_FIELDS = (
+    "external_id", "name", "currency", "email", "billing_email", "timezone", "country", "region", "address",
+    "tax_id", "tax_exempt", "collection_method", "net_terms_days", "invoice_grace_period_days", "metadata",
+    "created_at", "updated_at",
+)
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    metadata = serializers.DictField(required=False)
+    currency = CurrencyField()
+    country = UpperCaseCharField(max_length=2, required=False, allow_blank=True, validators=[validate_country])
+
+    class Meta:
+        model = Customer
+        fields = CUSTOMER_API_FIELDS
+        read_only_fields = ("created_at", "updated_at")
+        # Uniqueness is the service's job (409, not 400).
+        extra_kwargs = {"external_id": {"validators": []}}
+
+
+class CustomerUpdateSerializer(CustomerSerializer):
+    class Meta(CustomerSerializer.Meta):
+        read_only_fields = ("external_id", "created_at", "updated_at")

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class RevrecConfig(AppConfig):
+    name = "revrec"

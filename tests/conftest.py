@@ -1,0 +1,43 @@
+"""Shared fixtures: API clients with scoped keys against the real PostgreSQL test database."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from customers.services import api_key_create
+
+
+def _client_with(scopes: list[str]) -> APIClient:
+    _, raw = api_key_create(name="test-" + "-".join(scopes), scopes=scopes)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+@pytest.fixture
+def api_client_factory(db):
+    return _client_with
+
+
+@pytest.fixture
+def admin_api(db) -> APIClient:
+    return _client_with(["admin"])
+
+
+@pytest.fixture
+def billing_api(db) -> APIClient:
+    return _client_with(["billing:read", "billing:write"])
+
+
+@pytest.fixture
+def reader_api(db) -> APIClient:
+    return _client_with(["billing:read"])
+
+
+@pytest.fixture
+def usage_api(db) -> APIClient:
+    return _client_with(["usage:write"])
+
+
+@pytest.fixture
+def anon_api() -> APIClient:
+    return APIClient()
