@@ -99,7 +99,18 @@ class PlanVersion(TimestampedModel):
 
     class Meta:
         ordering = ["plan__code", "version"]
-        constraints = [models.UniqueConstraint(fields=["plan", "version"], name="plan_version_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "version"], name="plan_version_unique"),
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="plan_version_amount_non_negative"),
+            models.CheckConstraint(
+                condition=models.Q(minimum_commitment__isnull=True) | models.Q(minimum_commitment__gte=0),
+                name="plan_version_minimum_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(customer__isnull=True) | models.Q(based_on__isnull=False),
+                name="plan_version_override_has_base",
+            ),
+        ]
 
     def __str__(self) -> str:
         suffix = f" for {self.customer.external_id}" if self.customer_id else ""
@@ -134,6 +145,12 @@ class Charge(TimestampedModel):
 
     class Meta:
         ordering = ["plan_version", "position", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(model__in=["standard", "package", "graduated", "volume", "percentage"]),
+                name="charge_model_known",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.billable_metric.code} ({self.model})"
