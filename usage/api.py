@@ -1,0 +1,67 @@
+"""Events API (thin): parse the body, call the ingestion service, shape the answer (API.md)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiTypes, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.errors import ApplicationError, ConflictError
+from common.parsers import DecimalJSONParser
+from usage.models import RejectReason
+from usage.services import MAX_BATCH, Status, dead_letter_record, event_ingest, event_ingest_batch
+
+ACCEPTED = {"status": "accepted"}
+DUPLICATE = {"status": "duplicate"}
+
+
+def _raw_body(request) -> str:
+    return request._request.body.decode("utf-8", errors="replace")
+
+
+def _parsed_body(request, raw: str, source: str):
+    """request.data, or a dead letter + the API error when the body is not JSON."""
+    try:
+        return request.data
+    except (exceptions.ParseError, exceptions.UnsupportedMediaType) as exc:
+        dead_letter_record(raw_body=raw, reason=RejectReason.MALFORMED_BODY, message=str(exc.detail), source=source)
+        raise
+
+
+class EventView(APIView):
+    parser_classes = [DecimalJSONParser]
+    required_scopes = {"POST": "usage:write"}
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={202: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
+    def post(self, request):
+        raw = _raw_body(request)  # read before parsing: kept verbatim on a dead letter
+        result = event_ingest(payload=_parsed_body(request, raw, "single"), raw_body=raw)
+        if result.status == Status.ACCEPTED:
+            return Response(ACCEPTED, status=status.HTTP_202_ACCEPTED)
+        if result.status == Status.DUPLICATE:
+            return Response(DUPLICATE, status=status.HTTP_200_OK)
+        if result.status == Status.CONFLICT:
+            raise ConflictError(result.error.message, code=result.error.code, fields=result.error.fields)
+        raise ApplicationError(result.error.message, code=result.error.code, fields=result.error.fields)
+
+
+class EventBatchView(APIView):
+    parser_classes = [DecimalJSONParser]
+    required_scopes = {"POST": "usage:write"}
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request):
+        raw = _raw_body(request)
+        data = _parsed_body(request, raw, "batch")
+        events = data.get("events") if isinstance(data, dict) else None
+        if not isinstance(events, list):
+            dead_letter_record(raw_body=raw, reason=RejectReason.MALFORMED_BODY, source="batch",
+                               message="The body must be {\"events\": [ ... ]}.")
+            raise ApplicationError("The body must be {\"events\": [ ... ]}.", code=RejectReason.MALFORMED_BODY,
+                                   fields={"events": ["required: a list of events"]})
+        if len(events) > MAX_BATCH:
+            message = f"At most {MAX_BATCH} events per batch; got {len(events)}. Split the batch."
+            dead_letter_record(raw_body=raw, reason=RejectReason.BATCH_TOO_LARGE, source="batch", message=message)
+            raise ApplicationError(message, code=RejectReason.BATCH_TOO_LARGE, fields={"events": ["too many"]})
+        return Response(event_ingest_batch(events=events).as_dict(), status=status.HTTP_200_OK)

@@ -1,0 +1,207 @@
+"""Usage reads: period aggregation in SQL for all five aggregation types, per-event values, late events.
+
+Windows are UTC half-open instants [start, end) (build them with
+common.timeutil.local_date_bounds_utc from the customer's local period dates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Context, Decimal
+from typing import Sequence
+
+from django.db import connection
+
+from catalog.models import Aggregation
+
+
+@dataclass(frozen=True)
+class UsageWindow:
+    subscription_id: int
+    start: datetime  # UTC, inclusive
+    end: datetime  # UTC, exclusive
+
+
+@dataclass(frozen=True)
+class UsageAggregate:
+    quantity: Decimal
+    event_count: int
+
+
+_WIDE = Context(prec=100)  # never round: numeric(38,12) sums can exceed the default 28 digits
+ZERO = UsageAggregate(quantity=Decimal(0), event_count=0)
+
+
+def _late_clause(late: bool | None) -> str:
+    if late is None:
+        return ""
+    return "AND e.is_late" if late else "AND NOT e.is_late"
+
+
+# One grouped statement over every window. The constant outer bounds let PostgreSQL prune to the
+# monthly partitions the windows touch; the join to the windows keeps each subscription's own range.
+# Each aggregate only sees the rows of metrics that use it (FILTER), so the ordered/distinct
+# aggregates sort only their own rows.
+_AGGREGATE_SQL = """
+WITH w AS (
+    SELECT * FROM unnest(%(sub_ids)s::bigint[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
+        AS w(subscription_id, start_ts, end_ts)
+),
+m AS (
+    SELECT id, aggregation FROM catalog_billablemetric {metric_where}
+)
+SELECT e.subscription_id, e.metric_id, m.aggregation,
+       count(*),
+       sum(e.value) FILTER (WHERE m.aggregation = 'sum'),
+       max(e.value) FILTER (WHERE m.aggregation = 'max'),
+       count(DISTINCT e.unique_value) FILTER (WHERE m.aggregation = 'unique_count'),
+       (array_agg(e.value ORDER BY e."timestamp" DESC, e.id DESC) FILTER (WHERE m.aggregation = 'latest'))[1]
+FROM usage_event e
+JOIN w ON w.subscription_id = e.subscription_id AND e."timestamp" >= w.start_ts AND e."timestamp" < w.end_ts
+JOIN m ON m.id = e.metric_id
+WHERE e."timestamp" >= %(lo)s AND e."timestamp" < %(hi)s {late}
+GROUP BY e.subscription_id, e.metric_id, m.aggregation
+"""
+
+
+def _quantity(aggregation: str, count: int, total, maximum, distinct, latest) -> Decimal:
+    if aggregation == Aggregation.COUNT:
+        return Decimal(count)
+    if aggregation == Aggregation.SUM:
+        return total if total is not None else Decimal(0)
+    if aggregation == Aggregation.MAX:
+        return maximum if maximum is not None else Decimal(0)
+    if aggregation == Aggregation.UNIQUE_COUNT:
+        return Decimal(distinct or 0)
+    if aggregation == Aggregation.LATEST:
+        return latest if latest is not None else Decimal(0)
+    raise ValueError(f"unknown aggregation {aggregation!r}")
+
+
+def _clean(value: Decimal) -> Decimal:
+    """numeric(38,12) comes back with 12 places; strip trailing zeros without exponent notation."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1), context=_WIDE)
+    return value.normalize(context=_WIDE)
+
+
+def usage_aggregate(*, windows: Sequence[UsageWindow], metric_ids: Sequence[int] | None = None,
+                    late: bool | None = False) -> dict[tuple[int, int], UsageAggregate]:
+    """Aggregated usage per (subscription_id, metric_id) over each subscription's window, in ONE query.
+
+    count → number of events; sum/max → of the value; unique_count → distinct values;
+    latest → value of the last event by timestamp (ties: the later id). late=False excludes late
+    events (billed separately as late usage), True keeps only them, None includes all.
+    Pairs without events are absent, except that with `metric_ids` every window × metric is
+    present (zero when unused). One window per subscription."""
+    if not windows:
+        return {}
+    sub_ids = [w.subscription_id for w in windows]
+    if len(set(sub_ids)) != len(sub_ids):
+        raise ValueError("usage_aggregate takes at most one window per subscription")
+    params = {
+        "sub_ids": sub_ids,
+        "starts": [w.start for w in windows],
+        "ends": [w.end for w in windows],
+        "lo": min(w.start for w in windows),
+        "hi": max(w.end for w in windows),
+    }
+    metric_where = ""
+    if metric_ids is not None:
+        if not metric_ids:
+            return {}
+        metric_where = "WHERE id = ANY(%(metric_ids)s::bigint[])"
+        params["metric_ids"] = list(metric_ids)
+    sql = _AGGREGATE_SQL.format(metric_where=metric_where, late=_late_clause(late))
+    result: dict[tuple[int, int], UsageAggregate] = {}
+    if metric_ids is not None:
+        result = {(w.subscription_id, mid): ZERO for w in windows for mid in metric_ids}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for sub_id, metric_id, aggregation, count, total, maximum, distinct, latest in cursor.fetchall():
+            quantity = _clean(_quantity(aggregation, count, total, maximum, distinct, latest))
+            result[(sub_id, metric_id)] = UsageAggregate(quantity=quantity, event_count=count)
+    return result
+
+
+def usage_event_values(*, subscription_id: int, metric_id: int, start: datetime, end: datetime,
+                       late: bool | None = False) -> list[Decimal]:
+    """The events' values in timestamp order (ties by id), for percentage charges with free events
+    and per-event minimum/maximum fees. Count metrics (no value) give 1 per event."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT coalesce(e.value, 1) FROM usage_event e
+            WHERE e.subscription_id = %s AND e.metric_id = %s AND e."timestamp" >= %s AND e."timestamp" < %s
+            {_late_clause(late)}
+            ORDER BY e."timestamp", e.id
+            """,
+            [subscription_id, metric_id, start, end],
+        )
+        return [_clean(row[0]) for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class LateUsageEvent:
+    event_id: int
+    subscription_id: int
+    metric_id: int
+    timestamp: datetime
+    value: Decimal | None
+    unique_value: str | None
+    received_at: datetime
+
+
+def late_events_unbilled(*, subscription_ids: Sequence[int] | None = None) -> list[LateUsageEvent]:
+    """Late events not yet billed, ordered by subscription, metric, timestamp, id.
+
+    Call it inside the billing transaction that holds the subscription rows FOR UPDATE (ingestion
+    share-locks them, so no late event for those subscriptions appears meanwhile), bill them as
+    `late_usage` lines and mark them with services.late_events_mark_billed."""
+    where, params = "", []
+    if subscription_ids is not None:
+        if not subscription_ids:
+            return []
+        where, params = "AND e.subscription_id = ANY(%s::bigint[])", [list(subscription_ids)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT e.id, e.subscription_id, e.metric_id, e."timestamp", e.value, e.unique_value, e.received_at
+            FROM usage_event e WHERE e.is_late AND e.late_billed_at IS NULL {where}
+            ORDER BY e.subscription_id, e.metric_id, e."timestamp", e.id
+            """,
+            params,
+        )
+        return [
+            LateUsageEvent(event_id=r[0], subscription_id=r[1], metric_id=r[2], timestamp=r[3],
+                           value=_clean(r[4]) if r[4] is not None else None, unique_value=r[5], received_at=r[6])
+            for r in cursor.fetchall()
+        ]
+
+
+def late_usage_aggregate(*, events: Sequence[LateUsageEvent], aggregation_by_metric: dict[int, str]
+                         ) -> dict[tuple[int, int], UsageAggregate]:
+    """Aggregate a list of late events per (subscription_id, metric_id) with each metric's rule
+    (a convenience for late_usage lines; for max/latest the caller decides how a late value changes
+    an already-billed period)."""
+    grouped: dict[tuple[int, int], list[LateUsageEvent]] = {}
+    for event in events:
+        grouped.setdefault((event.subscription_id, event.metric_id), []).append(event)
+    result = {}
+    for key, group in grouped.items():
+        aggregation = aggregation_by_metric[key[1]]
+        values = [e.value for e in group if e.value is not None]
+        latest = max(group, key=lambda e: (e.timestamp, e.event_id)).value
+        quantity = _quantity(aggregation, len(group), sum(values, Decimal(0)), max(values, default=None),
+                             len({e.unique_value for e in group if e.unique_value is not None}), latest)
+        result[key] = UsageAggregate(quantity=_clean(quantity), event_count=len(group))
+    return result
+
+
+def dead_letters_open(*, reason: str | None = None):
+    """Dead letters not yet resolved by a replay, newest first."""
+    from usage.models import DeadLetterEvent, ReplayStatus
+
+    qs = DeadLetterEvent.objects.exclude(replay_status__in=[ReplayStatus.ACCEPTED, ReplayStatus.DUPLICATE])
+    return qs.filter(reason=reason) if reason else qs
