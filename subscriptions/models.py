@@ -93,10 +93,26 @@ class SubscriptionChange(models.Model):
     to_status = models.CharField(max_length=12, blank=True)
     actor = models.CharField(max_length=120, default="system")
     inputs = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    # A pending change replaced by a later change of the same kind (or by an immediate cancel) is
+    # never applied; the row stays, so the ledger keeps what was asked and when.
+    superseded_at = models.DateTimeField(null=True, blank=True)
+    superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
 
     class Meta:
         ordering = ["subscription", "effective_date", "pk"]
         indexes = [models.Index(fields=["subscription", "effective_date"])]
+        constraints = [
+            # At most one scheduled (pending, live) change of each kind per subscription.
+            models.UniqueConstraint(
+                fields=["subscription", "kind"],
+                condition=models.Q(applied_at__isnull=True, superseded_at__isnull=True),
+                name="subscription_change_one_pending_per_kind",
+            ),
+        ]
+
+    @property
+    def is_pending(self) -> bool:
+        return self.applied_at is None and self.superseded_at is None
 
     def __str__(self) -> str:
         return f"{self.subscription_id} {self.kind} @ {self.effective_date}"

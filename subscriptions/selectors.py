@@ -1,0 +1,214 @@
+"""Reads over subscriptions: lookups, the current period, and which plan version / seat count applied
+over a date window (reconstructed from the change ledger, so invoicing can split usage windows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from catalog.models import PlanVersion
+from common.errors import NotFoundError
+from common.timeutil import local_date
+from subscriptions.models import ChangeKind, Subscription, SubscriptionChange, SubscriptionStatus
+from subscriptions.periods import Period, first_period, full_period_days, next_period, period_containing, prorate
+
+
+def subscription_today(*, subscription: Subscription) -> date:
+    """Today's date in the customer's timezone."""
+    return local_date(timezone.now(), subscription.customer.timezone)
+
+
+def subscription_get(*, external_id: str) -> Subscription:
+    subscription = (
+        Subscription.objects.select_related("customer", "plan_version__plan").filter(external_id=external_id).first()
+    )
+    if subscription is None:
+        raise NotFoundError(f"Subscription '{external_id}' not found.", fields={"subscription": ["not found"]})
+    return subscription
+
+
+def subscriptions_list(*, customer: str | None = None, status: str | None = None, plan: str | None = None) -> QuerySet[Subscription]:
+    """Filter by customer external id, status (comma-separated allowed) and plan code."""
+    qs = Subscription.objects.select_related("customer", "plan_version__plan").order_by("external_id")
+    if customer:
+        qs = qs.filter(customer__external_id=customer)
+    if status:
+        qs = qs.filter(status__in=[s.strip() for s in status.split(",") if s.strip()])
+    if plan:
+        qs = qs.filter(plan_version__plan__code=plan)
+    return qs
+
+
+def subscription_period_containing(*, subscription: Subscription, on: date) -> Period:
+    return period_containing(
+        start_date=subscription.start_date, interval=subscription.interval,
+        billing_time=subscription.billing_time, on=on,
+    )
+
+
+def subscription_current_period(*, subscription: Subscription, today: date | None = None) -> Period:
+    """The period containing ``today`` (customer-local). Before the start it is the first period;
+    after the end date it is the last period served."""
+    on = today or subscription_today(subscription=subscription)
+    on = max(on, subscription.start_date)
+    if subscription.end_date is not None and subscription.end_date > subscription.start_date:
+        on = min(on, subscription.end_date - timedelta(days=1))
+    return subscription_period_containing(subscription=subscription, on=on)
+
+
+def subscription_pending_changes(*, subscription: Subscription) -> QuerySet[SubscriptionChange]:
+    return subscription.changes.filter(applied_at__isnull=True, superseded_at__isnull=True).order_by("effective_date", "pk")
+
+
+def subscription_timeline(*, subscription: Subscription, periods_ahead: int = 1, limit: int = 60) -> list[Period]:
+    """Periods from the start through the current one (plus ``periods_ahead``), capped at the end date."""
+    kwargs = dict(start_date=subscription.start_date, interval=subscription.interval, billing_time=subscription.billing_time)
+    current = subscription_current_period(subscription=subscription)
+    out: list[Period] = []
+    period = first_period(**kwargs)
+    ahead = 0
+    while len(out) < limit:
+        if subscription.end_date is not None and period.start >= subscription.end_date:
+            break
+        out.append(period)
+        if period.start >= current.start:
+            if ahead >= periods_ahead:
+                break
+            ahead += 1
+        period = next_period(period, **kwargs)
+    return out[-limit:]
+
+
+Segment = tuple[date, date, PlanVersion, int]
+
+
+def plan_segments(*, subscription: Subscription, start: date, end: date) -> list[Segment]:
+    """Which plan version and seat count applied over ``[start, end)``, as ordered, non-overlapping
+    ``(seg_start, seg_end, plan_version, quantity)`` tuples, clipped to the days served
+    (``[start_date, end_date)``) and merged where nothing changed.
+
+    Built from the ledger (created row, then plan/seat changes by effective date, including
+    scheduled ones not yet applied, excluding superseded ones), so a period closed by an immediate
+    upgrade on D rates ``[S, D)`` on the old version and ``[D, E)`` on the new one."""
+    lo = max(start, subscription.start_date)
+    hi = end if subscription.end_date is None else min(end, subscription.end_date)
+    if hi <= lo:
+        return []
+    changes = list(
+        subscription.changes.filter(superseded_at__isnull=True, effective_date__lt=hi)
+        .select_related("from_plan_version__plan", "to_plan_version__plan")
+        .order_by("effective_date", "pk")
+    )
+    created = next((c for c in changes if c.kind == ChangeKind.CREATED), None)
+    moves = [c for c in changes if c.kind in (ChangeKind.PLAN, ChangeKind.QUANTITY)]
+    if created is not None and created.to_plan_version is not None:
+        version, quantity = created.to_plan_version, created.to_quantity or subscription.quantity
+    elif moves:
+        first_plan = next((c for c in moves if c.kind == ChangeKind.PLAN), None)
+        first_qty = next((c for c in moves if c.kind == ChangeKind.QUANTITY), None)
+        version = first_plan.from_plan_version if first_plan and first_plan.from_plan_version else subscription.plan_version
+        quantity = first_qty.from_quantity if first_qty and first_qty.from_quantity else subscription.quantity
+    else:
+        version, quantity = subscription.plan_version, subscription.quantity
+
+    # Walk the ledger: state before `lo`, then each change inside [lo, hi).
+    points: list[tuple[date, PlanVersion, int]] = []
+    for change in moves:
+        if change.effective_date <= lo:
+            version, quantity = _apply(change, version, quantity)
+        else:
+            if not points:
+                points.append((lo, version, quantity))
+            version, quantity = _apply(change, version, quantity)
+            points.append((change.effective_date, version, quantity))
+    if not points:
+        points.append((lo, version, quantity))
+
+    segments: list[Segment] = []
+    for index, (seg_start, seg_version, seg_quantity) in enumerate(points):
+        seg_end = points[index + 1][0] if index + 1 < len(points) else hi
+        if seg_end <= seg_start:
+            continue
+        if segments and segments[-1][2].pk == seg_version.pk and segments[-1][3] == seg_quantity and segments[-1][1] == seg_start:
+            segments[-1] = (segments[-1][0], seg_end, seg_version, seg_quantity)
+        else:
+            segments.append((seg_start, seg_end, seg_version, seg_quantity))
+    return segments
+
+
+def _apply(change: SubscriptionChange, version: PlanVersion, quantity: int) -> tuple[PlanVersion, int]:
+    if change.kind == ChangeKind.PLAN and change.to_plan_version is not None:
+        version = change.to_plan_version
+    if change.kind == ChangeKind.QUANTITY and change.to_quantity:
+        quantity = change.to_quantity
+    return version, quantity
+
+
+def subscriptions_trials_ending(*, today: date) -> QuerySet[Subscription]:
+    return Subscription.objects.filter(status=SubscriptionStatus.TRIALING, trial_end_date__lte=today).order_by("pk")
+
+
+def billable_start(*, subscription: Subscription, period: Period) -> date:
+    """First day of `period` that is billed: the period start, or the trial end inside it."""
+    if subscription.trial_end_date and subscription.trial_end_date > period.start:
+        return min(subscription.trial_end_date, period.end)
+    return period.start
+
+
+@dataclass(frozen=True)
+class BaseFee:
+    """A base-fee amount for one plan version and seat count over [start, end) of `period`."""
+
+    start: date
+    end: date
+    plan_version: PlanVersion
+    quantity: int
+    unit_amount: Decimal
+    amount: Decimal
+    currency: str
+    days: int
+    full_days: int
+
+
+def _base_fee(subscription: Subscription, period: Period, start: date, end: date, version: PlanVersion, quantity: int) -> BaseFee:
+    full = full_period_days(period, interval=version.interval)
+    days = (end - start).days
+    currency = subscription.customer.currency
+    amount = prorate(amount=version.amount * quantity, days_used=days, days_in_period=full, currency=currency)
+    return BaseFee(start=start, end=end, plan_version=version, quantity=quantity, unit_amount=version.amount,
+                   amount=amount, currency=currency, days=days, full_days=full)
+
+
+def advance_fee_for_period(*, subscription: Subscription, period: Period) -> BaseFee | None:
+    """The in-advance base fee of `period`, billed once at its (billable) start: the plan version and
+    seats in effect on the first billable day B, for [B, period end), prorated over the full period
+    (so a short first calendar period or a trial ending mid-period pays only its days). Later changes
+    inside the period are settled by ProrationItems, never by re-billing. None when nothing is due
+    (trial covers the period, ended before B, or the version bills in arrears)."""
+    start = billable_start(subscription=subscription, period=period)
+    if start >= period.end or (subscription.end_date is not None and start >= subscription.end_date):
+        return None
+    segments = plan_segments(subscription=subscription, start=start, end=start + timedelta(days=1))
+    if not segments:
+        return None
+    _, _, version, quantity = segments[0]
+    if not version.pay_in_advance:
+        return None
+    return _base_fee(subscription, period, start, period.end, version, quantity)
+
+
+def arrears_fee_segments(*, subscription: Subscription, period: Period, start: date | None = None) -> list[BaseFee]:
+    """In-arrears base fees of `period` (billed when it closes), one per plan/seat segment over
+    [max(start, billable start), min(period end, end_date)), each prorated over the full period.
+    In-advance segments are left out (advance fee + proration items cover them)."""
+    lo = max(start or period.start, billable_start(subscription=subscription, period=period))
+    out = []
+    for seg_start, seg_end, version, quantity in plan_segments(subscription=subscription, start=lo, end=period.end):
+        if version.pay_in_advance:
+            continue
+        out.append(_base_fee(subscription, period, seg_start, seg_end, version, quantity))
+    return out
