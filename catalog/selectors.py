@@ -77,3 +77,35 @@ def plan_versions_with_subscription_counts(plan: Plan) -> QuerySet[PlanVersion]:
         .annotate(subscription_count=Count("subscriptions", distinct=True), charge_count=Count("charges", distinct=True))
         .order_by("-version")
     )
+
+
+def plan_version_price_preview(*, version: PlanVersion, quantities: dict, event_values: dict | None = None,
+                               event_counts: dict | None = None, seats: int = 1) -> dict:
+    """What one period of `version` would cost for the given usage (admin "price preview").
+
+    `quantities`, `event_counts`, `event_values` are keyed by charge id. Returns base fee, one
+    RatedCharge per charge, the subtotal, the minimum-commitment true-up and the total."""
+    from decimal import Decimal
+
+    from catalog.rating import minimum_commitment_true_up, needs_event_values, rate_charge
+    from common.money import quantize_money
+
+    currency = version.plan.currency
+    event_values = event_values or {}
+    event_counts = event_counts or {}
+    base = quantize_money(version.amount * seats, currency)
+    lines = []
+    for charge in version.charges.select_related("billable_metric").order_by("position", "pk"):
+        values = event_values.get(charge.pk)
+        if values is None and needs_event_values(model=charge.model, properties=charge.properties):
+            values = []
+        quantity = quantities.get(charge.pk, Decimal(0))
+        if values is not None and charge.model == "percentage":
+            quantity = sum(values, Decimal(0))
+        rated = rate_charge(charge=charge, quantity=quantity, currency=currency,
+                            event_count=event_counts.get(charge.pk, 0), event_values=values)
+        lines.append({"charge": charge, "rated": rated})
+    subtotal = base + sum((line["rated"].amount for line in lines), Decimal(0))
+    true_up = minimum_commitment_true_up(minimum=version.minimum_commitment, subtotal=subtotal, currency=currency)
+    return {"currency": currency, "base": base, "seats": seats, "lines": lines, "subtotal": subtotal,
+            "true_up": true_up, "total": subtotal + true_up}

@@ -38,17 +38,8 @@ def _audit(*, action: str, obj, actor, inputs: dict | None = None, message: str 
 
 def billable_metric_create(*, code: str, name: str, aggregation: str, field: str = "", description: str = "",
                            actor=None) -> BillableMetric:
-    errors = Errors()
-    code_check(errors, "code", code)
-    if not name:
-        errors.add("name", "This field is required.")
     field = (field or "").strip()
-    if aggregation not in Aggregation.values:
-        errors.add("aggregation", f"'{aggregation}' is not one of {', '.join(Aggregation.values)}.")
-    elif aggregation == Aggregation.COUNT and field:
-        errors.add("field", "a count metric counts events and takes no field.")
-    elif aggregation != Aggregation.COUNT and not field:
-        errors.add("field", f"a {aggregation} metric needs the event property to aggregate.")
+    errors = billable_metric_errors(code=code, name=name, aggregation=aggregation, field=field)
     errors.raise_if_any("Invalid billable metric.")
     try:
         with transaction.atomic():
@@ -60,6 +51,21 @@ def billable_metric_create(*, code: str, name: str, aggregation: str, field: str
         raise ConflictError(f"Billable metric '{code}' already exists.", code="duplicate_code",
                             fields={"code": ["already exists"]}) from exc
     return metric
+
+
+def billable_metric_errors(*, code: str, name: str, aggregation: str, field: str) -> Errors:
+    """The rules a metric definition must satisfy (shared by the service and the admin form)."""
+    errors = Errors()
+    code_check(errors, "code", code)
+    if not name:
+        errors.add("name", "This field is required.")
+    if aggregation not in Aggregation.values:
+        errors.add("aggregation", f"'{aggregation}' is not one of {', '.join(Aggregation.values)}.")
+    elif aggregation == Aggregation.COUNT and field:
+        errors.add("field", "a count metric counts events and takes no field.")
+    elif aggregation != Aggregation.COUNT and not field:
+        errors.add("field", f"a {aggregation} metric needs the event property to aggregate.")
+    return errors
 
 
 # --- charges -------------------------------------------------------------------------------------
