@@ -1,0 +1,208 @@
+"""Invoicing: billing runs, invoices and their lines, gapless number series, manual payments.
+
+Money columns keep 4 decimal places (enough for every ISO 4217 exponent); each line amount is
+quantized to the invoice currency's own exponent by `common.money.quantize_money` before it is
+stored, and totals are sums of rounded lines (`invoicing.totals.invoice_totals`).
+
+Idempotency is backed by the database: one cycle invoice per (subscription, billing_date)
+(`invoice_unique_cycle_per_subscription_date`), one number per (series, number), one counter row
+per (series, year)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from catalog.models import PRICE_FIELD
+from common.models import TimestampedModel
+
+MONEY_FIELD = dict(max_digits=20, decimal_places=4)
+QUANTITY_FIELD = dict(max_digits=38, decimal_places=12)
+DEFAULT_SERIES = "INV"
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "draft"
+    FINALIZED = "finalized", "finalized"
+    PAID = "paid", "paid"
+    VOID = "void", "void"
+    UNCOLLECTIBLE = "uncollectible", "uncollectible"
+
+
+class InvoiceReason(models.TextChoices):
+    SUBSCRIPTION_CYCLE = "subscription_cycle", "billing cycle"
+    SUBSCRIPTION_CHANGE = "subscription_change", "plan/seat change or cancellation"
+    LATE_USAGE = "late_usage", "late usage after the subscription ended"
+    MANUAL = "manual", "manual"
+
+
+class BillingRunStatus(models.TextChoices):
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    PARTIAL = "partial", "finished with errors"
+    FAILED = "failed", "failed"
+
+
+class BillingRun(models.Model):
+    """One sweep over the billing cursors up to `as_of`. Each chunk of subscriptions commits on its
+    own, so a crashed run leaves consistent, resumable state and its row stays `running`."""
+
+    as_of = models.DateField(db_index=True)
+    status = models.CharField(max_length=12, choices=BillingRunStatus.choices, default=BillingRunStatus.RUNNING)
+    triggered_by = models.CharField(max_length=120, default="system")
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    subscriptions_examined = models.PositiveIntegerField(default=0)
+    subscriptions_due = models.PositiveIntegerField(default=0)
+    invoices_created = models.PositiveIntegerField(default=0)
+    lines_created = models.PositiveIntegerField(default=0)
+    invoices_flagged = models.PositiveIntegerField(default=0)
+    invoices_finalized = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"billing run {self.pk} as of {self.as_of} ({self.status})"
+
+
+class Invoice(TimestampedModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    number = models.CharField(max_length=32, null=True, blank=True, unique=True)
+    series = models.CharField(max_length=16, default=DEFAULT_SERIES)
+    status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT, db_index=True)
+    reason = models.CharField(max_length=24, choices=InvoiceReason.choices, default=InvoiceReason.SUBSCRIPTION_CYCLE)
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="invoices")
+    subscription = models.ForeignKey("subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="invoices")
+    currency = models.CharField(max_length=3)
+    billing_date = models.DateField(help_text="The billing date this invoice was generated for (customer-local)")
+    issue_date = models.DateField()
+    due_date = models.DateField(null=True, blank=True)
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True, help_text="Half-open: first day after the period")
+    subtotal = models.DecimalField(default=0, **MONEY_FIELD)
+    discount = models.DecimalField(default=0, **MONEY_FIELD)
+    tax = models.DecimalField(default=0, **MONEY_FIELD)
+    total = models.DecimalField(default=0, **MONEY_FIELD)
+    amount_paid = models.DecimalField(default=0, **MONEY_FIELD)
+    amount_due = models.DecimalField(default=0, **MONEY_FIELD)
+    customer_snapshot = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder,
+                                         help_text="Billing details frozen at finalize")
+    needs_review = models.BooleanField(default=False, db_index=True)
+    review_reasons = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+    approved_by = models.CharField(max_length=120, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    billing_run = models.ForeignKey(BillingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices")
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    marked_uncollectible_at = models.DateTimeField(null=True, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-billing_date", "-created_at"]
+        indexes = [
+            models.Index(fields=["subscription", "billing_date"]),
+            models.Index(fields=["customer", "status"]),
+            models.Index(fields=["status", "billing_date"]),
+        ]
+        constraints = [
+            # One cycle invoice per subscription and billing date: reruns and concurrent runs can
+            # never duplicate (the run also locks the subscription rows and advances cursors).
+            models.UniqueConstraint(fields=["subscription", "billing_date"],
+                                    condition=models.Q(reason="subscription_cycle"),
+                                    name="invoice_unique_cycle_per_subscription_date"),
+            models.CheckConstraint(condition=models.Q(status__in=["draft", "void"]) | models.Q(number__isnull=False),
+                                   name="invoice_number_unless_draft"),
+            models.CheckConstraint(condition=models.Q(currency__regex=r"^[A-Z]{3}$"), name="invoice_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"draft {str(self.pk)[:8]}"
+
+
+class LineKind(models.TextChoices):
+    SUBSCRIPTION = "subscription", "subscription fee"
+    USAGE = "usage", "usage"
+    MINIMUM_COMMITMENT = "minimum_commitment", "minimum commitment true-up"
+    PRORATION = "proration", "proration"
+    LATE_USAGE = "late_usage", "late usage"
+    CREDIT = "credit", "credit"
+    ADJUSTMENT = "adjustment", "adjustment"
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
+    position = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=24, choices=LineKind.choices)
+    description = models.CharField(max_length=500)
+    billable_metric = models.ForeignKey("catalog.BillableMetric", null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+")
+    charge = models.ForeignKey("catalog.Charge", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    plan_version = models.ForeignKey("catalog.PlanVersion", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+    quantity = models.DecimalField(default=0, **QUANTITY_FIELD)
+    unit_amount = models.DecimalField(null=True, blank=True, **PRICE_FIELD)
+    amount = models.DecimalField(**MONEY_FIELD)
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    tiers = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+    taxable = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["invoice", "position", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} ({self.description})"
+
+
+class InvoiceNumberSeries(models.Model):
+    """One counter row per series and year, locked with SELECT … FOR UPDATE at finalize: the
+    number is taken in the same transaction as the status change, so a rollback returns it and
+    numbers stay gapless."""
+
+    series = models.CharField(max_length=16)
+    year = models.PositiveIntegerField()
+    last_value = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["series", "year"]
+        verbose_name_plural = "invoice number series"
+        constraints = [models.UniqueConstraint(fields=["series", "year"], name="invoice_number_series_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.series}-{self.year}: {self.last_value}"
+
+
+class Payment(TimestampedModel):
+    """A payment recorded against an invoice (bank transfer recorded by finance, or later Stripe)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    amount = models.DecimalField(**MONEY_FIELD)
+    currency = models.CharField(max_length=3)
+    paid_on = models.DateField()
+    reference = models.CharField(max_length=255, blank=True)
+    method = models.CharField(max_length=32, default="manual")
+    recorded_by = models.CharField(max_length=120, default="system")
+    recorded_by_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                         related_name="+")
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["invoice", "paid_on", "pk"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} on {self.paid_on}"

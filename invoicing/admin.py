@@ -1,0 +1,102 @@
+from django.contrib import admin, messages
+from simple_history.admin import SimpleHistoryAdmin
+
+from common.admin_mixins import NoDeleteAdminMixin
+from common.errors import ApplicationError
+from invoicing.models import BillingRun, Invoice, InvoiceLine, Payment
+from invoicing.services import invoice_approve, invoice_finalize, invoice_void
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    extra = 0
+    can_delete = False
+    fields = ("position", "kind", "description", "billable_metric", "quantity", "unit_amount", "amount",
+              "period_start", "period_end", "tiers")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class PaymentInline(admin.TabularInline):
+    model = Payment
+    extra = 0
+    can_delete = False
+    fields = ("amount", "currency", "paid_on", "reference", "method", "recorded_by", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class NeedsReviewFilter(admin.SimpleListFilter):
+    title = "review queue"
+    parameter_name = "review"
+
+    def lookups(self, request, model_admin):
+        return (("waiting", "Waiting for review"), ("approved", "Approved after review"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "waiting":
+            return queryset.filter(status="draft", needs_review=True)
+        if self.value() == "approved":
+            return queryset.filter(approved_at__isnull=False)
+        return queryset
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+    list_display = ("__str__", "status", "customer", "subscription", "billing_date", "currency", "total",
+                    "amount_due", "needs_review")
+    list_filter = (NeedsReviewFilter, "status", "reason", "currency", "needs_review")
+    search_fields = ("number", "customer__external_id", "customer__name", "subscription__external_id")
+    list_select_related = ("customer", "subscription")
+    date_hierarchy = "billing_date"
+    inlines = [InvoiceLineInline, PaymentInline]
+    actions = ["finalize_selected", "approve_selected", "void_selected"]
+    readonly_fields = [f.name for f in Invoice._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # invoices come from billing runs and subscription changes
+
+    def _each(self, request, queryset, service, verb):
+        for invoice in queryset.order_by("pk"):
+            try:
+                service(invoice=invoice, actor=request.user)
+                self.message_user(request, f"{verb} {Invoice.objects.get(pk=invoice.pk)}.", messages.SUCCESS)
+            except ApplicationError as exc:
+                self.message_user(request, f"{invoice}: {exc.message}", messages.ERROR)
+
+    @admin.action(description="Finalize selected drafts")
+    def finalize_selected(self, request, queryset):
+        self._each(request, queryset, invoice_finalize, "Finalized")
+
+    @admin.action(description="Approve (and finalize) selected drafts waiting for review")
+    def approve_selected(self, request, queryset):
+        self._each(request, queryset, invoice_approve, "Approved")
+
+    @admin.action(description="Void selected invoices")
+    def void_selected(self, request, queryset):
+        self._each(request, queryset, invoice_void, "Voided")
+
+
+@admin.register(BillingRun)
+class BillingRunAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
+    list_display = ("pk", "as_of", "status", "invoices_created", "invoices_flagged", "invoices_finalized",
+                    "subscriptions_due", "error_count", "started_at", "finished_at", "triggered_by")
+    list_filter = ("status",)
+    date_hierarchy = "started_at"
+    readonly_fields = [f.name for f in BillingRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

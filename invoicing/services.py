@@ -1,0 +1,279 @@
+"""Invoice lifecycle: draft → finalized → paid | void | uncollectible (DESIGN.md §6).
+
+Every transition follows the house pattern: one short transaction, the invoice re-read with
+SELECT … FOR UPDATE, the source state checked (else 409), `save(update_fields=…)`, an audit row
+with the rule and its inputs, side effects after commit. The billing run lives in
+`invoicing.billing`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from simple_history.utils import bulk_update_with_history
+
+from common.audit import actor_label, audit_record
+from common.errors import ApplicationError, ConflictError
+from common.models import AuditEvent
+from common.money import money_quantum, quantize_money
+from invoicing.models import Invoice, InvoiceLine, InvoiceNumberSeries, InvoiceStatus, Payment
+from invoicing.totals import invoice_totals
+
+FINALIZE_BATCH = 500
+RULE_AUTO_FINALIZE = "auto_finalize_after_grace_period"
+
+
+# --- numbering ---------------------------------------------------------------------------------
+
+def invoice_number_take(*, series: str, year: int, count: int = 1) -> list[str]:
+    """Take `count` consecutive numbers from the (series, year) counter row. Must run inside the
+    transaction that finalizes the invoices: the row stays locked until commit, and a rollback
+    gives the numbers back, so numbers are gapless."""
+    if count < 1:
+        return []
+    # INSERT … ON CONFLICT DO NOTHING: the first finalize of a year creates the row, race-free.
+    InvoiceNumberSeries.objects.bulk_create([InvoiceNumberSeries(series=series, year=year)], ignore_conflicts=True)
+    row = InvoiceNumberSeries.objects.select_for_update().get(series=series, year=year)
+    first = row.last_value + 1
+    row.last_value += count
+    row.save(update_fields=["last_value"])
+    return [f"{series}-{year}-{value:06d}" for value in range(first, first + count)]
+
+
+# --- finalize ----------------------------------------------------------------------------------
+
+def customer_snapshot(customer) -> dict:
+    """The billing details copied onto the invoice at finalize; the PDF renders from this."""
+    return {
+        "external_id": customer.external_id,
+        "name": customer.name,
+        "email": customer.invoice_email,
+        "address": customer.address,
+        "country": customer.country,
+        "region": customer.region,
+        "tax_id": customer.tax_id,
+        "tax_exempt": customer.tax_exempt,
+        "timezone": customer.timezone,
+        "currency": customer.currency,
+        "collection_method": customer.collection_method,
+        "net_terms_days": customer.net_terms_days,
+        "seller": dict(settings.SELLER),
+    }
+
+
+def _apply_finalize(invoice: Invoice, *, number: str, now, line_amounts) -> list[str]:
+    """Mutate a locked draft into a finalized invoice; returns the changed field names."""
+    customer = invoice.customer
+    totals = invoice_totals(currency=invoice.currency, line_amounts=line_amounts, amount_paid=invoice.amount_paid)
+    invoice.number = number
+    invoice.customer_snapshot = customer_snapshot(customer)
+    invoice.due_date = invoice.issue_date + timedelta(days=customer.net_terms_days)
+    for name, value in totals.as_fields().items():
+        setattr(invoice, name, value)
+    invoice.finalized_at = now
+    invoice.status = InvoiceStatus.FINALIZED
+    fields = ["number", "customer_snapshot", "due_date", *totals.as_fields(), "finalized_at", "status", "updated_at"]
+    if invoice.amount_due == 0:
+        # Nothing to collect (zero or credit invoice): it is settled on finalize, as Stripe does.
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = now
+        fields.append("paid_at")
+    return fields
+
+
+def _finalize_audit(invoice: Invoice, *, actor: str, rule: str, inputs: dict) -> AuditEvent:
+    return AuditEvent(
+        action="invoice.finalized", object_type=Invoice._meta.label_lower, object_id=str(invoice.pk), actor=actor,
+        rule=rule, inputs={**inputs, "number": invoice.number, "total": str(invoice.total),
+                           "amount_due": str(invoice.amount_due), "status": invoice.status},
+    )
+
+
+def _after_finalize(invoice_ids: list) -> None:
+    """Side effects after commit. Issue 7 hooks in here: render the PDF, e-mail it, start collection."""
+
+
+def invoice_finalize(*, invoice: Invoice, actor=None, rule: str = "manual", inputs: dict | None = None) -> Invoice:
+    """Assign the next gapless number of the invoice's series and year, freeze the customer
+    snapshot and the totals, set the due date (issue date + net terms)."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update(of=("self",)).select_related("customer").get(pk=invoice.pk)
+        if invoice.status != InvoiceStatus.DRAFT:
+            raise ConflictError(f"Only a draft can be finalized; this invoice is {invoice.status}.", code="invalid_state")
+        (number,) = invoice_number_take(series=invoice.series, year=invoice.issue_date.year)
+        fields = _apply_finalize(invoice, number=number, now=timezone.now(),
+                                 line_amounts=invoice.lines.values_list("amount", flat=True))
+        invoice.save(update_fields=fields)
+        _finalize_audit(invoice, actor=actor_label(actor), rule=rule, inputs=inputs or {}).save()
+        ids = [invoice.pk]
+        transaction.on_commit(lambda: _after_finalize(ids))
+    return invoice
+
+
+@dataclass
+class FinalizeSweepResult:
+    finalized: int = 0
+    waiting_review: int = 0
+    waiting_grace: int = 0
+
+
+def invoices_auto_finalize(*, today: date, invoice_ids=None, batch_size: int = FINALIZE_BATCH) -> FinalizeSweepResult:
+    """Finalize drafts whose customer's grace period (`invoice_grace_period_days`, default 0) has
+    passed by `today`; drafts flagged for review wait until approved. Batches lock their drafts in
+    pk order and take a block of consecutive numbers from the locked counter row, so the sweep is
+    set-based, safe to run twice at once, and gapless."""
+    result = FinalizeSweepResult()
+    drafts = Invoice.objects.filter(status=InvoiceStatus.DRAFT, billing_date__lte=today)
+    if invoice_ids is not None:
+        drafts = drafts.filter(pk__in=list(invoice_ids))
+    due: list = []
+    for pk, billing_date, grace, needs_review in drafts.values_list(
+        "pk", "billing_date", "customer__invoice_grace_period_days", "needs_review"
+    ).order_by("pk"):
+        if billing_date + timedelta(days=grace) > today:
+            result.waiting_grace += 1
+        elif needs_review:
+            result.waiting_review += 1
+        else:
+            due.append(pk)
+    for start in range(0, len(due), batch_size):
+        result.finalized += _finalize_batch(due[start:start + batch_size], today=today)
+    return result
+
+
+def _finalize_batch(ids: list, *, today: date) -> int:
+    with transaction.atomic():
+        invoices = list(
+            Invoice.objects.select_for_update(of=("self",)).select_related("customer")
+            .filter(pk__in=ids, status=InvoiceStatus.DRAFT, needs_review=False).order_by("pk")
+        )
+        if not invoices:
+            return 0
+        amounts: dict = {}
+        for invoice_id, amount in InvoiceLine.objects.filter(invoice__in=invoices).values_list("invoice_id", "amount"):
+            amounts.setdefault(invoice_id, []).append(amount)
+        numbers: dict = {}
+        by_series: dict = {}
+        for invoice in invoices:
+            by_series.setdefault((invoice.series, invoice.issue_date.year), []).append(invoice)
+        for (series, year), group in sorted(by_series.items()):
+            for invoice, number in zip(group, invoice_number_take(series=series, year=year, count=len(group))):
+                numbers[invoice.pk] = number
+        now = timezone.now()
+        audits = []
+        fields: set[str] = set()
+        for invoice in invoices:
+            fields.update(_apply_finalize(invoice, number=numbers[invoice.pk], now=now,
+                                          line_amounts=amounts.get(invoice.pk, [])))
+            grace = invoice.customer.invoice_grace_period_days
+            audits.append(_finalize_audit(invoice, actor="system", rule=RULE_AUTO_FINALIZE, inputs={
+                "billing_date": invoice.billing_date.isoformat(), "grace_period_days": grace, "today": today.isoformat()}))
+        bulk_update_with_history(invoices, Invoice, sorted(fields | {"paid_at"}), batch_size=500)
+        AuditEvent.objects.bulk_create(audits)
+        ids_done = [i.pk for i in invoices]
+        transaction.on_commit(lambda: _after_finalize(ids_done))
+        return len(invoices)
+
+
+# --- review queue ------------------------------------------------------------------------------
+
+def invoice_approve(*, invoice: Invoice, actor=None, finalize: bool = True) -> Invoice:
+    """A finance user clears a flagged draft; by default it is finalized in the same transaction."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        if invoice.status != InvoiceStatus.DRAFT or not invoice.needs_review:
+            raise ConflictError("Only a draft waiting for review can be approved.", code="invalid_state")
+        invoice.needs_review = False
+        invoice.approved_by = actor_label(actor)
+        invoice.approved_at = timezone.now()
+        invoice.save(update_fields=["needs_review", "approved_by", "approved_at", "updated_at"])
+        audit_record(action="invoice.approved", obj=invoice, actor=actor_label(actor), actor_user=_user(actor),
+                     rule="review_queue", inputs={"review_reasons": invoice.review_reasons})
+        if finalize:
+            invoice = invoice_finalize(invoice=invoice, actor=actor, rule="approved", inputs={})
+    return invoice
+
+
+# --- void / uncollectible / payments -----------------------------------------------------------
+
+def invoice_void(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
+    """Void a draft or an open invoice. Paid (even partly) invoices are corrected with credit notes.
+    The billing cursors stay where they are: voided charges are not re-billed automatically."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        if invoice.status not in (InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
+            raise ConflictError(f"A {invoice.status} invoice cannot be voided.", code="invalid_state")
+        if invoice.amount_paid > 0:
+            raise ConflictError("An invoice with payments cannot be voided; issue a credit note.", code="invalid_state")
+        old = invoice.status
+        invoice.status = InvoiceStatus.VOID
+        invoice.voided_at = timezone.now()
+        invoice.amount_due = Decimal(0)
+        invoice.save(update_fields=["status", "voided_at", "amount_due", "updated_at"])
+        audit_record(action="invoice.voided", obj=invoice, actor=actor_label(actor), actor_user=_user(actor),
+                     rule="manual", inputs={"from": old, "reason": reason, "total": str(invoice.total)})
+    return invoice
+
+
+def invoice_mark_uncollectible(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        if invoice.status != InvoiceStatus.FINALIZED:
+            raise ConflictError(f"Only a finalized invoice can be marked uncollectible; this one is {invoice.status}.",
+                                code="invalid_state")
+        invoice.status = InvoiceStatus.UNCOLLECTIBLE
+        invoice.marked_uncollectible_at = timezone.now()
+        invoice.save(update_fields=["status", "marked_uncollectible_at", "updated_at"])
+        audit_record(action="invoice.marked_uncollectible", obj=invoice, actor=actor_label(actor),
+                     actor_user=_user(actor), rule="manual",
+                     inputs={"reason": reason, "amount_due": str(invoice.amount_due)})
+    return invoice
+
+
+def invoice_mark_paid(*, invoice: Invoice, amount: Decimal | None = None, paid_on: date | None = None,
+                      reference: str = "", actor=None) -> Invoice:
+    """Record a (partial) payment; the invoice is paid when the amount due reaches zero.
+    `amount` defaults to the whole amount due; it may not exceed it."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
+            raise ConflictError(f"Only a finalized invoice can be paid; this one is {invoice.status}.",
+                                code="invalid_state")
+        amount = invoice.amount_due if amount is None else amount
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+            raise ApplicationError("The amount must be a positive decimal.", fields={"amount": ["must be positive"]})
+        if amount != quantize_money(amount, invoice.currency):
+            raise ApplicationError(f"{invoice.currency} amounts have at most {money_quantum(invoice.currency)} precision.",
+                                   fields={"amount": ["too many decimal places"]})
+        if amount > invoice.amount_due:
+            raise ApplicationError(f"The amount exceeds the amount due ({invoice.amount_due}).", code="overpayment",
+                                   fields={"amount": ["exceeds amount due"]})
+        paid_on = paid_on or timezone.localdate()
+        Payment.objects.create(invoice=invoice, amount=amount, currency=invoice.currency, paid_on=paid_on,
+                               reference=reference, recorded_by=actor_label(actor), recorded_by_user=_user(actor))
+        old = invoice.status
+        invoice.amount_paid += amount
+        totals = invoice_totals(currency=invoice.currency, line_amounts=[invoice.subtotal], amount_paid=invoice.amount_paid)
+        invoice.amount_due = quantize_money(max(invoice.total - totals.credits_applied - invoice.amount_paid, Decimal(0)),
+                                            invoice.currency)
+        fields = ["amount_paid", "amount_due", "updated_at"]
+        if invoice.amount_due == 0:
+            invoice.status = InvoiceStatus.PAID
+            invoice.paid_at = timezone.now()
+            fields += ["status", "paid_at"]
+        invoice.save(update_fields=fields)
+        audit_record(action="invoice.payment_recorded", obj=invoice, actor=actor_label(actor), actor_user=_user(actor),
+                     rule="manual_payment", inputs={"amount": str(amount), "date": paid_on.isoformat(),
+                                                    "reference": reference, "from": old, "to": invoice.status,
+                                                    "amount_due": str(invoice.amount_due)})
+    return invoice
+
+
+def _user(actor):
+    from django.contrib.auth import get_user_model
+
+    return actor if isinstance(actor, get_user_model()) else None
