@@ -68,11 +68,9 @@ EFFECTIVE_CHOICES = (IMMEDIATELY, PERIOD_END)
 # --- helpers ----------------------------------------------------------------------------------
 
 def _lock(subscription: Subscription) -> Subscription:
-    return (
-        Subscription.objects.select_for_update(of=("self",))
-        .select_related("customer", "plan_version__plan")
-        .get(pk=subscription.pk)
-    )
+    # No select_related here: with a join, PostgreSQL re-checks a row updated by the transaction we
+    # waited for against the OLD joined rows (EvalPlanQual) and drops it when plan_version changed.
+    return Subscription.objects.select_for_update().get(pk=subscription.pk)
 
 
 def _today(subscription: Subscription, today: date | None) -> date:
