@@ -477,7 +477,8 @@ class _ChunkBuilder:
             if has_usage_lines and not has_usage and prev_had_usage:
                 reasons.append({"rule": RULE_ZERO_USAGE, "usage_lines": len(usage_lines),
                                 "previous_invoice": str(prev_id)})
-        previous[sub.pk] = (invoice.total, has_usage, invoice.pk)
+        if reason == InvoiceReason.SUBSCRIPTION_CYCLE:
+            previous[sub.pk] = (invoice.total, has_usage, invoice.pk)
         invoice.needs_review = bool(reasons)
         invoice.review_reasons = reasons
 
@@ -727,10 +728,12 @@ def _pending_prorations(ids) -> dict[int, list[ProrationItem]]:
 
 
 def _previous_invoices(ids) -> dict[int, tuple[Decimal, bool, object]]:
-    """The latest non-void invoice of each subscription: (total, had usage, id). One query."""
+    """The latest non-void cycle invoice of each subscription: (total, had usage, id). One query.
+    Mid-period invoices (plan changes) are not a fair yardstick for a period's total."""
     had_usage = InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=USAGE_KINDS, quantity__gt=0)
     rows = (
-        Invoice.objects.filter(subscription_id__in=ids).exclude(status=InvoiceStatus.VOID)
+        Invoice.objects.filter(subscription_id__in=ids, reason=InvoiceReason.SUBSCRIPTION_CYCLE)
+        .exclude(status=InvoiceStatus.VOID)
         .annotate(had_usage=Exists(had_usage))
         .order_by("subscription_id", "-billing_date", "-created_at")
         .distinct("subscription_id")
