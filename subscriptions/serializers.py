@@ -54,10 +54,10 @@ class SubscriptionChangeSerializer(serializers.ModelSerializer):
     def _version(self, version):
         return None if version is None else {"plan": version.plan.code, "version": version.version}
 
-    def get_from_plan_version(self, obj):
+    def get_from_plan_version(self, obj) -> dict | None:
         return self._version(obj.from_plan_version)
 
-    def get_to_plan_version(self, obj):
+    def get_to_plan_version(self, obj) -> dict | None:
         return self._version(obj.to_plan_version)
 
     def get_applied(self, obj) -> bool:
