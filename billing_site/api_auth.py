@@ -57,3 +57,6 @@ class HasScope(permissions.BasePermission):
             return True
         self.message = f"This API key lacks the '{scope}' scope."
         return False
+
+
+import billing_site.openapi  # noqa: E402,F401  (registers the OpenAPI scheme for this authentication class)
