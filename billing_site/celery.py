@@ -13,10 +13,12 @@ app.autodiscover_tasks()
 
 # Periodic jobs are sweeps over cursors: safe to rerun and to run twice at once.
 app.conf.beat_schedule = {
-    "billing-run-hourly": {
-        "task": "invoicing.tasks.run_billing_today",
-        "schedule": crontab(minute=5),
-    },
+    # Trials ending and period-end changes first, so the billing run sees the state they leave.
+    "subscriptions-activate-trials": {"task": "subscriptions.activate_trials", "schedule": crontab(minute=0)},
+    "subscriptions-apply-due-changes": {"task": "subscriptions.apply_due_changes", "schedule": crontab(minute=1)},
+    "billing-run-hourly": {"task": "invoicing.tasks.run_billing_today", "schedule": crontab(minute=5)},
+    "invoices-auto-finalize": {"task": "invoicing.tasks.auto_finalize", "schedule": crontab(minute=35)},
+    "usage-partitions-ahead": {"task": "usage.ensure_partitions_ahead", "schedule": crontab(minute=15, hour=3)},
 }
 
 

@@ -1,0 +1,28 @@
+"""The demo data set loads through the services, bills the seed example exactly, and reloads idempotently."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from common.demo import seed_demo
+from invoicing.models import Invoice
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_bills_the_seed_example_and_is_idempotent():
+    first = seed_demo(today=date(2026, 5, 1))
+    assert first["events rejected"] == 0
+    acme = Invoice.objects.get(subscription__external_id="sub_acme_api", period_start=date(2026, 3, 5))
+    assert (acme.issue_date, acme.period_end, acme.total) == (date(2026, 4, 5), date(2026, 4, 5), Decimal("720.00"))
+    initech = Invoice.objects.get(subscription__external_id="sub_initech_api", period_start=date(2026, 3, 5))
+    assert sorted((line.kind, line.amount) for line in initech.lines.all()) == [
+        ("minimum_commitment", Decimal("40.00")), ("usage", Decimal("160.00"))]
+    assert initech.total == Decimal("200.00")
+
+    count = Invoice.objects.count()
+    again = seed_demo(today=date(2026, 5, 1))
+    assert again["events accepted"] == 0 and again["events duplicates"] == first["events accepted"]
+    assert again["invoices created by the billing run"] == 0
+    assert Invoice.objects.count() == count
