@@ -239,6 +239,17 @@ def _apply_due(subscription: Subscription, *, on: date, actor: str = "rule:pendi
 
 # --- create and trials ------------------------------------------------------------------------
 
+def _invoice_closed_part_on_commit(subscription: Subscription, *, on: date, reason: str) -> None:
+    """DESIGN §5: an immediate plan change or cancel closes the period on `on`; its usage (on the old
+    plan), the proration items and any late usage go on one invoice right away. Queued after commit;
+    if the queue is down the change still stands and the next billing run picks the items up."""
+    from invoicing.tasks import invoice_subscription_now_task
+
+    transaction.on_commit(
+        lambda: invoice_subscription_now_task.delay(subscription.pk, on.isoformat(), reason), robust=True
+    )
+
+
 def subscription_create(*, external_id: str, customer: Customer, plan_code: str, plan_version: PlanVersion | int | None = None,
                         start_date: date | None = None, billing_time: str = BillingTime.CALENDAR, quantity: int = 1,
                         trial_days: int | None = None, today: date | None = None, actor=None) -> Subscription:
@@ -393,6 +404,8 @@ def subscription_change_plan(*, subscription: Subscription, plan_code: str, plan
                                                  description=f"Remaining time on {new.plan.name} v{new.version} × {sub.quantity}"))
             updated = _apply(sub, change, now=timezone.now())
             sub.save(update_fields=[*updated, "updated_at"])
+            if new.pk != old.pk:
+                _invoice_closed_part_on_commit(sub, on=on, reason="plan_change")
         items = [i for i in items if i is not None]
         audit_record(
             action="subscription.plan_changed" if mode == IMMEDIATELY else "subscription.plan_change_scheduled",
@@ -527,6 +540,7 @@ def subscription_cancel(*, subscription: Subscription, at: str = PERIOD_END, on:
             sub.end_date = on
             sub.canceled_at = now
             sub.save(update_fields=[*updated, "end_date", "canceled_at", "updated_at"])
+            _invoice_closed_part_on_commit(sub, on=on, reason="cancel_immediately")
         audit_record(action="subscription.canceled" if at == IMMEDIATELY else "subscription.cancel_scheduled",
                      obj=sub, actor=label, rule=f"cancel: {at}",
                      inputs={"date": on, "end_date": sub.end_date, "proration": [str(i.amount) for i in items]})
