@@ -8,7 +8,13 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 RUN := .run
 
-.PHONY: demo test venv services migrate seed start stop serve worker beat bench clean
+.PHONY: demo test venv system-deps services migrate seed start stop serve worker beat bench clean
+
+# WeasyPrint needs Pango (present on this machine kind); the PDF checks use poppler's pdftoppm.
+system-deps:
+	@command -v pdftoppm >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq >/dev/null && apt-get install -y -qq poppler-utils >/dev/null; \
+		else echo "ERROR: pdftoppm is missing: sudo apt-get install poppler-utils"; exit 1; fi; }
 
 $(BIN)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +24,7 @@ $(BIN)/.installed: requirements.txt
 
 venv: $(BIN)/.installed
 
-services: venv
+services: venv system-deps
 	@$(BIN)/python bin/check_services.py --create-db
 
 migrate: services
@@ -49,7 +55,7 @@ stop:
 serve: migrate
 	@$(MANAGE) runserver $(HOST):$(PORT)
 
-test: venv
+test: venv system-deps
 	@$(BIN)/python bin/check_services.py
 	@$(BIN)/python -m pytest --create-db $(PYTEST_ARGS)
 
