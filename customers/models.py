@@ -98,3 +98,102 @@ class ApiKey(TimestampedModel):
 
     def has_scope(self, scope: str) -> bool:
         return ApiScope.ADMIN in self.scopes or scope in self.scopes
+
+
+# --- credits -------------------------------------------------------------------------------------
+
+CREDIT_MONEY_FIELD = dict(max_digits=20, decimal_places=4)  # quantized to the currency's exponent
+
+
+class CreditGrant(TimestampedModel):
+    """Prepaid credit: `amount` granted in `currency`, `remaining` left to spend on invoices (after
+    tax and after the credit balance). Consumed earliest expiry first; unusable from `expires_at`."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_grants")
+    currency = models.CharField(max_length=3, validators=[validate_currency])
+    amount = models.DecimalField(**CREDIT_MONEY_FIELD)
+    remaining = models.DecimalField(**CREDIT_MONEY_FIELD)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=255)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["customer", "expires_at", "pk"]
+        indexes = [models.Index(fields=["customer", "currency"])]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="credit_grant_amount_positive"),
+            models.CheckConstraint(condition=models.Q(remaining__gte=0) & models.Q(remaining__lte=models.F("amount")),
+                                   name="credit_grant_remaining_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} prepaid for {self.customer.external_id}"
+
+
+class CreditGrantUsage(models.Model):
+    """Part of a grant spent on one invoice; unique per (grant, invoice) for idempotency."""
+
+    grant = models.ForeignKey(CreditGrant, on_delete=models.PROTECT, related_name="usages")
+    invoice_id = models.CharField(max_length=64)
+    amount = models.DecimalField(**CREDIT_MONEY_FIELD)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["invoice_id"])]
+        constraints = [
+            models.UniqueConstraint(fields=["grant", "invoice_id"], name="credit_grant_usage_once_per_invoice"),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="credit_grant_usage_positive"),
+        ]
+
+
+class BalanceTransactionKind(models.TextChoices):
+    CREDIT_NOTE = "credit_note", "credit note"
+    APPLIED_TO_INVOICE = "applied_to_invoice", "applied to invoice"
+    INVOICE_CREDIT = "invoice_credit", "net-credit invoice"
+    ADJUSTMENT = "adjustment", "adjustment"
+
+
+class CustomerBalanceTransaction(models.Model):
+    """The credit balance ledger, one currency per row. `amount` is signed from the customer's
+    side: positive adds credit (a credit note, a net-credit invoice, a positive adjustment),
+    negative uses it (applied to an invoice, a negative adjustment). The balance is the sum and
+    never goes below zero (services check it under the customer row lock). Append-only."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="balance_transactions")
+    currency = models.CharField(max_length=3, validators=[validate_currency])
+    amount = models.DecimalField(**CREDIT_MONEY_FIELD)
+    kind = models.CharField(max_length=24, choices=BalanceTransactionKind.choices)
+    invoice_id = models.CharField(max_length=64, null=True, blank=True)
+    credit_note_id = models.CharField(max_length=64, null=True, blank=True)
+    description = models.CharField(max_length=255, blank=True)
+    actor = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["customer", "currency"])]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(amount=0), name="balance_txn_amount_nonzero"),
+            models.CheckConstraint(
+                condition=~models.Q(kind="applied_to_invoice") | (models.Q(amount__lt=0) & models.Q(invoice_id__isnull=False)),
+                name="balance_txn_applied_negative_with_invoice",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind__in=["credit_note", "invoice_credit"]) | models.Q(amount__gt=0),
+                name="balance_txn_credit_positive",
+            ),
+            models.UniqueConstraint(fields=["invoice_id", "kind"], condition=models.Q(kind__in=["applied_to_invoice", "invoice_credit"]),
+                                    name="balance_txn_once_per_invoice"),
+            models.UniqueConstraint(fields=["credit_note_id"], condition=models.Q(kind="credit_note"),
+                                    name="balance_txn_once_per_credit_note"),
+        ]
+        verbose_name = "customer balance transaction"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} {self.currency} ({self.customer.external_id})"

@@ -9,3 +9,62 @@ def customer_get(*, external_id: str) -> Customer:
     if customer is None:
         raise NotFoundError(f"Customer '{external_id}' not found.", fields={"customer": ["not found"]})
     return customer
+
+
+# --- credits -------------------------------------------------------------------------------------
+
+def _as_datetime(on):
+    """A date counts as its first instant (00:00 UTC); None is now."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    if on is None:
+        return timezone.now()
+    if isinstance(on, dt.datetime):
+        return on
+    return dt.datetime.combine(on, dt.time.min, tzinfo=dt.timezone.utc)
+
+
+def customer_credit_balance(*, customer, currency: str):
+    """The customer's credit balance in `currency` (sum of its ledger rows in that currency only)."""
+    from decimal import Decimal
+
+    from django.db.models import Sum
+
+    from common.money import quantize_money
+    from customers.models import CustomerBalanceTransaction
+
+    total = CustomerBalanceTransaction.objects.filter(customer=customer, currency=currency).aggregate(
+        s=Sum("amount"))["s"]
+    return quantize_money(total or Decimal(0), currency)
+
+
+def prepaid_credit_available(*, customer, currency: str, on=None):
+    """Prepaid credit in `currency` still usable at `on` (datetime, or a date = its 00:00 UTC):
+    the remaining amount of grants that have not expired (`expires_at` after `on`)."""
+    from decimal import Decimal
+
+    from django.db.models import Q, Sum
+
+    from common.money import quantize_money
+    from customers.models import CreditGrant
+
+    moment = _as_datetime(on)
+    total = (CreditGrant.objects.filter(customer=customer, currency=currency, remaining__gt=0)
+             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=moment))
+             .aggregate(s=Sum("remaining"))["s"])
+    return quantize_money(total or Decimal(0), currency)
+
+
+def credit_grants_usable(*, customer, currency: str, on=None):
+    """Grants that can still pay an invoice, in consumption order: earliest expiry first
+    (no expiry last), then oldest."""
+    from django.db.models import F, Q
+
+    from customers.models import CreditGrant
+
+    moment = _as_datetime(on)
+    return (CreditGrant.objects.filter(customer=customer, currency=currency, remaining__gt=0)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=moment))
+            .order_by(F("expires_at").asc(nulls_last=True), "created_at", "pk"))

@@ -96,3 +96,191 @@ def customer_update(*, customer: Customer, actor=None, **fields) -> Customer:
 def _customer_has_billing_documents(customer: Customer) -> bool:
     related = [rel for rel in Customer._meta.related_objects if rel.related_model._meta.app_label in {"subscriptions", "invoicing"}]
     return any(getattr(customer, rel.get_accessor_name()).exists() for rel in related if rel.one_to_many)
+
+
+# --- credits -------------------------------------------------------------------------------------
+#
+# Every credit write locks the customer row first (`_lock_customer`), so balance checks and grant
+# consumption for one customer are serialized; then grants are locked in pk order. Each invoice
+# consumes credit at most once: the ledger is unique on (invoice_id, kind) and grant usages on
+# (grant, invoice_id); a repeat call returns what the first one applied.
+
+from decimal import Decimal  # noqa: E402
+
+from common.money import currency_exponent, is_valid_currency, quantize_money  # noqa: E402
+from customers.models import (BalanceTransactionKind, CreditGrant, CreditGrantUsage,  # noqa: E402
+                              CustomerBalanceTransaction)
+
+
+def _lock_customer(customer: Customer) -> Customer:
+    return Customer.objects.select_for_update(of=("self",)).get(pk=customer.pk)
+
+
+def _money(value, *, currency: str, field: str, positive: bool = True, allow_negative: bool = False) -> Decimal:
+    if isinstance(value, float) or not isinstance(value, (Decimal, int, str)):
+        raise ApplicationError(f"{field} must be a decimal amount.", fields={field: ["not a decimal"]})
+    try:
+        amount = Decimal(str(value))
+    except Exception as exc:  # InvalidOperation
+        raise ApplicationError(f"{field} must be a decimal amount.", fields={field: ["not a decimal"]}) from exc
+    if not amount.is_finite():
+        raise ApplicationError(f"{field} must be a decimal amount.", fields={field: ["not a decimal"]})
+    if not is_valid_currency(currency):
+        raise ApplicationError(f"'{currency}' is not an ISO 4217 currency code.", fields={"currency": ["invalid"]})
+    if quantize_money(amount, currency) != amount:
+        raise ApplicationError(f"{field}: at most {currency_exponent(currency)} decimal places for {currency}.",
+                               fields={field: ["too many decimal places"]})
+    if positive and amount <= 0:
+        raise ApplicationError(f"{field} must be more than 0.", fields={field: ["not positive"]})
+    if not positive and not allow_negative and amount < 0:
+        raise ApplicationError(f"{field} must not be negative.", fields={field: ["negative"]})
+    return quantize_money(amount, currency)
+
+
+def _balance(customer: Customer, currency: str) -> Decimal:
+    from customers.selectors import customer_credit_balance
+
+    return customer_credit_balance(customer=customer, currency=currency)
+
+
+def prepaid_credit_grant(*, customer: Customer, currency: str, amount, reason: str, expires_at=None,
+                         actor=None) -> CreditGrant:
+    """Grant prepaid credit in `currency` (it only ever pays invoices in that currency)."""
+    currency = (currency or "").upper()
+    amount = _money(amount, currency=currency, field="amount")
+    if not (reason or "").strip():
+        raise ApplicationError("A reason is required.", fields={"reason": ["required"]})
+    with transaction.atomic():
+        customer = _lock_customer(customer)
+        grant = CreditGrant.objects.create(customer=customer, currency=currency, amount=amount, remaining=amount,
+                                           expires_at=expires_at, reason=reason.strip())
+        audit_record(action="prepaid_credit.granted", obj=grant, actor=actor_label(actor),
+                     inputs={"customer": customer.external_id, "currency": currency, "amount": amount,
+                             "expires_at": expires_at, "reason": grant.reason})
+    return grant
+
+
+def prepaid_credit_consume(*, customer: Customer, currency: str, amount, invoice_id, on=None, actor=None) -> Decimal:
+    """Spend up to `amount` of the customer's prepaid credit in `currency` on invoice `invoice_id`,
+    earliest expiry first (grants expired at `on`, default now, are skipped). Returns what was
+    spent (≤ amount, ≤ available). Idempotent per invoice: a repeat returns the first result."""
+    from customers.selectors import credit_grants_usable
+
+    currency = (currency or "").upper()
+    amount = _money(amount, currency=currency, field="amount", positive=False)
+    invoice_id = str(invoice_id)
+    with transaction.atomic():
+        customer = _lock_customer(customer)
+        previous = CreditGrantUsage.objects.filter(grant__customer=customer, grant__currency=currency,
+                                                   invoice_id=invoice_id)
+        if previous.exists():
+            return quantize_money(sum((u.amount for u in previous), Decimal(0)), currency)
+        left = amount
+        spent = []
+        for grant in credit_grants_usable(customer=customer, currency=currency, on=on).select_for_update():
+            if left <= 0:
+                break
+            take = min(grant.remaining, left)
+            grant.remaining -= take
+            grant.save(update_fields=["remaining", "updated_at"])
+            CreditGrantUsage.objects.create(grant=grant, invoice_id=invoice_id, amount=take)
+            left -= take
+            spent.append({"grant": grant.pk, "amount": take, "remaining": grant.remaining})
+        total = quantize_money(amount - left, currency)
+        if spent:
+            audit_record(action="prepaid_credit.consumed", obj=customer, actor=actor_label(actor or "billing"),
+                         rule="earliest expiry first",
+                         inputs={"invoice_id": invoice_id, "currency": currency, "requested": amount, "spent": total,
+                                 "grants": spent})
+    return total
+
+
+def credit_balance_apply(*, customer: Customer, currency: str, amount, invoice_id, actor=None) -> Decimal:
+    """Use up to `amount` of the customer's credit balance in `currency` on invoice `invoice_id`
+    (one `applied_to_invoice` ledger row, negative). Returns what was applied (≤ amount, ≤ balance).
+    Idempotent per invoice: a repeat returns the first result. Credit in other currencies is
+    never touched."""
+    currency = (currency or "").upper()
+    amount = _money(amount, currency=currency, field="amount", positive=False)
+    invoice_id = str(invoice_id)
+    with transaction.atomic():
+        customer = _lock_customer(customer)
+        previous = CustomerBalanceTransaction.objects.filter(kind=BalanceTransactionKind.APPLIED_TO_INVOICE,
+                                                             invoice_id=invoice_id).first()
+        if previous is not None:
+            if previous.customer_id != customer.pk or previous.currency != currency:
+                raise ConflictError("Credit was already applied to this invoice for another customer or currency.",
+                                    code="credit_invoice_mismatch")
+            return -previous.amount
+        applied = min(amount, max(_balance(customer, currency), Decimal(0)))
+        if applied > 0:
+            txn = CustomerBalanceTransaction.objects.create(
+                customer=customer, currency=currency, amount=-applied, kind=BalanceTransactionKind.APPLIED_TO_INVOICE,
+                invoice_id=invoice_id, description=f"Applied to invoice {invoice_id}", actor=actor_label(actor or "billing"))
+            audit_record(action="credit_balance.applied", obj=txn, actor=actor_label(actor or "billing"),
+                         inputs={"invoice_id": invoice_id, "currency": currency, "requested": amount, "applied": applied})
+    return quantize_money(applied, currency)
+
+
+def _credit_once(*, customer, currency, amount, kind, lookup: dict, description: str, actor, action: str):
+    currency = (currency or "").upper()
+    amount = _money(amount, currency=currency, field="amount")
+    with transaction.atomic():
+        customer = _lock_customer(customer)
+        previous = CustomerBalanceTransaction.objects.filter(kind=kind, **lookup).first()
+        if previous is not None:
+            if (previous.customer_id, previous.currency, previous.amount) != (customer.pk, currency, amount):
+                raise ConflictError("This document already credited the balance with other values.",
+                                    code="credit_already_recorded")
+            return previous
+        txn = CustomerBalanceTransaction.objects.create(customer=customer, currency=currency, amount=amount, kind=kind,
+                                                        description=description, actor=actor_label(actor), **lookup)
+        audit_record(action=action, obj=txn, actor=actor_label(actor), inputs={"currency": currency, "amount": amount, **lookup})
+    return txn
+
+
+def credit_balance_credit_from_invoice(*, customer: Customer, currency: str, amount, invoice_id,
+                                       actor=None) -> CustomerBalanceTransaction:
+    """A net-credit invoice (total < 0, `InvoiceTotals.balance_credit`) credits the balance. Idempotent per invoice."""
+    return _credit_once(customer=customer, currency=currency, amount=amount, kind=BalanceTransactionKind.INVOICE_CREDIT,
+                        lookup={"invoice_id": str(invoice_id)}, description=f"Net credit of invoice {invoice_id}",
+                        actor=actor or "billing", action="credit_balance.invoice_credit")
+
+
+def credit_balance_credit_from_credit_note(*, customer: Customer, currency: str, amount, credit_note_id,
+                                           invoice_id=None, actor=None) -> CustomerBalanceTransaction:
+    """A credit note with a credit-balance outcome. Idempotent per credit note."""
+    lookup = {"credit_note_id": str(credit_note_id)}
+    txn = _credit_once(customer=customer, currency=currency, amount=amount, kind=BalanceTransactionKind.CREDIT_NOTE,
+                       lookup=lookup, description=f"Credit note {credit_note_id}", actor=actor or "billing",
+                       action="credit_balance.credit_note")
+    if invoice_id is not None and txn.invoice_id is None:
+        CustomerBalanceTransaction.objects.filter(pk=txn.pk).update(invoice_id=str(invoice_id))
+        txn.invoice_id = str(invoice_id)
+    return txn
+
+
+def balance_adjust(*, customer: Customer, currency: str, amount, description: str,
+                   actor=None) -> CustomerBalanceTransaction:
+    """A manual adjustment by finance: positive adds credit, negative removes it. The balance never
+    goes below zero (409)."""
+    currency = (currency or "").upper()
+    amount = _money(amount, currency=currency, field="amount", positive=False, allow_negative=True)
+    if amount == 0:
+        raise ApplicationError("amount must not be 0.", fields={"amount": ["zero"]})
+    if not (description or "").strip():
+        raise ApplicationError("A description is required.", fields={"description": ["required"]})
+    with transaction.atomic():
+        customer = _lock_customer(customer)
+        balance = _balance(customer, currency)
+        if balance + amount < 0:
+            raise ConflictError(f"The {currency} credit balance is {balance}; it cannot go below zero.",
+                                code="insufficient_credit_balance", fields={"amount": ["exceeds balance"]})
+        txn = CustomerBalanceTransaction.objects.create(customer=customer, currency=currency, amount=amount,
+                                                        kind=BalanceTransactionKind.ADJUSTMENT,
+                                                        description=description.strip(), actor=actor_label(actor))
+        audit_record(action="credit_balance.adjusted", obj=txn, actor=actor_label(actor),
+                     actor_user=actor if getattr(actor, "is_authenticated", False) else None,
+                     inputs={"currency": currency, "amount": amount, "balance_before": balance,
+                             "description": txn.description})
+    return txn
