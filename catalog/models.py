@@ -154,3 +154,150 @@ class Charge(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.billable_metric.code} ({self.model})"
+
+
+# --- taxes ---------------------------------------------------------------------------------------
+
+MONEY_FIELD = dict(max_digits=20, decimal_places=4)  # stored amounts; quantized to the currency's exponent
+PERCENT_FIELD = dict(max_digits=7, decimal_places=4)
+
+
+class TaxRate(TimestampedModel):
+    """A tax rate for a country, or for one region (state/province) of it.
+
+    A customer gets the rates of its country and region when any exist, else its country-only
+    rates (`catalog.selectors.tax_rates_for_customer`). Validity is half-open: `[valid_from, valid_to)`.
+    Rates that taxed invoices are never edited: deactivate (or end) them and add a new one."""
+
+    name = models.CharField(max_length=120, help_text="Printed on the invoice, e.g. 'CA state sales tax'")
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2")
+    region = models.CharField(max_length=64, blank=True, help_text="Empty: the whole country")
+    rate = models.DecimalField(help_text="Percent, e.g. 8.25", **PERCENT_FIELD)
+    active = models.BooleanField(default=True)
+    valid_from = models.DateField(null=True, blank=True)
+    valid_to = models.DateField(null=True, blank=True, help_text="First day no longer valid (exclusive)")
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["country", "region", "name"]
+        indexes = [models.Index(fields=["country", "region", "active"])]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(rate__gte=0) & models.Q(rate__lte=100), name="tax_rate_percent_range"),
+            models.CheckConstraint(condition=models.Q(country__regex=r"^[A-Z]{2}$"), name="tax_rate_country_iso"),
+            models.CheckConstraint(
+                condition=models.Q(valid_from__isnull=True) | models.Q(valid_to__isnull=True)
+                | models.Q(valid_to__gt=models.F("valid_from")),
+                name="tax_rate_valid_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = f"{self.country}-{self.region}" if self.region else self.country
+        return f"{self.name} ({where} {self.rate.normalize():f}%)"
+
+
+# --- coupons -------------------------------------------------------------------------------------
+
+class CouponKind(models.TextChoices):
+    FIXED = "fixed", "fixed amount"
+    PERCENT = "percent", "percent"
+
+
+class CouponDuration(models.TextChoices):
+    ONCE = "once", "once"
+    REPEATING = "repeating", "repeating (N periods)"
+    FOREVER = "forever", "forever"
+
+
+class Coupon(TimestampedModel):
+    """A discount definition. Fixed coupons carry `amount_off` in `currency`; percent coupons
+    `percent_off`. Applied to a customer (optionally one subscription) by a CouponRedemption.
+    Prices are never edited: only name, active, redeem_by and max_redemptions change."""
+
+    code = models.CharField(max_length=120, unique=True)
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=10, choices=CouponKind.choices)
+    amount_off = models.DecimalField(null=True, blank=True, **MONEY_FIELD)
+    currency = models.CharField(max_length=3, blank=True, help_text="Fixed coupons only")
+    percent_off = models.DecimalField(null=True, blank=True, **PERCENT_FIELD)
+    duration = models.CharField(max_length=10, choices=CouponDuration.choices, default=CouponDuration.ONCE)
+    duration_periods = models.PositiveIntegerField(null=True, blank=True, help_text="Repeating coupons: billing periods")
+    applies_to_plans = models.ManyToManyField(Plan, blank=True, related_name="coupons",
+                                              help_text="Empty: every plan")
+    active = models.BooleanField(default=True)
+    redeem_by = models.DateField(null=True, blank=True, help_text="Last day the coupon can be applied")
+    max_redemptions = models.PositiveIntegerField(null=True, blank=True)
+
+    history = HistoricalRecords(m2m_fields=[applies_to_plans])
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(kind="fixed", amount_off__isnull=False, amount_off__gt=0, percent_off__isnull=True)
+                           & models.Q(currency__regex=r"^[A-Z]{3}$"))
+                | models.Q(kind="percent", percent_off__isnull=False, percent_off__gt=0, percent_off__lte=100,
+                           amount_off__isnull=True, currency=""),
+                name="coupon_kind_amounts",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(duration="repeating", duration_periods__gte=1)
+                | (~models.Q(duration="repeating") & models.Q(duration_periods__isnull=True)),
+                name="coupon_duration_periods",
+            ),
+            models.CheckConstraint(condition=models.Q(max_redemptions__isnull=True) | models.Q(max_redemptions__gte=1),
+                                   name="coupon_max_redemptions_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class CouponRedemption(models.Model):
+    """A coupon applied to a customer (all its invoices) or to one subscription's invoices.
+
+    Active while `removed_at` (finance removed it) and `ended_at` (used up: a `once` coupon after
+    one invoice, a `repeating` one after `duration_periods` invoices) are both empty."""
+
+    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="redemptions")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="coupon_redemptions")
+    subscription = models.ForeignKey("subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="coupon_redemptions")
+    periods_applied = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Used up")
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["customer", "removed_at", "ended_at"])]
+
+    def __str__(self) -> str:
+        target = self.subscription.external_id if self.subscription_id else self.customer.external_id
+        return f"{self.coupon.code} → {target}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.removed_at is None and self.ended_at is None
+
+
+class CouponUsage(models.Model):
+    """One invoice that used a redemption. Unique per (redemption, invoice) so consuming the same
+    invoice twice counts one period."""
+
+    redemption = models.ForeignKey(CouponRedemption, on_delete=models.PROTECT, related_name="usages")
+    invoice_id = models.CharField(max_length=64)
+    amount = models.DecimalField(null=True, blank=True, help_text="Discount on that invoice", **MONEY_FIELD)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["redemption", "invoice_id"], name="coupon_usage_once_per_invoice")]
+
+    def __str__(self) -> str:
+        return f"{self.redemption_id} on {self.invoice_id}"

@@ -109,3 +109,100 @@ def plan_version_price_preview(*, version: PlanVersion, quantities: dict, event_
     true_up = minimum_commitment_true_up(minimum=version.minimum_commitment, subtotal=subtotal, currency=currency)
     return {"currency": currency, "base": base, "seats": seats, "lines": lines, "subtotal": subtotal,
             "true_up": true_up, "total": subtotal + true_up}
+
+
+# --- taxes ---------------------------------------------------------------------------------------
+
+def tax_rate_list() -> "QuerySet":
+    from catalog.models import TaxRate
+
+    return TaxRate.objects.order_by("country", "region", "name", "pk")
+
+
+def _seller_country() -> str:
+    from django.conf import settings
+
+    return (getattr(settings, "SELLER", {}) or {}).get("country", "US")
+
+
+def tax_rates_for_customer(*, customer, on) -> list:
+    """Active rates valid on `on` for the customer's country: the country+region rates when the
+    customer has a region and any exist (most specific wins), else the country-only rates.
+    None for a tax-exempt customer, a reverse-charge B2B EU customer, or a customer without country."""
+    return list(tax_determination_for_customer(customer=customer, on=on).rates)
+
+
+def tax_determination_for_customer(*, customer, on):
+    """The rates and the invoice note for `customer` on `on` (a date): exempt → no rates and
+    EXEMPT_NOTE; reverse charge (B2B EU, other country than settings.SELLER["country"], default
+    US) → no rates and REVERSE_CHARGE_NOTE; else `tax_rates_for_customer`'s rule."""
+    from django.db.models import Q
+
+    from catalog.models import TaxRate
+    from catalog.taxes import EXEMPT_NOTE, REVERSE_CHARGE_NOTE, TaxDetermination, reverse_charge_applies
+
+    if customer.tax_exempt:
+        return TaxDetermination(rates=(), note=EXEMPT_NOTE, reason="exempt")
+    if reverse_charge_applies(customer_country=customer.country, customer_tax_id=customer.tax_id,
+                              seller_country=_seller_country()):
+        return TaxDetermination(rates=(), note=REVERSE_CHARGE_NOTE, reason="reverse_charge")
+    country = (customer.country or "").upper()
+    if not country:
+        return TaxDetermination(rates=(), reason="no_rate")
+    valid = (TaxRate.objects.filter(country=country, active=True)
+             .filter(Q(valid_from__isnull=True) | Q(valid_from__lte=on))
+             .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=on)))
+    region = (customer.region or "").strip()
+    rates = list(valid.filter(region__iexact=region).order_by("name", "pk")) if region else []
+    if not rates:
+        rates = list(valid.filter(region="").order_by("name", "pk"))
+    return TaxDetermination(rates=tuple(rates), reason="rates" if rates else "no_rate")
+
+
+# --- coupons -------------------------------------------------------------------------------------
+
+def coupon_get(code: str):
+    from catalog.models import Coupon
+
+    coupon = Coupon.objects.filter(code=code).prefetch_related("applies_to_plans").first()
+    if coupon is None:
+        raise NotFoundError(f"Coupon '{code}' not found.", fields={"coupon": ["not found"]})
+    return coupon
+
+
+def coupon_list() -> "QuerySet":
+    from catalog.models import Coupon
+
+    return Coupon.objects.prefetch_related("applies_to_plans").order_by("code")
+
+
+def coupon_redemptions_for_invoice(*, customer, currency: str, subscription=None, lock: bool = False) -> list:
+    """The active redemptions that discount an invoice of `customer` in `currency` (for
+    `subscription`, if the invoice is a subscription's), in application order (oldest first).
+
+    Included: customer-wide redemptions and the ones on this subscription; a coupon limited to
+    plans only when the subscription's plan is one of them; fixed coupons only in `currency`.
+    Pass `[r.coupon for r in result]` to the discount engine and the result to
+    `coupon_redemptions_consume` once the invoice exists. `lock=True` locks the rows (call inside
+    the invoice transaction so a concurrent removal waits)."""
+    from django.db.models import Q
+
+    from catalog.models import CouponRedemption
+
+    qs = CouponRedemption.objects.filter(customer=customer, removed_at__isnull=True, ended_at__isnull=True)
+    qs = qs.filter(Q(subscription__isnull=True) | Q(subscription=subscription)) if subscription is not None \
+        else qs.filter(subscription__isnull=True)
+    if lock:
+        ids = list(qs.select_for_update().order_by("pk").values_list("pk", flat=True))
+        qs = CouponRedemption.objects.filter(pk__in=ids)
+    plan_id = subscription.plan_version.plan_id if subscription is not None else None
+    out = []
+    for redemption in qs.select_related("coupon").prefetch_related("coupon__applies_to_plans").order_by("created_at", "pk"):
+        coupon = redemption.coupon
+        plan_ids = {p.pk for p in coupon.applies_to_plans.all()}
+        if plan_ids and plan_id not in plan_ids:
+            continue
+        if coupon.kind == "fixed" and coupon.currency != currency:
+            continue
+        out.append(redemption)
+    return out

@@ -285,3 +285,290 @@ def _version_inputs(version: PlanVersion, charges: list[dict]) -> dict:
         "charges": [{"billable_metric": _metric_ref(c["billable_metric"]), "model": c["model"],
                      "properties": c["properties"]} for c in charges],
     }
+
+
+# --- taxes ---------------------------------------------------------------------------------------
+
+def _percent(errors: Errors, path: str, value, *, allow_zero: bool) -> Decimal | None:
+    number = parse_price(errors, path, value, max_places=4)
+    if number is None:
+        return None
+    if number > 100 or (number == 0 and not allow_zero):
+        errors.add(path, "must be between 0 and 100." if allow_zero else "must be more than 0 and at most 100.")
+        return None
+    return number
+
+
+def tax_rate_create(*, name: str, country: str, rate, region: str = "", active: bool = True, valid_from=None,
+                    valid_to=None, actor=None):
+    from catalog.models import TaxRate
+    from customers.countries import is_valid_country
+
+    errors = Errors()
+    if not name:
+        errors.add("name", "This field is required.")
+    country = (country or "").upper()
+    if not is_valid_country(country):
+        errors.add("country", f"'{country}' is not an ISO 3166-1 alpha-2 country code.")
+    percent = _percent(errors, "rate", rate, allow_zero=True)
+    if valid_from and valid_to and valid_to <= valid_from:
+        errors.add("valid_to", "must be after valid_from (it is the first day no longer valid).")
+    errors.raise_if_any("Invalid tax rate.")
+    with transaction.atomic():
+        tax_rate = TaxRate.objects.create(name=name, country=country, region=(region or "").strip(), rate=percent,
+                                          active=active, valid_from=valid_from, valid_to=valid_to)
+        _audit(action="tax_rate.created", obj=tax_rate, actor=actor,
+               inputs={"country": country, "region": tax_rate.region, "rate": percent,
+                       "valid_from": valid_from, "valid_to": valid_to})
+    return tax_rate
+
+
+def tax_rate_update(*, tax_rate, actor=None, name: str | None = None, active: bool | None = None,
+                    valid_to=_UNSET):
+    """Name, active and the end of validity change; the rate, country and region never do (they
+    taxed invoices): end this rate and create a new one instead."""
+    from catalog.models import TaxRate
+
+    with transaction.atomic():
+        tax_rate = TaxRate.objects.select_for_update().get(pk=tax_rate.pk)
+        changed = {}
+        if name is not None and name != tax_rate.name:
+            if not name:
+                raise ApplicationError("name may not be blank.", fields={"name": ["blank"]})
+            changed["name"] = name
+        if active is not None and active != tax_rate.active:
+            changed["active"] = active
+        if valid_to is not _UNSET and valid_to != tax_rate.valid_to:
+            if valid_to and tax_rate.valid_from and valid_to <= tax_rate.valid_from:
+                raise ApplicationError("valid_to must be after valid_from.", fields={"valid_to": ["before valid_from"]})
+            changed["valid_to"] = valid_to
+        if changed:
+            for attr, value in changed.items():
+                setattr(tax_rate, attr, value)
+            tax_rate.save(update_fields=[*changed, "updated_at"])
+            _audit(action="tax_rate.updated", obj=tax_rate, actor=actor, inputs=changed)
+    return tax_rate
+
+
+# --- coupons -------------------------------------------------------------------------------------
+
+def _resolve_plans(errors: Errors, plans) -> list[Plan]:
+    refs = list(plans or [])
+    codes = [p.code if isinstance(p, Plan) else str(p) for p in refs]
+    found = {p.code: p for p in Plan.objects.filter(code__in=codes)}
+    for code in codes:
+        if code not in found:
+            errors.add("applies_to_plans", f"no plan '{code}'.")
+    return [found[c] for c in codes if c in found]
+
+
+def coupon_create(*, code: str, name: str, kind: str, amount_off=None, currency: str = "", percent_off=None,
+                  duration: str = "once", duration_periods: int | None = None, applies_to_plans=(),
+                  redeem_by=None, max_redemptions: int | None = None, actor=None):
+    """Create a coupon. Fixed: `amount_off` (> 0, at most the currency's decimals) + `currency`;
+    percent: `percent_off` in (0, 100] with at most 4 decimals. `repeating` needs `duration_periods`
+    ≥ 1. `applies_to_plans`: plan codes or Plans (empty = every plan); a fixed coupon's plans must
+    be priced in its currency. 409 if the code exists."""
+    from catalog.models import Coupon, CouponDuration, CouponKind
+
+    errors = Errors()
+    code_check(errors, "code", code)
+    if not name:
+        errors.add("name", "This field is required.")
+    currency = (currency or "").upper()
+    amount, percent = None, None
+    if kind == CouponKind.FIXED:
+        if not is_valid_currency(currency):
+            errors.add("currency", "a fixed coupon needs an ISO 4217 currency.")
+        amount = parse_price(errors, "amount_off", amount_off, max_places=4)
+        if amount is not None and amount == 0:
+            errors.add("amount_off", "must be more than 0.")
+        if amount is not None and is_valid_currency(currency):
+            money_places_check(errors, "amount_off", amount, currency)
+        if percent_off not in (None, ""):
+            errors.add("percent_off", "a fixed coupon takes amount_off, not percent_off.")
+    elif kind == CouponKind.PERCENT:
+        percent = _percent(errors, "percent_off", percent_off, allow_zero=False)
+        if amount_off not in (None, ""):
+            errors.add("amount_off", "a percent coupon takes percent_off, not amount_off.")
+        if currency:
+            errors.add("currency", "a percent coupon has no currency.")
+    else:
+        errors.add("kind", f"'{kind}' is not one of {', '.join(CouponKind.values)}.")
+    if duration not in CouponDuration.values:
+        errors.add("duration", f"'{duration}' is not one of {', '.join(CouponDuration.values)}.")
+    elif duration == CouponDuration.REPEATING:
+        periods = parse_count(errors, "duration_periods", duration_periods, minimum=1)
+        duration_periods = periods
+    elif duration_periods is not None:
+        errors.add("duration_periods", f"only repeating coupons take duration_periods (this one is {duration}).")
+    if max_redemptions is not None:
+        max_redemptions = parse_count(errors, "max_redemptions", max_redemptions, minimum=1)
+    plans = _resolve_plans(errors, applies_to_plans)
+    if kind == CouponKind.FIXED and is_valid_currency(currency):
+        for plan in plans:
+            if plan.currency != currency:
+                errors.add("applies_to_plans", f"plan '{plan.code}' is priced in {plan.currency}, the coupon in {currency}.")
+    errors.raise_if_any("Invalid coupon.")
+    try:
+        with transaction.atomic():
+            coupon = Coupon.objects.create(code=code, name=name, kind=kind, amount_off=amount, currency=currency,
+                                           percent_off=percent, duration=duration,
+                                           duration_periods=duration_periods if duration == "repeating" else None,
+                                           redeem_by=redeem_by, max_redemptions=max_redemptions)
+            if plans:
+                coupon.applies_to_plans.set(plans)
+            _audit(action="coupon.created", obj=coupon, actor=actor,
+                   inputs={"code": code, "kind": kind, "amount_off": amount, "currency": currency,
+                           "percent_off": percent, "duration": duration, "duration_periods": coupon.duration_periods,
+                           "applies_to_plans": [p.code for p in plans], "redeem_by": redeem_by,
+                           "max_redemptions": max_redemptions})
+    except IntegrityError as exc:
+        raise ConflictError(f"Coupon '{code}' already exists.", code="duplicate_code",
+                            fields={"code": ["already exists"]}) from exc
+    return coupon
+
+
+def coupon_update(*, coupon, actor=None, name: str | None = None, active: bool | None = None, redeem_by=_UNSET,
+                  max_redemptions=_UNSET):
+    """Only the name, active flag, redeem_by and max_redemptions change; amounts never do."""
+    from catalog.models import Coupon
+
+    with transaction.atomic():
+        coupon = Coupon.objects.select_for_update().get(pk=coupon.pk)
+        changed = {}
+        if name is not None and name != coupon.name:
+            if not name:
+                raise ApplicationError("name may not be blank.", fields={"name": ["blank"]})
+            changed["name"] = name
+        if active is not None and active != coupon.active:
+            changed["active"] = active
+        if redeem_by is not _UNSET and redeem_by != coupon.redeem_by:
+            changed["redeem_by"] = redeem_by
+        if max_redemptions is not _UNSET and max_redemptions != coupon.max_redemptions:
+            if max_redemptions is not None and max_redemptions < coupon.redemptions.count():
+                raise ConflictError("max_redemptions is below the redemptions already made.",
+                                    code="max_redemptions_too_low", fields={"max_redemptions": ["too low"]})
+            if max_redemptions is not None and max_redemptions < 1:
+                raise ApplicationError("max_redemptions must be at least 1.", fields={"max_redemptions": ["too low"]})
+            changed["max_redemptions"] = max_redemptions
+        if changed:
+            for attr, value in changed.items():
+                setattr(coupon, attr, value)
+            coupon.save(update_fields=[*changed, "updated_at"])
+            _audit(action="coupon.updated", obj=coupon, actor=actor, inputs=changed)
+    return coupon
+
+
+def coupon_apply(*, coupon, customer, subscription=None, on=None, actor=None):
+    """Apply `coupon` to `customer` (every invoice) or to one of its subscriptions.
+
+    400: a fixed coupon in another currency than the customer's, a subscription of another
+    customer, a plan the coupon does not cover. 409: inactive coupon, past `redeem_by` (`on`,
+    default today UTC), `max_redemptions` reached (counted under the coupon row lock), or the
+    coupon already active on that customer/subscription."""
+    from django.utils import timezone
+
+    from catalog.models import Coupon, CouponKind, CouponRedemption
+
+    on = on or timezone.now().date()
+    with transaction.atomic():
+        coupon = Coupon.objects.select_for_update().get(pk=coupon.pk)  # serializes max_redemptions
+        if not coupon.active:
+            raise ConflictError(f"Coupon '{coupon.code}' is not active.", code="coupon_inactive",
+                                fields={"coupon": ["inactive"]})
+        if coupon.redeem_by is not None and on > coupon.redeem_by:
+            raise ConflictError(f"Coupon '{coupon.code}' could be redeemed until {coupon.redeem_by}.",
+                                code="coupon_expired", fields={"coupon": ["past redeem_by"]})
+        if coupon.max_redemptions is not None and coupon.redemptions.count() >= coupon.max_redemptions:
+            raise ConflictError(f"Coupon '{coupon.code}' reached its {coupon.max_redemptions} redemptions.",
+                                code="coupon_max_redemptions", fields={"coupon": ["max redemptions reached"]})
+        errors = Errors()
+        if coupon.kind == CouponKind.FIXED and coupon.currency != customer.currency:
+            errors.add("coupon", f"the coupon is in {coupon.currency}, the customer is billed in {customer.currency}.")
+        if subscription is not None and subscription.customer_id != customer.pk:
+            errors.add("subscription", "belongs to another customer.")
+        plan_codes = {p.pk: p.code for p in coupon.applies_to_plans.all()}
+        if subscription is not None and plan_codes:
+            plan = subscription.plan_version.plan
+            if plan.pk not in plan_codes:
+                errors.add("subscription", f"plan '{plan.code}' is not one the coupon covers "
+                                           f"({', '.join(sorted(plan_codes.values()))}).")
+        errors.raise_if_any("Coupon not applicable.")
+        active = CouponRedemption.objects.filter(coupon=coupon, customer=customer, subscription=subscription,
+                                                 removed_at__isnull=True, ended_at__isnull=True)
+        if active.exists():
+            raise ConflictError(f"Coupon '{coupon.code}' is already applied.", code="coupon_already_applied",
+                                fields={"coupon": ["already applied"]})
+        redemption = CouponRedemption.objects.create(coupon=coupon, customer=customer, subscription=subscription)
+        _audit(action="coupon.applied", obj=redemption, actor=actor,
+               inputs={"coupon": coupon.code, "customer": customer.external_id,
+                       "subscription": subscription.external_id if subscription is not None else None, "on": on})
+    return redemption
+
+
+def coupon_remove(*, redemption, actor=None):
+    """Stop a redemption discounting future invoices (finalized invoices keep their discount). 409 if already removed."""
+    from django.utils import timezone
+
+    from catalog.models import CouponRedemption
+
+    with transaction.atomic():
+        redemption = CouponRedemption.objects.select_for_update().get(pk=redemption.pk)
+        if redemption.removed_at is not None:
+            raise ConflictError("This coupon was already removed.", code="coupon_already_removed")
+        redemption.removed_at = timezone.now()
+        redemption.save(update_fields=["removed_at"])
+        _audit(action="coupon.removed", obj=redemption, actor=actor,
+               inputs={"coupon": redemption.coupon.code, "periods_applied": redemption.periods_applied})
+    return redemption
+
+
+def coupon_redemptions_consume(*, redemptions, invoice_id, discounts=(), actor=None) -> list:
+    """Record that the invoice `invoice_id` used `redemptions` (the ones its discounts came from).
+
+    Idempotent per invoice: a redemption already consumed by `invoice_id` is left alone (a
+    CouponUsage row unique on (redemption, invoice_id)). Otherwise `periods_applied` goes up by
+    one and the redemption ends (`ended_at`) once used up: a `once` coupon after one invoice, a
+    `repeating` one after `duration_periods`; `forever` never ends. `discounts` (DiscountLines)
+    records each coupon's amount on that invoice. Rows are locked in pk order. 409 if a redemption
+    is no longer active (removed or used up) and has not been consumed by this invoice: compute
+    the invoice from `coupon_redemptions_for_invoice(..., lock=True)` in the same transaction."""
+    from django.utils import timezone
+
+    from catalog.models import CouponDuration, CouponRedemption, CouponUsage
+
+    invoice_id = str(invoice_id)
+    amounts = {d.coupon_id: d.amount for d in discounts}
+    ids = sorted({r.pk for r in redemptions})
+    out = []
+    with transaction.atomic():
+        locked = list(CouponRedemption.objects.select_for_update(of=("self",)).select_related("coupon")
+                      .filter(pk__in=ids).order_by("pk"))
+        used = set(CouponUsage.objects.filter(redemption__in=locked, invoice_id=invoice_id)
+                   .values_list("redemption_id", flat=True))
+        now = timezone.now()
+        for redemption in locked:
+            if redemption.pk in used:
+                out.append(redemption)
+                continue
+            if not redemption.is_active:
+                raise ConflictError(f"Coupon redemption {redemption.pk} ({redemption.coupon.code}) is no longer active.",
+                                    code="coupon_redemption_inactive")
+            CouponUsage.objects.create(redemption=redemption, invoice_id=invoice_id,
+                                       amount=amounts.get(redemption.coupon_id))
+            redemption.periods_applied += 1
+            coupon = redemption.coupon
+            fields = ["periods_applied"]
+            if coupon.duration == CouponDuration.ONCE or (
+                    coupon.duration == CouponDuration.REPEATING and redemption.periods_applied >= coupon.duration_periods):
+                redemption.ended_at = now
+                fields.append("ended_at")
+            redemption.save(update_fields=fields)
+            audit_record(action="coupon.consumed", obj=redemption, actor=actor_label(actor or "billing"),
+                   rule=f"coupon duration {coupon.duration}",
+                   inputs={"invoice_id": invoice_id, "coupon": coupon.code, "periods_applied": redemption.periods_applied,
+                           "duration_periods": coupon.duration_periods, "amount": amounts.get(redemption.coupon_id),
+                           "ended": "ended_at" in fields})
+            out.append(redemption)
+    return out
