@@ -35,3 +35,106 @@ class ApiKeyAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
         for key in queryset.order_by("pk"):
             api_key_revoke(api_key=key, actor=request.user)
             self.message_user(request, f"Revoked {key}.", messages.SUCCESS)
+
+
+# --- credits -------------------------------------------------------------------------------------
+
+from django import forms  # noqa: E402
+
+from customers.admin_forms import ServiceForm, form_for_request  # noqa: E402
+from customers.models import CreditGrant, CreditGrantUsage, CustomerBalanceTransaction  # noqa: E402
+from customers.services import balance_adjust, prepaid_credit_grant  # noqa: E402
+
+
+class CreditGrantForm(ServiceForm):
+    class Meta:
+        model = CreditGrant
+        fields = ("customer", "currency", "amount", "expires_at", "reason")
+        help_texts = {"currency": "Only invoices in this currency use the credit.",
+                      "expires_at": "Optional; the credit cannot be used from this moment on."}
+
+    def run_service(self, data):
+        return prepaid_credit_grant(customer=data["customer"], currency=data["currency"], amount=data["amount"],
+                                    expires_at=data.get("expires_at"), reason=data["reason"], actor=self.actor)
+
+
+class CreditGrantUsageInline(admin.TabularInline):
+    model = CreditGrantUsage
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("invoice_id", "amount", "created_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CreditGrant)
+class CreditGrantAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+    """Prepaid credits. "Add" grants credit through `prepaid_credit_grant`; grants are read-only after."""
+
+    list_display = ("customer", "currency", "amount", "remaining", "expires_at", "reason", "created_at")
+    list_filter = ("currency",)
+    list_select_related = ("customer",)
+    search_fields = ("customer__external_id", "customer__name", "reason")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("customer",)
+    form = CreditGrantForm
+
+    def get_form(self, request, obj=None, **kwargs):
+        return form_for_request(super().get_form(request, obj, **kwargs), request)
+
+    def get_inlines(self, request, obj):
+        return [CreditGrantUsageInline] if obj else []
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        pass  # saved by the service in the form
+
+
+class BalanceAdjustmentForm(ServiceForm):
+    class Meta:
+        model = CustomerBalanceTransaction
+        fields = ("customer", "currency", "amount", "description")
+        help_texts = {"amount": "Positive adds credit, negative removes it (the balance never goes below zero).",
+                      "description": "Why (shown in the ledger and the audit log)."}
+
+    def run_service(self, data):
+        return balance_adjust(customer=data["customer"], currency=data["currency"], amount=data["amount"],
+                              description=data["description"], actor=self.actor)
+
+
+@admin.register(CustomerBalanceTransaction)
+class CustomerBalanceTransactionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+    """The credit balance ledger, read-only. "Add" records a manual adjustment (`balance_adjust`)."""
+
+    list_display = ("created_at", "customer", "currency", "amount", "kind", "invoice_id", "credit_note_id",
+                    "description", "actor")
+    list_filter = ("kind", "currency")
+    list_select_related = ("customer",)
+    search_fields = ("customer__external_id", "customer__name", "invoice_id", "credit_note_id", "description")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("customer",)
+    form = BalanceAdjustmentForm
+
+    def get_form(self, request, obj=None, **kwargs):
+        return form_for_request(super().get_form(request, obj, **kwargs), request)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return BalanceAdjustmentForm.Meta.fields
+        return ("customer", "currency", "amount", "kind", "invoice_id", "credit_note_id", "description", "actor",
+                "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj) if obj else ()
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        pass  # saved by the service in the form
