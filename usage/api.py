@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from common.errors import ApplicationError, ConflictError
 from common.parsers import DecimalJSONParser
 from usage.models import RejectReason
+from usage.selectors import subscription_usage_current
 from usage.services import MAX_BATCH, Status, dead_letter_record, event_ingest, event_ingest_batch
 
 ACCEPTED = {"status": "accepted"}
@@ -65,3 +66,16 @@ class EventBatchView(APIView):
             dead_letter_record(raw_body=raw, reason=RejectReason.BATCH_TOO_LARGE, source="batch", message=message)
             raise ApplicationError(message, code=RejectReason.BATCH_TOO_LARGE, fields={"events": ["too many"]})
         return Response(event_ingest_batch(events=events).as_dict(), status=status.HTTP_200_OK)
+
+
+class SubscriptionUsageView(APIView):
+    """GET /api/v1/subscriptions/{external_id}/usage/: the open period rated live, with a forecast."""
+
+    required_scopes = {"GET": "billing:read"}
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, external_id: str):
+        from subscriptions.selectors import subscription_get
+
+        subscription = subscription_get(external_id=external_id)
+        return Response(subscription_usage_current(subscription=subscription))

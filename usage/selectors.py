@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Context, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Sequence
 
 from django.db import connection
+from django.utils import timezone as dj_timezone
 
 from catalog.models import Aggregation
+from common.timeutil import local_midnight_utc
 
 
 @dataclass(frozen=True)
@@ -205,3 +207,98 @@ def dead_letters_open(*, reason: str | None = None):
 
     qs = DeadLetterEvent.objects.exclude(replay_status__in=[ReplayStatus.ACCEPTED, ReplayStatus.DUPLICATE])
     return qs.filter(reason=reason) if reason else qs
+
+
+# --------------------------------------------------------------------------------------------
+# Live usage of the open period (GET /api/v1/subscriptions/{external_id}/usage/)
+
+_RUN_RATE_AGGREGATIONS = {Aggregation.COUNT, Aggregation.SUM}
+_FORECAST_PLACES = Decimal("0.000001")
+
+
+def _plain(value: Decimal) -> str:
+    return f"{_clean(value):f}"
+
+
+def _forecast_units(aggregation: str, units: Decimal, fraction: Decimal) -> Decimal:
+    """Linear run-rate for additive metrics (count, sum): units / elapsed fraction of the period.
+    max, latest and unique_count are not additive: the forecast is the value so far."""
+    if aggregation not in _RUN_RATE_AGGREGATIONS or fraction <= 0:
+        return units
+    projected = units / fraction
+    if aggregation == Aggregation.COUNT:
+        return projected.quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return projected.quantize(_FORECAST_PLACES, rounding=ROUND_HALF_UP)
+
+
+def subscription_usage_current(*, subscription, now: datetime | None = None) -> dict:
+    """The open period's usage per charge (units, amount, tier breakdown), its total, and a forecast
+    of end-of-period units and amount (linear run-rate by elapsed time, see _forecast_units).
+    Late events are excluded (they belong to already-invoiced periods)."""
+    from catalog.rating import rate_charge
+    from common.money import format_money
+    from common.timeutil import local_date
+    from subscriptions.selectors import subscription_current_period
+
+    now = now or dj_timezone.now()
+    tz = subscription.customer.timezone
+    currency = subscription.plan_version.plan.currency
+    period = subscription_current_period(subscription=subscription, today=local_date(now, tz))
+    start, end = period.bounds_utc(tz)
+    if subscription.end_date is not None and subscription.end_date < period.end:
+        end = min(end, local_midnight_utc(subscription.end_date, tz))
+    elapsed = min(max(now, start), end) - start
+    fraction = Decimal(int(elapsed.total_seconds() * 1_000_000)) / Decimal(int((end - start).total_seconds() * 1_000_000))
+
+    charges = list(subscription.plan_version.charges.select_related("billable_metric").order_by("position", "pk"))
+    metric_ids = sorted({c.billable_metric_id for c in charges})
+    usage = usage_aggregate(windows=[UsageWindow(subscription.id, start, end)], metric_ids=metric_ids) if charges else {}
+    lines, forecast_lines = [], []
+    total = forecast_total = Decimal(0)
+    for charge in charges:
+        metric = charge.billable_metric
+        aggregate = usage.get((subscription.id, metric.id), ZERO)
+        values = None
+        if charge.model == "percentage":
+            values = usage_event_values(subscription_id=subscription.id, metric_id=metric.id, start=start, end=end)
+        rated = rate_charge(charge=charge, quantity=aggregate.quantity, currency=currency,
+                            event_count=aggregate.event_count, event_values=values)
+        total += rated.amount
+        lines.append({
+            "charge_id": charge.pk,
+            "billable_metric": metric.code,
+            "aggregation": metric.aggregation,
+            "model": charge.model,
+            "description": rated.description,
+            "units": _plain(aggregate.quantity),
+            "event_count": aggregate.event_count,
+            "unit_amount": None if rated.unit_amount is None else _plain(rated.unit_amount),
+            "amount": format_money(rated.amount, currency),
+            "tiers": [t.as_dict() for t in rated.tiers],
+        })
+        units = _forecast_units(metric.aggregation, aggregate.quantity, fraction)
+        count = aggregate.event_count
+        if metric.aggregation in _RUN_RATE_AGGREGATIONS and fraction > 0:
+            count = int((Decimal(count) / fraction).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        # per-event values of the future are unknown: the projection rates the projected total
+        projected = rate_charge(charge=charge, quantity=units, currency=currency, event_count=count)
+        forecast_total += projected.amount
+        forecast_lines.append({"charge_id": charge.pk, "billable_metric": metric.code, "units": _plain(units),
+                               "amount": format_money(projected.amount, currency)})
+    return {
+        "subscription": subscription.external_id,
+        "customer": subscription.customer.external_id,
+        "currency": currency,
+        "period_start": period.start.isoformat(),
+        "period_end": period.end.isoformat(),
+        "as_of": now.isoformat(),
+        "charges": lines,
+        "total": format_money(total, currency),
+        "forecast": {
+            "method": "linear run-rate by elapsed time for count and sum metrics; max, latest and "
+                      "unique_count keep their value so far",
+            "elapsed_fraction": f"{fraction.quantize(Decimal('0.0001'), rounding=ROUND_HALF_UP):f}",
+            "charges": forecast_lines,
+            "total": format_money(forecast_total, currency),
+        },
+    }

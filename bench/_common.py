@@ -1,0 +1,107 @@
+"""Shared benchmark helpers: a dedicated database, Django set up against it, gunicorn on loopback.
+
+Every benchmark talks only to 127.0.0.1 and runs bounded loops."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = ROOT / ".venv" / "bin" / "python"
+GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+BENCH_DB = os.environ.get("BENCH_DB", "ledgerline_bench")
+BENCH_URL = f"postgres://127.0.0.1:5432/{BENCH_DB}"
+
+
+def bench_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": BENCH_URL,
+        "DJANGO_SETTINGS_MODULE": "billing_site.settings.base",
+        "DJANGO_DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        "DB_CONN_MAX_AGE": "600",
+        "PYTHONPATH": str(ROOT),
+    })
+    return env
+
+
+def ensure_database(*, fresh: bool = False) -> None:
+    """Create (or recreate) the bench database and migrate it."""
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", port=5432, dbname="postgres", autocommit=True) as conn:
+        if fresh:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (BENCH_DB,),
+            )
+            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    subprocess.run([str(PYTHON), "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=bench_env(), check=True)
+
+
+def setup_django() -> None:
+    """Point this process's Django at the bench database."""
+    for key, value in bench_env().items():
+        if key != "PYTHONPATH":
+            os.environ[key] = value
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn(*, workers: int = 2, threads: int = 1, port: int | None = None):
+    """Run gunicorn on 127.0.0.1 against the bench database; yields the base URL. threads=1 is the
+    sync worker; threads>1 the gthread worker (keep-alive, DB waits overlap inside a worker)."""
+    port = port or free_port()
+    cmd = [str(GUNICORN), "billing_site.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+           "--backlog", "2048", "--log-level", "warning", "--timeout", "60"]
+    if threads > 1:
+        cmd += ["--worker-class", "gthread", "--threads", str(threads), "--keep-alive", "5"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=bench_env())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("gunicorn did not start")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def psql_connect():
+    import psycopg
+
+    return psycopg.connect(host="127.0.0.1", port=5432, dbname=BENCH_DB, autocommit=True)
