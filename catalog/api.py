@@ -70,3 +70,88 @@ class PlanViewSet(viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         plan = plan_update(plan=plan, actor=request.auth, **serializer.validated_data)
         return Response(PlanOutputSerializer(plan_current_version(plan)).data)
+
+
+# --- taxes and coupons ---------------------------------------------------------------------------
+
+from catalog.models import CouponRedemption  # noqa: E402
+from catalog.selectors import coupon_get, coupon_list, tax_rate_list  # noqa: E402
+from catalog.serializers import (CouponApplySerializer, CouponCreateSerializer, CouponOutputSerializer,  # noqa: E402
+                                 CouponRedemptionSerializer, TaxRateSerializer)
+from catalog.services import coupon_apply, coupon_create, tax_rate_create  # noqa: E402
+from rest_framework.views import APIView  # noqa: E402
+
+
+class TaxRateViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """GET (billing:read) lists rates, POST (billing:write) creates one."""
+
+    serializer_class = TaxRateSerializer
+    filterset_fields = ("country", "region", "active")
+    http_method_names = ["get", "post", "head", "options"]
+
+    def get_queryset(self):
+        return tax_rate_list()
+
+    def create(self, request):
+        serializer = TaxRateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rate = tax_rate_create(actor=request.auth, **serializer.validated_data)
+        return Response(TaxRateSerializer(rate).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request, pk=None):
+        return Response(TaxRateSerializer(self.get_object()).data)
+
+
+class CouponViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = CouponOutputSerializer
+    lookup_field = "code"
+    lookup_value_regex = "[^/]+"
+    filterset_fields = ("kind", "duration", "active")
+    http_method_names = ["get", "post", "head", "options"]
+
+    def get_queryset(self):
+        return coupon_list()
+
+    @extend_schema(request=CouponCreateSerializer, responses={201: CouponOutputSerializer})
+    def create(self, request):
+        serializer = CouponCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        coupon = coupon_create(actor=request.auth, **serializer.validated_data)
+        return Response(CouponOutputSerializer(coupon_get(coupon.code)).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request, code=None):
+        return Response(CouponOutputSerializer(coupon_get(code)).data)
+
+
+class CustomerCouponsView(APIView):
+    """POST /customers/{external_id}/coupons/ applies a coupon (billing:write); GET lists the
+    customer's redemptions (billing:read)."""
+
+    @extend_schema(responses={200: CouponRedemptionSerializer(many=True)})
+    def get(self, request, external_id):
+        from customers.selectors import customer_get
+
+        customer = customer_get(external_id=external_id)
+        redemptions = (CouponRedemption.objects.filter(customer=customer)
+                       .select_related("coupon", "customer", "subscription").order_by("created_at", "pk"))
+        return Response({"results": CouponRedemptionSerializer(redemptions, many=True).data, "next": None})
+
+    @extend_schema(request=CouponApplySerializer, responses={201: CouponRedemptionSerializer})
+    def post(self, request, external_id):
+        from customers.selectors import customer_get
+        from subscriptions.models import Subscription
+
+        customer = customer_get(external_id=external_id)
+        serializer = CouponApplySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        coupon = coupon_get(serializer.validated_data["coupon"])
+        subscription = None
+        if serializer.validated_data.get("subscription"):
+            subscription = (Subscription.objects.select_related("plan_version__plan")
+                            .filter(external_id=serializer.validated_data["subscription"]).first())
+            if subscription is None:
+                from common.errors import NotFoundError
+
+                raise NotFoundError("Subscription not found.", fields={"subscription": ["not found"]})
+        redemption = coupon_apply(coupon=coupon, customer=customer, subscription=subscription, actor=request.auth)
+        return Response(CouponRedemptionSerializer(redemption).data, status=status.HTTP_201_CREATED)

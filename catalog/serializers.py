@@ -95,3 +95,71 @@ class PlanOutputSerializer(serializers.Serializer):
         if version.minimum_commitment is None:
             return None
         return format_money(version.minimum_commitment, version.plan.currency)
+
+
+# --- taxes and coupons ---------------------------------------------------------------------------
+
+from catalog.models import Coupon, CouponDuration, CouponKind, CouponRedemption, TaxRate  # noqa: E402
+
+
+class TaxRateSerializer(serializers.ModelSerializer):
+    rate = serializers.DecimalField(max_digits=7, decimal_places=4)
+
+    class Meta:
+        model = TaxRate
+        fields = ("id", "name", "country", "region", "rate", "active", "valid_from", "valid_to", "created_at")
+        read_only_fields = ("id", "created_at")
+        extra_kwargs = {"region": {"required": False}, "active": {"required": False, "default": True}}
+
+
+class CouponCreateSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=120)
+    name = serializers.CharField(max_length=255)
+    kind = serializers.ChoiceField(choices=CouponKind.choices)
+    amount_off = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True, default=None)
+    currency = serializers.CharField(required=False, allow_blank=True, default="")
+    percent_off = serializers.DecimalField(max_digits=7, decimal_places=4, required=False, allow_null=True,
+                                           default=None)
+    duration = serializers.ChoiceField(choices=CouponDuration.choices, required=False, default="once")
+    duration_periods = serializers.IntegerField(required=False, allow_null=True, default=None)
+    applies_to_plans = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    redeem_by = serializers.DateField(required=False, allow_null=True, default=None)
+    max_redemptions = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class CouponOutputSerializer(serializers.ModelSerializer):
+    amount_off = serializers.SerializerMethodField()
+    percent_off = serializers.SerializerMethodField()
+    applies_to_plans = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Coupon
+        fields = ("code", "name", "kind", "amount_off", "currency", "percent_off", "duration", "duration_periods",
+                  "applies_to_plans", "active", "redeem_by", "max_redemptions", "created_at")
+
+    def get_amount_off(self, obj) -> str | None:
+        return format_money(obj.amount_off, obj.currency) if obj.amount_off is not None else None
+
+    def get_percent_off(self, obj) -> str | None:
+        return f"{obj.percent_off.normalize():f}" if obj.percent_off is not None else None
+
+    def get_applies_to_plans(self, obj) -> list[str]:
+        return sorted(p.code for p in obj.applies_to_plans.all())
+
+
+class CouponApplySerializer(serializers.Serializer):
+    coupon = serializers.CharField(help_text="Coupon code")
+    subscription = serializers.CharField(required=False, allow_null=True, default=None,
+                                         help_text="Subscription external id; empty = every invoice of the customer")
+
+
+class CouponRedemptionSerializer(serializers.ModelSerializer):
+    coupon = serializers.CharField(source="coupon.code")
+    customer = serializers.CharField(source="customer.external_id")
+    subscription = serializers.CharField(source="subscription.external_id", allow_null=True, default=None)
+    active = serializers.BooleanField(source="is_active")
+
+    class Meta:
+        model = CouponRedemption
+        fields = ("id", "coupon", "customer", "subscription", "periods_applied", "active", "created_at", "ended_at",
+                  "removed_at")
