@@ -125,6 +125,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "CouponKindEnum": "catalog.models.CouponKind",
+        "InvoiceLineKindEnum": "invoicing.models.LineKind",
+        "ChangeTimingEnum": "subscriptions.services.EFFECTIVE_CHOICES",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
