@@ -6,12 +6,13 @@ common.timeutil.local_date_bounds_utc from the customer's local period dates).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Sequence
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone as dj_timezone
 
 from catalog.models import Aggregation
@@ -41,10 +42,12 @@ def _late_clause(late: bool | None) -> str:
     return "AND e.is_late" if late else "AND NOT e.is_late"
 
 
-# One grouped statement over every window. The constant outer bounds let PostgreSQL prune to the
-# monthly partitions the windows touch; the join to the windows keeps each subscription's own range.
-# Each aggregate only sees the rows of metrics that use it (FILTER), so the ordered/distinct
-# aggregates sort only their own rows.
+# One grouped statement over every window: a (parallel) scan of the partitions the windows touch
+# (the constant outer bounds prune the rest), joined to the windows, one grouped aggregate. Each
+# aggregate only sees the rows of the metrics that use it (FILTER), so the distinct/ordered
+# aggregates only sort their own rows. Measured alternatives (two-level hash aggregation with an
+# array max for `latest`, per-window index probes, more work_mem) were slower on 10M events:
+# see usage/README.md.
 _AGGREGATE_SQL = """
 WITH w AS (
     SELECT * FROM unnest(%(sub_ids)s::bigint[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
@@ -65,6 +68,9 @@ JOIN m ON m.id = e.metric_id
 WHERE e."timestamp" >= %(lo)s AND e."timestamp" < %(hi)s {late}
 GROUP BY e.subscription_id, e.metric_id, m.aggregation
 """
+# Billing-run sized calls run without JIT: compiling cost ~0.6 s and saved less on 10M events.
+_BIG_CALL_WINDOWS = 200
+_BIG_CALL_SETTINGS = {"jit": "off"}
 
 
 def _quantity(aggregation: str, count: int, total, maximum, distinct, latest) -> Decimal:
@@ -119,9 +125,21 @@ def usage_aggregate(*, windows: Sequence[UsageWindow], metric_ids: Sequence[int]
     result: dict[tuple[int, int], UsageAggregate] = {}
     if metric_ids is not None:
         result = {(w.subscription_id, mid): ZERO for w in windows for mid in metric_ids}
-    with connection.cursor() as cursor:
+    big = len(windows) >= _BIG_CALL_WINDOWS
+    with (transaction.atomic() if big else nullcontext()), connection.cursor() as cursor:
+        if big:
+            own_transaction = not connection.savepoint_ids  # our atomic() is the outermost block
+            names = list(_BIG_CALL_SETTINGS)
+            cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
+            previous = dict(zip(names, cursor.fetchone()))
+            for name, value in _BIG_CALL_SETTINGS.items():  # SET LOCAL: ends with the transaction
+                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
         cursor.execute(sql, params)
-        for sub_id, metric_id, aggregation, count, total, maximum, distinct, latest in cursor.fetchall():
+        rows = cursor.fetchall()
+        if big and not own_transaction:
+            for name, value in previous.items():  # inside a caller's transaction: put the settings back
+                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+        for sub_id, metric_id, aggregation, count, total, maximum, distinct, latest in rows:
             quantity = _clean(_quantity(aggregation, count, total, maximum, distinct, latest))
             result[(sub_id, metric_id)] = UsageAggregate(quantity=quantity, event_count=count)
     return result

@@ -380,13 +380,20 @@ def _validate(item: _Parsed, now: datetime, metrics, customers, sub_by_ext, live
 # The insert
 
 
-_INSERT_SQL = """
-WITH input AS (
+_INPUT_ARRAYS = """
     SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[],
                          %s::date[], %s::text[], %s::numeric[], %s::text[])
         AS t(transaction_id, payload_hash, customer_id, subscription_id, metric_id, ts, local_date, properties,
              value, unique_value)
-),
+"""
+# One event: scalar parameters (no array building/unnesting on the single-event hot path).
+_INPUT_ONE = """
+    SELECT %s::text AS transaction_id, %s::bytea AS payload_hash, %s::bigint AS customer_id,
+           %s::bigint AS subscription_id, %s::bigint AS metric_id, %s::timestamptz AS ts, %s::date AS local_date,
+           %s::text AS properties, %s::numeric AS value, %s::text AS unique_value
+"""
+_INSERT_TEMPLATE = """
+WITH input AS ({input}),
 subs AS (
     SELECT id, usage_billed_through FROM subscriptions_subscription
     WHERE id IN (SELECT subscription_id FROM input) ORDER BY id FOR SHARE
@@ -407,30 +414,39 @@ events AS (
 )
 SELECT transaction_id FROM events
 """
+_INSERT_SQL = _INSERT_TEMPLATE.format(input=_INPUT_ARRAYS)
+_INSERT_ONE_SQL = _INSERT_TEMPLATE.format(input=_INPUT_ONE)
 
 
 def _insert(rows: list[_Parsed]) -> set[str]:
-    params = [
-        [r.transaction_id for r in rows],
-        [r.hash for r in rows],
-        [r.customer_id for r in rows],
-        [r.subscription_id for r in rows],
-        [r.metric_id for r in rows],
-        [r.timestamp for r in rows],
-        [r.local_date for r in rows],
-        [dumps_exact(r.properties) for r in rows],
-        [r.value for r in rows],
-        [r.unique_value for r in rows],
-    ]
+    if len(rows) == 1:
+        r = rows[0]
+        sql = _INSERT_ONE_SQL
+        params = [r.transaction_id, r.hash, r.customer_id, r.subscription_id, r.metric_id, r.timestamp, r.local_date,
+                  dumps_exact(r.properties), r.value, r.unique_value]
+    else:
+        sql = _INSERT_SQL
+        params = [
+            [r.transaction_id for r in rows],
+            [r.hash for r in rows],
+            [r.customer_id for r in rows],
+            [r.subscription_id for r in rows],
+            [r.metric_id for r in rows],
+            [r.timestamp for r in rows],
+            [r.local_date for r in rows],
+            [dumps_exact(r.properties) for r in rows],
+            [r.value for r in rows],
+            [r.unique_value for r in rows],
+        ]
     usage_partitions_ensure_for(timestamps=[r.timestamp for r in rows])
     for attempt in (1, 2):
         try:
             with _hot_cursor() as cursor:
                 if connection.in_atomic_block:
                     with transaction.atomic():  # a savepoint, so a missing partition can be retried
-                        cursor.execute(_INSERT_SQL, params)
+                        cursor.execute(sql, params)
                         return {row[0] for row in cursor.fetchall()}
-                cursor.execute(_INSERT_SQL, params)
+                cursor.execute(sql, params)
                 return {row[0] for row in cursor.fetchall()}
         except Exception as exc:  # noqa: BLE001 - only the missing-partition case is retried
             if attempt == 2 or not is_missing_partition_error(exc):

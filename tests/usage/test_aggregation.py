@@ -174,3 +174,23 @@ def test_sums_stay_exact_beyond_28_digits(make_metric, make_subscription):
     start, end = local_date_bounds_utc(date(2026, 3, 1), date(2026, 4, 1), "UTC")
     result = usage_aggregate(windows=[UsageWindow(sub.id, start, end)])
     assert result[(sub.id, metric.id)].quantity == Decimal("37037036703703703670370368.370370367036")
+
+
+@pytest.mark.django_db
+def test_billing_run_sized_call_gives_the_same_answer_and_restores_settings(auckland, monkeypatch):
+    from django.db import connection, transaction
+
+    from usage import selectors
+
+    sub, metrics = auckland
+    small = usage_aggregate(windows=[UsageWindow(sub.id, JAN_START, JAN_END)])
+    monkeypatch.setattr(selectors, "_BIG_CALL_WINDOWS", 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        before = cursor.fetchone()[0]
+    with transaction.atomic():
+        big = usage_aggregate(windows=[UsageWindow(sub.id, JAN_START, JAN_END)])
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW jit")
+            assert cursor.fetchone()[0] == before
+    assert big == small and len(big) == 5
