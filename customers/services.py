@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -34,10 +35,32 @@ def api_key_create(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
     return key, raw_key
 
 
+# Authenticated keys are remembered per process for a few seconds: ingestion posts thousands of events
+# a second and a key lookup per request was a measurable share of each. A revocation therefore takes
+# effect everywhere within KEY_CACHE_SECONDS (immediately in the process that revoked it).
+KEY_CACHE_SECONDS = 10.0
+KEY_CACHE_MAX = 1024
+_key_cache: dict[str, tuple[float, ApiKey]] = {}
+
+
+def _key_cache_clear() -> None:
+    _key_cache.clear()
+
+
 def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
-    key = ApiKey.objects.filter(key_hash=_hash_key(raw_key), revoked_at__isnull=True).first()
-    if key is None:
-        return None
+    key_hash = _hash_key(raw_key)
+    cached = _key_cache.get(key_hash)
+    clock = time.monotonic()
+    if cached and clock - cached[0] < KEY_CACHE_SECONDS:
+        key = cached[1]
+    else:
+        key = ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
+        if key is None:
+            _key_cache.pop(key_hash, None)
+            return None
+        if len(_key_cache) >= KEY_CACHE_MAX:
+            _key_cache.clear()
+        _key_cache[key_hash] = (clock, key)
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)  # no history row for a timestamp
@@ -51,6 +74,7 @@ def api_key_revoke(*, api_key: ApiKey, actor=None) -> ApiKey:
         if key.revoked_at is None:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at", "updated_at"])
+            _key_cache_clear()  # this process refuses the key at once; others within KEY_CACHE_SECONDS
             audit_record(action="api_key.revoked", obj=key, actor=actor_label(actor))
     return key
 

@@ -41,3 +41,13 @@ def usage_api(db) -> APIClient:
 @pytest.fixture
 def anon_api() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_api_key_cache():
+    """Each test starts with an empty per-process API key cache (keys live in the rolled-back test transaction)."""
+    from customers.services import _key_cache_clear
+
+    _key_cache_clear()
+    yield
+    _key_cache_clear()

@@ -76,3 +76,18 @@ def test_revoked_key_is_401(capsys, anon_api):
     assert anon_api.get("/api/v1/customers/").status_code == 200
     api_key_revoke(api_key=ApiKey.objects.get(name="temp"), actor="test")
     assert anon_api.get("/api/v1/customers/").status_code == 401
+
+
+def test_revocation_reaches_other_processes_within_the_cache_window(capsys, anon_api, monkeypatch):
+    """Another process's cache still holds the key; once the window passes, the revoked key is refused."""
+    import customers.services as services
+
+    call_command("create_api_key", "cached", "--scopes", "admin")
+    raw = capsys.readouterr().out.strip().splitlines()[-1]
+    anon_api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert anon_api.get("/api/v1/customers/").status_code == 200
+    ApiKey.objects.filter(name="cached").update(revoked_at=timezone.now())  # as if revoked elsewhere
+    assert anon_api.get("/api/v1/customers/").status_code == 200  # still cached here
+    clock = services.time.monotonic() + services.KEY_CACHE_SECONDS + 1
+    monkeypatch.setattr(services.time, "monotonic", lambda: clock)
+    assert anon_api.get("/api/v1/customers/").status_code == 401
