@@ -158,7 +158,8 @@ class InvoiceLine(models.Model):
     taxable = models.BooleanField(default=True)
     metadata = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 
-    history = HistoricalRecords()
+    # No history table: lines are written once with their invoice and never updated (no service
+    # edits them; the admin shows them read-only); the invoice's own history covers the document.
 
     class Meta:
         ordering = ["invoice", "position", "pk"]

@@ -12,9 +12,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
-from simple_history.utils import bulk_update_with_history
 
 from common.audit import actor_label, audit_record
 from common.errors import ApplicationError, ConflictError
@@ -165,18 +164,49 @@ def _finalize_batch(ids: list, *, today: date) -> int:
                 numbers[invoice.pk] = number
         now = timezone.now()
         audits = []
-        fields: set[str] = set()
+
         for invoice in invoices:
-            fields.update(_apply_finalize(invoice, number=numbers[invoice.pk], now=now,
-                                          line_amounts=amounts.get(invoice.pk, [])))
+            _apply_finalize(invoice, number=numbers[invoice.pk], now=now, line_amounts=amounts.get(invoice.pk, []))
             grace = invoice.customer.invoice_grace_period_days
             audits.append(_finalize_audit(invoice, actor="system", rule=RULE_AUTO_FINALIZE, inputs={
                 "billing_date": invoice.billing_date.isoformat(), "grace_period_days": grace, "today": today.isoformat()}))
-        bulk_update_with_history(invoices, Invoice, sorted(fields | {"paid_at"}), batch_size=500)
+        _save_finalized(invoices)
         AuditEvent.objects.bulk_create(audits)
         ids_done = [i.pk for i in invoices]
         transaction.on_commit(lambda: _after_finalize(ids_done))
         return len(invoices)
+
+
+_FINALIZE_SQL = """
+UPDATE invoicing_invoice AS i
+SET number = f.number, customer_snapshot = f.snapshot::jsonb, due_date = f.due_date, subtotal = f.subtotal,
+    discount = f.discount, tax = f.tax, total = f.total, amount_paid = f.amount_paid, amount_due = f.amount_due,
+    status = f.status, finalized_at = f.finalized_at, paid_at = f.paid_at, updated_at = f.finalized_at
+FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::date[], %s::numeric[], %s::numeric[], %s::numeric[],
+            %s::numeric[], %s::numeric[], %s::numeric[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+     AS f(id, number, snapshot, due_date, subtotal, discount, tax, total, amount_paid, amount_due, status,
+          finalized_at, paid_at)
+WHERE i.id = f.id AND i.status = 'draft'
+"""
+
+
+def _save_finalized(invoices: list[Invoice]) -> None:
+    """One UPDATE for a batch of locked drafts, plus their history rows in one INSERT."""
+    from django.core.serializers.json import DjangoJSONEncoder
+    import json
+
+    cols = ([i.pk for i in invoices], [i.number for i in invoices],
+            [json.dumps(i.customer_snapshot, cls=DjangoJSONEncoder) for i in invoices], [i.due_date for i in invoices],
+            *([getattr(i, name) for i in invoices] for name in ("subtotal", "discount", "tax", "total", "amount_paid",
+                                                                "amount_due")),
+            [i.status for i in invoices], [i.finalized_at for i in invoices], [i.paid_at for i in invoices])
+    with connection.cursor() as cursor:
+        cursor.execute(_FINALIZE_SQL, list(cols))
+        if cursor.rowcount != len(invoices):
+            raise RuntimeError("a locked draft changed under the finalize batch")
+    for invoice in invoices:
+        invoice.updated_at = invoice.finalized_at
+    Invoice.history.bulk_history_create(invoices, update=True, batch_size=1000)
 
 
 # --- review queue ------------------------------------------------------------------------------
