@@ -20,8 +20,8 @@ MAX_UTC_OFFSET = timedelta(hours=14)
 def run_billing_today() -> dict:
     now = timezone.now()
     as_of = (now + MAX_UTC_OFFSET).date()
-    run = billing_run(as_of=as_of, now=now, actor="celery:run_billing_today")
-    sweep = invoices_auto_finalize(today=timezone.localdate(now))
+    run = billing_run(as_of=as_of, now=now, actor="celery:run_billing_today", auto_finalize=False)
+    sweep = invoices_auto_finalize(today=timezone.localdate(now))  # grace periods count in UTC days
     return {"billing_run": run.pk, "invoices_created": run.invoices_created, "finalized": sweep.finalized}
 
 

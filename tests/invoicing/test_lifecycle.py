@@ -162,3 +162,18 @@ def test_management_command_prints_counts(metered, capsys):
     call_command("run_billing", "--as-of", "2026-02-01")
     assert "invoices created 0" in capsys.readouterr().out
     assert Invoice.objects.count() == 1
+
+
+def test_hourly_run_waits_for_the_local_midnight(metered):
+    from datetime import datetime, timezone
+
+    from invoicing.billing import billing_run
+
+    metered.customer("la", timezone="America/Los_Angeles")
+    metered.subscription("s1", customer="la", plan="metered", start_date=date(2026, 1, 1))
+    metered.events("calls", ["2026-02-01T07:30:00Z"], customer="la")  # Jan 31, 23:30 in Los Angeles
+    # 05:00 UTC on Feb 1 is still January 31st in Los Angeles: the period has not closed there.
+    assert billing_run(as_of=date(2026, 2, 1), now=datetime(2026, 2, 1, 5, tzinfo=timezone.utc)).invoices_created == 0
+    assert billing_run(as_of=date(2026, 2, 1), now=datetime(2026, 2, 1, 9, tzinfo=timezone.utc)).invoices_created == 1
+    (invoice,) = metered.invoices(subscription="s1")
+    assert lines_of(metered.invoice(invoice["id"])) == [("usage", "calls", "1", "1.00")]
