@@ -185,11 +185,11 @@ def _effective_as_of(as_of: date, now: datetime | None, tz: str) -> date:
 
 
 def _lock_subscriptions(ids) -> list[Subscription]:
-    return list(
-        Subscription.objects.select_for_update(of=("self",))
-        .select_related("customer", "plan_version__plan")
-        .filter(pk__in=list(ids)).order_by("pk")
-    )
+    """Lock in pk order WITHOUT joins, then read the rows with their relations. A FOR UPDATE joined to
+    plan_version silently drops a row whose plan changed concurrently (PostgreSQL rechecks the join
+    against the old joined row), which would skip a subscription."""
+    locked = list(Subscription.objects.select_for_update().filter(pk__in=list(ids)).order_by("pk").values_list("pk", flat=True))
+    return list(Subscription.objects.select_related("customer", "plan_version__plan").filter(pk__in=locked).order_by("pk"))
 
 
 @dataclass
@@ -470,15 +470,21 @@ class _ChunkBuilder:
         prev = previous.get(sub.pk)
         reasons = []
         if prev is not None:
-            prev_total, prev_had_usage, prev_id = prev
-            if prev_total > 0 and invoice.total > REVIEW_TOTAL_FACTOR * prev_total:
+            prev_total, prev_had_usage, prev_id, prev_days = prev
+            # A short previous invoice (a prorated first period) is scaled to this invoice's span first,
+            # so a normal first full period is not flagged as a spike.
+            days = (invoice.period_end - invoice.period_start).days if invoice.period_start and invoice.period_end else 0
+            scale = Decimal(days) / Decimal(prev_days) if prev_days and days > prev_days else Decimal(1)
+            if prev_total > 0 and invoice.total > REVIEW_TOTAL_FACTOR * prev_total * scale:
                 reasons.append({"rule": RULE_TOTAL_SPIKE, "total": str(invoice.total), "previous_total": str(prev_total),
-                                "previous_invoice": str(prev_id), "factor": str(REVIEW_TOTAL_FACTOR)})
+                                "previous_invoice": str(prev_id), "factor": str(REVIEW_TOTAL_FACTOR),
+                                "span_scale": f"{days}/{prev_days}" if scale != 1 else "1"})
             if has_usage_lines and not has_usage and prev_had_usage:
                 reasons.append({"rule": RULE_ZERO_USAGE, "usage_lines": len(usage_lines),
                                 "previous_invoice": str(prev_id)})
         if reason == InvoiceReason.SUBSCRIPTION_CYCLE:
-            previous[sub.pk] = (invoice.total, has_usage, invoice.pk)
+            span = (invoice.period_end - invoice.period_start).days if invoice.period_start and invoice.period_end else 0
+            previous[sub.pk] = (invoice.total, has_usage, invoice.pk, span)
         invoice.needs_review = bool(reasons)
         invoice.review_reasons = reasons
 
@@ -743,8 +749,8 @@ def _pending_prorations(ids) -> dict[int, list[ProrationItem]]:
     return out
 
 
-def _previous_invoices(ids) -> dict[int, tuple[Decimal, bool, object]]:
-    """The latest non-void cycle invoice of each subscription: (total, had usage, id). One query.
+def _previous_invoices(ids) -> dict[int, tuple[Decimal, bool, object, int]]:
+    """The latest non-void cycle invoice of each subscription: (total, had usage, id, days spanned). One query.
     Mid-period invoices (plan changes) are not a fair yardstick for a period's total."""
     had_usage = InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=USAGE_KINDS, quantity__gt=0)
     rows = (
@@ -753,6 +759,7 @@ def _previous_invoices(ids) -> dict[int, tuple[Decimal, bool, object]]:
         .annotate(had_usage=Exists(had_usage))
         .order_by("subscription_id", "-billing_date", "-created_at")
         .distinct("subscription_id")
-        .values_list("subscription_id", "total", "had_usage", "pk")
+        .values_list("subscription_id", "total", "had_usage", "pk", "period_start", "period_end")
     )
-    return {sub_id: (total, had, pk) for sub_id, total, had, pk in rows}
+    return {sub_id: (total, had, pk, (end - start).days if start and end else 0)
+            for sub_id, total, had, pk, start, end in rows}

@@ -150,6 +150,9 @@ def _finalize_batch(ids: list, *, today: date) -> int:
             Invoice.objects.select_for_update(of=("self",)).select_related("customer")
             .filter(pk__in=ids, status=InvoiceStatus.DRAFT, needs_review=False).order_by("pk")
         )
+        # Numbers follow the issue dates (then customer, then creation) within a batch, so a catch-up run
+        # over several months numbers April's invoices before May's.
+        invoices.sort(key=lambda i: (i.issue_date, i.customer.external_id, i.created_at, str(i.pk)))
         if not invoices:
             return 0
         amounts: dict = {}

@@ -112,3 +112,30 @@ def test_crashed_chunk_leaves_no_partial_state_and_rerun_resumes(monkeypatch):
     monkeypatch.setattr(billing._ChunkBuilder, "insert", original)
     run = billing_run(as_of=date(2026, 1, 1), chunk_size=3)
     assert run.invoices_created == 3 and Invoice.objects.count() == len(subs)
+
+
+def test_lock_keeps_a_subscription_whose_plan_changed_while_waiting():
+    """The billing run's lock waits for a concurrent plan change and still returns the row (a FOR UPDATE
+    joined to plan_version would silently drop it after the change commits)."""
+    from django.db import transaction
+
+    from invoicing.billing import _lock_subscriptions
+
+    (sub,) = _subscriptions(1)
+    other = PlanVersionFactory(amount=Decimal("20"), plan__currency="USD")
+    changed, locked = threading.Event(), []
+
+    def change_plan():
+        with transaction.atomic():
+            Subscription.objects.select_for_update().filter(pk=sub.pk).update(plan_version=other)
+            changed.set()
+            threading.Event().wait(0.5)  # hold the row while the billing lock queues behind it
+
+    def bill():
+        changed.wait(10)
+        with transaction.atomic():
+            locked.extend(_lock_subscriptions([sub.pk]))
+
+    errors = _in_threads(lambda fn: fn(), [(change_plan,), (bill,)])
+    assert errors == []
+    assert [(s.pk, s.plan_version_id) for s in locked] == [(sub.pk, other.pk)]
