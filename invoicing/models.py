@@ -104,6 +104,16 @@ class Invoice(TimestampedModel):
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     marked_uncollectible_at = models.DateTimeField(null=True, blank=True)
+    # Issue 7: the totals breakdown (frozen at finalize) and the rendered document.
+    discount_lines = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder,
+                                      help_text="[{coupon_id, code, description, amount}]")
+    tax_lines = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder,
+                                 help_text="[{tax_rate_id, name, rate, taxable_amount, amount}]")
+    tax_note = models.CharField(max_length=500, blank=True, help_text="Reverse charge / exemption wording")
+    credit_balance_applied = models.DecimalField(default=0, **MONEY_FIELD)
+    prepaid_applied = models.DecimalField(default=0, **MONEY_FIELD)
+    pdf = models.FileField(upload_to="invoices/%Y/%m/", blank=True)
+    pdf_rendered_at = models.DateTimeField(null=True, blank=True)
 
     history = HistoricalRecords()
 
@@ -207,3 +217,87 @@ class Payment(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} on {self.paid_on}"
+
+
+class EmailStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    SENT = "sent", "sent"
+    FAILED = "failed", "failed"
+
+
+class InvoiceEmail(models.Model):
+    """One delivery attempt of an invoice or credit note document to the customer."""
+
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="emails")
+    credit_note = models.ForeignKey("CreditNote", null=True, blank=True, on_delete=models.PROTECT, related_name="emails")
+    to = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    status = models.CharField(max_length=10, choices=EmailStatus.choices, default=EmailStatus.QUEUED)
+    error = models.TextField(blank=True)
+    requested_by = models.CharField(max_length=120, default="system")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.subject} → {self.to} ({self.status})"
+
+
+class CreditNoteStatus(models.TextChoices):
+    ISSUED = "issued", "issued"
+    VOID = "void", "void"
+
+
+class CreditNoteOutcome(models.TextChoices):
+    CREDIT_BALANCE = "credit_balance", "credit to the customer's balance"
+    REFUND = "refund", "refund"
+    REDUCE_AMOUNT_DUE = "reduce_amount_due", "reduces the invoice's amount due"
+
+
+class CreditNote(TimestampedModel):
+    """A correction of a finalized invoice (which itself stays immutable). Numbered `CN-YYYY-NNNNNN`
+    from its own gapless series at issue."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    number = models.CharField(max_length=32, unique=True)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_notes")
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=CreditNoteStatus.choices, default=CreditNoteStatus.ISSUED)
+    outcome = models.CharField(max_length=20, choices=CreditNoteOutcome.choices)
+    reason = models.CharField(max_length=500)
+    issue_date = models.DateField()
+    subtotal = models.DecimalField(default=0, **MONEY_FIELD, help_text="Credited before tax")
+    tax = models.DecimalField(default=0, **MONEY_FIELD)
+    total = models.DecimalField(default=0, **MONEY_FIELD)
+    tax_lines = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+    customer_snapshot = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    pdf = models.FileField(upload_to="credit_notes/%Y/%m/", blank=True)
+    pdf_rendered_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.CharField(max_length=120, default="system")
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-issue_date", "-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(total__gt=0), name="credit_note_total_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class CreditNoteLine(models.Model):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="lines")
+    invoice_line = models.ForeignKey(InvoiceLine, null=True, blank=True, on_delete=models.PROTECT, related_name="credit_lines")
+    description = models.CharField(max_length=500)
+    amount = models.DecimalField(**MONEY_FIELD, help_text="Credited amount before tax, positive")
+
+    class Meta:
+        ordering = ["credit_note", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.description}: {self.amount}"
