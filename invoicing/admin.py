@@ -1,9 +1,18 @@
+import uuid
+
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from common.admin_mixins import NoDeleteAdminMixin
 from common.errors import ApplicationError
-from invoicing.models import BillingRun, Invoice, InvoiceLine, Payment
+from invoicing.emails import invoice_email_send
+from invoicing.models import BillingRun, EmailStatus, Invoice, InvoiceEmail, InvoiceLine, Payment
+from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename
 from invoicing.services import invoice_approve, invoice_finalize, invoice_void
 
 
@@ -36,6 +45,23 @@ class PaymentInline(admin.TabularInline):
         return False
 
 
+class InvoiceEmailInline(admin.TabularInline):
+    model = InvoiceEmail
+    fk_name = "invoice"
+    extra = 0
+    can_delete = False
+    verbose_name = "e-mail delivery"
+    verbose_name_plural = "e-mail deliveries"
+    fields = ("created_at", "to", "subject", "status", "error", "requested_by", "sent_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class NeedsReviewFilter(admin.SimpleListFilter):
     title = "review queue"
     parameter_name = "review"
@@ -59,9 +85,32 @@ class InvoiceAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     search_fields = ("number", "customer__external_id", "customer__name", "subscription__external_id")
     list_select_related = ("customer", "subscription")
     date_hierarchy = "billing_date"
-    inlines = [InvoiceLineInline, PaymentInline]
-    actions = ["finalize_selected", "approve_selected", "void_selected"]
-    readonly_fields = [f.name for f in Invoice._meta.fields]
+    inlines = [InvoiceLineInline, PaymentInline, InvoiceEmailInline]
+    actions = ["finalize_selected", "approve_selected", "void_selected", "resend_email_selected"]
+    readonly_fields = ["pdf_download"] + [f.name for f in Invoice._meta.fields]
+
+    def get_urls(self):
+        return [path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_invoice_pdf"),
+                *super().get_urls()]
+
+    def pdf_view(self, request, object_id):
+        try:
+            invoice = get_object_or_404(Invoice, pk=uuid.UUID(str(object_id)))
+        except ValueError as exc:
+            raise Http404("No such invoice.") from exc
+        if not self.has_view_permission(request, invoice):
+            raise PermissionDenied
+        response = HttpResponse(invoice_pdf_bytes(invoice=invoice), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{invoice_pdf_filename(invoice)}"'
+        return response
+
+    @admin.display(description="PDF")
+    def pdf_download(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        label = "Preview draft PDF" if obj.status == "draft" else "Download PDF"
+        return format_html('<a class="button" href="{}">{}</a>', reverse("admin:invoicing_invoice_pdf", args=[obj.pk]),
+                           label)
 
     def has_add_permission(self, request):
         return False  # invoices come from billing runs and subscription changes
@@ -85,6 +134,19 @@ class InvoiceAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     @admin.action(description="Void selected invoices")
     def void_selected(self, request, queryset):
         self._each(request, queryset, invoice_void, "Voided")
+
+    @admin.action(description="Resend invoice e-mail")
+    def resend_email_selected(self, request, queryset):
+        for invoice in queryset.order_by("pk"):
+            try:
+                log = invoice_email_send(invoice=invoice, actor=request.user)
+            except ApplicationError as exc:
+                self.message_user(request, f"{invoice}: {exc.message}", messages.ERROR)
+                continue
+            if log.status == EmailStatus.SENT:
+                self.message_user(request, f"{invoice}: sent to {log.to}.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{invoice}: not sent: {log.error}", messages.ERROR)
 
 
 @admin.register(BillingRun)

@@ -1,7 +1,10 @@
+import json
 import uuid
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -15,6 +18,9 @@ from invoicing.serializers import (
     MarkPaidSerializer,
     ReasonSerializer,
 )
+from invoicing.emails import invoice_email_send
+from invoicing.models import InvoiceEmail
+from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename
 from invoicing.services import invoice_finalize, invoice_mark_paid, invoice_void
 
 
@@ -26,9 +32,37 @@ def _invoice(pk: str):
     return invoice_get(invoice_id=pk)
 
 
+class PDFRenderer(renderers.BaseRenderer):
+    """Lets `Accept: application/pdf` through content negotiation; the PDF view returns the bytes
+    itself, so this only ever renders error bodies (as JSON)."""
+
+    media_type = "application/pdf"
+    format = "pdf"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, bytes):
+            return data
+        return json.dumps(data).encode()
+
+
+class InvoiceEmailSerializer(serializers.ModelSerializer):
+    # Kept beside the one view that returns it (serializers.py belongs to the totals/credit-notes work).
+    class Meta:
+        model = InvoiceEmail
+        fields = ["id", "invoice", "credit_note", "to", "subject", "status", "error", "requested_by", "created_at",
+                  "sent_at"]
+        read_only_fields = fields
+
+
+class SendInvoiceSerializer(serializers.Serializer):
+    to = serializers.EmailField(required=False, help_text="Defaults to the billing e-mail frozen on the invoice")
+
+
 class InvoiceViewSet(viewsets.GenericViewSet):
     serializer_class = InvoiceSerializer
     lookup_value_regex = "[^/]+"
+    scope_map = {"pdf": "billing:read", "send": "billing:write"}
 
     def get_queryset(self):
         params = self.request.query_params
@@ -66,6 +100,29 @@ class InvoiceViewSet(viewsets.GenericViewSet):
         invoice_mark_paid(invoice=invoice, amount=data.get("amount"), paid_on=data.get("date"),
                           reference=data.get("reference", ""), actor=request.auth)
         return Response(InvoiceSerializer(_invoice(pk)).data)
+
+    @extend_schema(request=None, responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, PDFRenderer])
+    def pdf(self, request, pk=None):
+        """The invoice PDF: the stored document of an issued invoice (rendered and stored now if it
+        is not yet), a watermarked preview for a draft."""
+        invoice = _invoice(pk)
+        filename = invoice_pdf_filename(invoice)
+        response = HttpResponse(invoice_pdf_bytes(invoice=invoice), content_type="application/pdf")
+        disposition = "inline" if request.query_params.get("inline") else "attachment"
+        response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
+        return response
+
+    @extend_schema(request=SendInvoiceSerializer,
+                   responses={201: InvoiceEmailSerializer, 409: OpenApiResponse(description="not an issued invoice")})
+    @action(detail=True, methods=["post"])
+    def send(self, request, pk=None):
+        """(Re)send the invoice by e-mail with its PDF. Always logs a delivery row: 201 with
+        `status` `sent` or `failed` (and `error`, e.g. no address on the invoice)."""
+        serializer = SendInvoiceSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        log = invoice_email_send(invoice=_invoice(pk), actor=request.auth, to=serializer.validated_data.get("to"))
+        return Response(InvoiceEmailSerializer(log).data, status=status.HTTP_201_CREATED)
 
 
 class BillingRunViewSet(viewsets.GenericViewSet):

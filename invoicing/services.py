@@ -93,7 +93,22 @@ def _finalize_audit(invoice: Invoice, *, actor: str, rule: str, inputs: dict) ->
 
 
 def _after_finalize(invoice_ids: list) -> None:
-    """Side effects after commit. Issue 7 hooks in here: render the PDF, e-mail it, start collection."""
+    """Side effects after commit: render and store each invoice's PDF, then e-mail it (Celery,
+    `invoicing.tasks`). A batch is one message that fans out per invoice. The invoices are already
+    committed, so an enqueue failure (broker down, or an eager task failing) is logged, never raised
+    into the finalizing caller; the documents can be re-rendered and re-sent from the admin/API."""
+    import logging
+
+    from invoicing.tasks import invoice_documents_fan_out, invoice_pdf_render
+
+    ids = [str(pk) for pk in invoice_ids]
+    try:
+        if len(ids) == 1:
+            invoice_pdf_render.delay(ids[0])
+        elif ids:
+            invoice_documents_fan_out.delay(ids)
+    except Exception:  # noqa: BLE001
+        logging.getLogger(__name__).exception("could not enqueue the documents of %d finalized invoice(s)", len(ids))
 
 
 def invoice_finalize(*, invoice: Invoice, actor=None, rule: str = "manual", inputs: dict | None = None) -> Invoice:

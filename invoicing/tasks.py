@@ -43,3 +43,65 @@ def invoice_subscription_now_task(self, subscription_id: int, on_date: str, reas
     invoice = invoice_subscription_now(subscription=subscription, on_date=date.fromisoformat(on_date), reason=reason,
                                        actor="celery:invoice_subscription_now")
     return str(invoice.pk) if invoice else None
+
+
+# --- documents (issue 7): enqueued on commit by `invoicing.services._after_finalize` -------------
+
+@shared_task(name="invoicing.tasks.invoice_documents_fan_out")
+def invoice_documents_fan_out(invoice_ids: list[str]) -> int:
+    """One message per finalize batch; each invoice gets its own render → e-mail tasks."""
+    import logging
+
+    for invoice_id in invoice_ids:
+        try:
+            invoice_pdf_render.delay(str(invoice_id))
+        except Exception:  # noqa: BLE001 - one invoice must not hold back the others (eager mode raises here)
+            logging.getLogger(__name__).exception("documents of invoice %s failed", invoice_id)
+    return len(invoice_ids)
+
+
+@shared_task(name="invoicing.tasks.invoice_pdf_render", bind=True, max_retries=3, default_retry_delay=60,
+             time_limit=120, soft_time_limit=90)
+def invoice_pdf_render(self, invoice_id: str, send_email: bool = True) -> str | None:
+    """Render and store the PDF of a finalized invoice (idempotent), then enqueue its e-mail."""
+    from django.db import OperationalError
+
+    from invoicing.models import Invoice, InvoiceStatus
+    from invoicing.pdf import invoice_pdf_store
+
+    invoice = Invoice.objects.filter(pk=invoice_id).first()
+    if invoice is None or invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.VOID):
+        return None
+    try:
+        invoice = invoice_pdf_store(invoice=invoice)
+    except OperationalError as exc:
+        raise self.retry(exc=exc)
+    if send_email:
+        invoice_email_deliver.delay(invoice_id)
+    return invoice.pdf.name
+
+
+@shared_task(name="invoicing.tasks.invoice_email_deliver", time_limit=120, soft_time_limit=90)
+def invoice_email_deliver(invoice_id: str) -> str | None:
+    """The automatic e-mail after finalize, once per invoice; failures are logged on an InvoiceEmail row."""
+    from invoicing.emails import invoice_email_send_once
+    from invoicing.models import Invoice
+
+    invoice = Invoice.objects.filter(pk=invoice_id).first()
+    log = invoice_email_send_once(invoice=invoice) if invoice else None
+    return log.status if log else None
+
+
+@shared_task(name="invoicing.tasks.credit_note_documents_deliver", time_limit=120, soft_time_limit=90)
+def credit_note_documents_deliver(credit_note_id: str) -> str | None:
+    """Render and store a credit note's PDF, then e-mail it once. Enqueue with transaction.on_commit."""
+    from invoicing.emails import credit_note_email_send_once
+    from invoicing.models import CreditNote
+    from invoicing.pdf import credit_note_pdf_store
+
+    credit_note = CreditNote.objects.filter(pk=credit_note_id).first()
+    if credit_note is None:
+        return None
+    credit_note_pdf_store(credit_note=credit_note)
+    log = credit_note_email_send_once(credit_note=credit_note)
+    return log.status if log else None
