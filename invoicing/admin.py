@@ -162,3 +162,48 @@ class BillingRunAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# --- credit notes (money read-only; issued through invoicing.credit_notes) --------------------------
+
+from invoicing.credit_notes import credit_note_void  # noqa: E402
+from invoicing.models import CreditNote, CreditNoteLine  # noqa: E402
+
+
+class CreditNoteLineInline(admin.TabularInline):
+    model = CreditNoteLine
+    extra = 0
+    can_delete = False
+    fields = ("invoice_line", "description", "amount")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+    list_display = ("number", "status", "outcome", "invoice", "customer", "issue_date", "currency", "subtotal", "tax",
+                    "total")
+    list_filter = ("status", "outcome", "currency")
+    search_fields = ("number", "invoice__number", "customer__external_id", "customer__name")
+    list_select_related = ("invoice", "customer")
+    date_hierarchy = "issue_date"
+    inlines = [CreditNoteLineInline]
+    actions = ["void_selected"]
+    readonly_fields = [f.name for f in CreditNote._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # issued through the API (POST /api/v1/invoices/{id}/credit_notes/) and the service
+
+    @admin.action(description="Void selected credit notes")
+    def void_selected(self, request, queryset):
+        for note in queryset.order_by("number"):
+            try:
+                credit_note_void(credit_note=note, actor=request.user, reason="voided in the admin")
+                self.message_user(request, f"Voided {note.number}.", messages.SUCCESS)
+            except ApplicationError as exc:
+                self.message_user(request, f"{note.number}: {exc.message}", messages.ERROR)

@@ -47,7 +47,7 @@ from invoicing.models import (
 )
 from invoicing.schedule import BillingDate, Span, billing_schedule, closures_until, full_days
 from invoicing.services import invoices_auto_finalize
-from invoicing.totals import invoice_totals
+from invoicing.totals import TotalsPreview
 from subscriptions.models import ChangeKind, ProrationItem, Subscription, SubscriptionChange
 from subscriptions.periods import period_containing, prorate
 
@@ -455,7 +455,11 @@ class _ChunkBuilder:
         if not lines:
             return None  # nothing billable (a free plan): the cursors still move
 
-        totals = invoice_totals(currency=currency, line_amounts=[ln.amount for ln in lines])
+        # Draft preview of coupons, tax and credits (finalize recomputes and consumes them under locks).
+        if getattr(self, "totals_preview", None) is None:
+            self.totals_preview = TotalsPreview({s.customer_id for s in self.subs})
+        totals = self.totals_preview.totals(invoice=invoice, customer=sub.customer, subscription=sub,
+                                            lines=[(ln.amount, ln.taxable) for ln in lines])
         for name, value in totals.as_fields().items():
             setattr(invoice, name, value)
         if bill.closures or bill.advance:

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from catalog.rating import format_quantity
 from common.money import format_money, quantize_unit_price
-from invoicing.models import BillingRun, Invoice, InvoiceLine
+from invoicing.models import BillingRun, CreditNote, CreditNoteLine, CreditNoteOutcome, Invoice, InvoiceLine
 
 
 def _unit(value: Decimal | None) -> str | None:
@@ -24,8 +24,8 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = InvoiceLine
-        fields = ("kind", "description", "billable_metric", "quantity", "unit_amount", "amount", "period_start",
-                  "period_end", "tiers")
+        fields = ("id", "kind", "description", "billable_metric", "quantity", "unit_amount", "amount", "period_start",
+                  "period_end", "tiers", "taxable")
 
     def get_billable_metric(self, line) -> str | None:
         return line.billable_metric.code if line.billable_metric_id else None
@@ -40,29 +40,104 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
         return format_money(line.amount, line.invoice.currency)
 
 
-MONEY_FIELDS = ("subtotal", "discount", "tax", "total", "amount_paid", "amount_due")
+MONEY_FIELDS = ("subtotal", "discount", "tax", "total", "amount_paid", "amount_due", "credit_balance_applied",
+                "prepaid_applied")
+
+
+class InvoiceListSerializer(serializers.ListSerializer):
+    """Loads the credit notes of a whole page in one query (no query per invoice)."""
+
+    def to_representation(self, data):
+        from django.db.models import prefetch_related_objects
+
+        items = list(data.all() if hasattr(data, "all") else data)
+        prefetch_related_objects([i for i in items if isinstance(i, Invoice)], "credit_notes")
+        return super().to_representation(items)
 
 
 class InvoiceSerializer(serializers.ModelSerializer):
     customer = serializers.CharField(source="customer.external_id")
     subscription = serializers.SerializerMethodField()
     lines = InvoiceLineSerializer(many=True)
+    credit_notes = serializers.SerializerMethodField()
 
     class Meta:
         model = Invoice
+        list_serializer_class = InvoiceListSerializer
         fields = ("id", "number", "status", "customer", "subscription", "currency", "issue_date", "due_date",
-                  "period_start", "period_end", *MONEY_FIELDS, "lines", "billing_date", "reason", "needs_review",
+                  "period_start", "period_end", *MONEY_FIELDS, "discount_lines", "tax_lines", "tax_note",
+                  "credit_notes", "lines", "billing_date", "reason", "needs_review",
                   "review_reasons", "approved_by", "approved_at", "finalized_at", "paid_at", "voided_at",
                   "customer_snapshot", "created_at")
 
     def get_subscription(self, invoice) -> str | None:
         return invoice.subscription.external_id if invoice.subscription_id else None
 
+    def get_credit_notes(self, invoice) -> list[dict]:
+        notes = sorted(invoice.credit_notes.all(), key=lambda n: n.number)
+        return [{"id": str(n.pk), "number": n.number, "status": n.status, "outcome": n.outcome,
+                 "total": format_money(n.total, n.currency)} for n in notes]
+
     def to_representation(self, invoice):
         data = super().to_representation(invoice)
         for name in MONEY_FIELDS:
             data[name] = format_money(getattr(invoice, name), invoice.currency)
         return data
+
+
+# --- credit notes ------------------------------------------------------------------------------------
+
+CREDIT_NOTE_MONEY_FIELDS = ("subtotal", "tax", "total")
+
+
+class CreditNoteLineSerializer(serializers.ModelSerializer):
+    amount = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CreditNoteLine
+        fields = ("id", "invoice_line", "description", "amount")
+
+    def get_amount(self, line) -> str:
+        return format_money(line.amount, line.credit_note.currency)
+
+
+class CreditNoteSerializer(serializers.ModelSerializer):
+    invoice = serializers.UUIDField(source="invoice_id")
+    invoice_number = serializers.CharField(source="invoice.number")
+    customer = serializers.CharField(source="customer.external_id")
+    lines = CreditNoteLineSerializer(many=True)
+
+    class Meta:
+        model = CreditNote
+        fields = ("id", "number", "invoice", "invoice_number", "customer", "currency", "status", "outcome", "reason",
+                  "issue_date", *CREDIT_NOTE_MONEY_FIELDS, "tax_lines", "lines", "created_by", "created_at")
+
+    def to_representation(self, note):
+        data = super().to_representation(note)
+        for name in CREDIT_NOTE_MONEY_FIELDS:
+            data[name] = format_money(getattr(note, name), note.currency)
+        return data
+
+
+class CreditNoteLineInputSerializer(serializers.Serializer):
+    line_id = serializers.IntegerField(help_text="An invoice line's id (invoice `lines[].id`)")
+    amount = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True,
+                                      coerce_to_string=False,
+                                      help_text="Pre-tax amount to credit on that line; omitted: all that remains")
+
+
+class CreditNoteCreateSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True,
+                                      coerce_to_string=False,
+                                      help_text="Total credited, tax included. Required unless `lines` are given.")
+    reason = serializers.CharField(max_length=500)
+    lines = CreditNoteLineInputSerializer(many=True, required=False)
+    outcome = serializers.ChoiceField(choices=CreditNoteOutcome.choices, required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if attrs.get("amount") is None and not attrs.get("lines"):
+            raise serializers.ValidationError({"amount": ["This field is required (or give lines)."]})
+        return attrs
 
 
 class MarkPaidSerializer(serializers.Serializer):

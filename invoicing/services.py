@@ -20,7 +20,8 @@ from common.errors import ApplicationError, ConflictError
 from common.models import AuditEvent
 from common.money import money_quantum, quantize_money
 from invoicing.models import Invoice, InvoiceLine, InvoiceNumberSeries, InvoiceStatus, Payment
-from invoicing.totals import invoice_totals
+from invoicing.totals import (InvoiceTotals, TaxCache, customers_with_coupons, customers_with_credit, invoice_totals,
+                              totals_inputs)
 
 FINALIZE_BATCH = 500
 RULE_AUTO_FINALIZE = "auto_finalize_after_grace_period"
@@ -64,10 +65,9 @@ def customer_snapshot(customer) -> dict:
     }
 
 
-def _apply_finalize(invoice: Invoice, *, number: str, now, line_amounts) -> list[str]:
-    """Mutate a locked draft into a finalized invoice; returns the changed field names."""
+def _apply_finalize(invoice: Invoice, *, number: str, now, totals: InvoiceTotals) -> list[str]:
+    """Mutate a locked draft into a finalized invoice with its frozen totals; returns the changed field names."""
     customer = invoice.customer
-    totals = invoice_totals(currency=invoice.currency, line_amounts=line_amounts, amount_paid=invoice.amount_paid)
     invoice.number = number
     invoice.customer_snapshot = customer_snapshot(customer)
     invoice.due_date = invoice.issue_date + timedelta(days=customer.net_terms_days)
@@ -82,6 +82,48 @@ def _apply_finalize(invoice: Invoice, *, number: str, now, line_amounts) -> list
         invoice.paid_at = now
         fields.append("paid_at")
     return fields
+
+
+def _finalize_money(invoice: Invoice, *, now, lines, tax_cache: TaxCache | None = None, coupons: bool = True,
+                    credit: bool = True) -> tuple[InvoiceTotals, dict]:
+    """Recompute a locked draft's totals from the customer's coupons, tax rates and credits as they
+    are now (coupon redemptions and the customer row locked, in that order), and consume them for
+    this invoice in the same transaction: coupon periods, credit balance, prepaid credit, each
+    idempotent per invoice id; a net-credit invoice credits the balance. `coupons` / `credit`
+    False skip the reads for a customer known to have none (the batch path).
+    Lock order on every finalize path: invoice → coupon redemptions → customer → number series."""
+    from catalog.services import coupon_redemptions_consume
+    from customers.services import credit_balance_apply, credit_balance_credit_from_invoice, prepaid_credit_consume
+
+    customer, currency = invoice.customer, invoice.currency
+    inputs = totals_inputs(customer=customer, subscription=invoice.subscription, currency=currency,
+                           issue_date=invoice.issue_date, lock=True, credit_on=now, tax_cache=tax_cache,
+                           coupons=coupons, credit=credit)
+    totals = invoice_totals(currency=currency, lines=lines, coupons=inputs.coupons, tax=inputs.tax,
+                            credit_balance=inputs.credit_balance, prepaid_available=inputs.prepaid_available,
+                            amount_paid=invoice.amount_paid)
+    if inputs.redemptions:
+        coupon_redemptions_consume(redemptions=inputs.redemptions, invoice_id=invoice.pk, discounts=totals.discounts)
+    if totals.credit_balance_applied > 0:
+        applied = credit_balance_apply(customer=customer, currency=currency, amount=totals.credit_balance_applied,
+                                       invoice_id=invoice.pk)
+        if applied != totals.credit_balance_applied:
+            raise ConflictError("The customer's credit balance changed during finalization; retry.",
+                                code="credit_changed")
+    if totals.prepaid_applied > 0:
+        spent = prepaid_credit_consume(customer=customer, currency=currency, amount=totals.prepaid_applied,
+                                       invoice_id=invoice.pk, on=now)
+        if spent != totals.prepaid_applied:
+            raise ConflictError("The customer's prepaid credit changed during finalization; retry.",
+                                code="credit_changed")
+    if totals.balance_credit > 0:
+        credit_balance_credit_from_invoice(customer=customer, currency=currency, amount=totals.balance_credit,
+                                           invoice_id=invoice.pk)
+    described = inputs.describe()
+    described.update({"subtotal": str(totals.subtotal), "discount": str(totals.discount), "tax": str(totals.tax),
+                      "tax_note": totals.tax_note, "credit_balance_applied": str(totals.credit_balance_applied),
+                      "prepaid_applied": str(totals.prepaid_applied), "balance_credit": str(totals.balance_credit)})
+    return totals, described
 
 
 def _finalize_audit(invoice: Invoice, *, actor: str, rule: str, inputs: dict) -> AuditEvent:
@@ -115,14 +157,17 @@ def invoice_finalize(*, invoice: Invoice, actor=None, rule: str = "manual", inpu
     """Assign the next gapless number of the invoice's series and year, freeze the customer
     snapshot and the totals, set the due date (issue date + net terms)."""
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).select_related("customer").get(pk=invoice.pk)
+        invoice = (Invoice.objects.select_for_update(of=("self",))
+                   .select_related("customer", "subscription__plan_version").get(pk=invoice.pk))
         if invoice.status != InvoiceStatus.DRAFT:
             raise ConflictError(f"Only a draft can be finalized; this invoice is {invoice.status}.", code="invalid_state")
+        now = timezone.now()
+        totals, money_inputs = _finalize_money(invoice, now=now,
+                                               lines=list(invoice.lines.values_list("amount", "taxable")))
         (number,) = invoice_number_take(series=invoice.series, year=invoice.issue_date.year)
-        fields = _apply_finalize(invoice, number=number, now=timezone.now(),
-                                 line_amounts=invoice.lines.values_list("amount", flat=True))
+        fields = _apply_finalize(invoice, number=number, now=now, totals=totals)
         invoice.save(update_fields=fields)
-        _finalize_audit(invoice, actor=actor_label(actor), rule=rule, inputs=inputs or {}).save()
+        _finalize_audit(invoice, actor=actor_label(actor), rule=rule, inputs={**(inputs or {}), **money_inputs}).save()
         ids = [invoice.pk]
         transaction.on_commit(lambda: _after_finalize(ids))
     return invoice
@@ -162,17 +207,32 @@ def invoices_auto_finalize(*, today: date, invoice_ids=None, batch_size: int = F
 def _finalize_batch(ids: list, *, today: date) -> int:
     with transaction.atomic():
         invoices = list(
-            Invoice.objects.select_for_update(of=("self",)).select_related("customer")
+            Invoice.objects.select_for_update(of=("self",)).select_related("customer", "subscription__plan_version")
             .filter(pk__in=ids, status=InvoiceStatus.DRAFT, needs_review=False).order_by("pk")
         )
+        if not invoices:
+            return 0
+        lines: dict = {}
+        for invoice_id, amount, taxable in (InvoiceLine.objects.filter(invoice__in=invoices)
+                                            .values_list("invoice_id", "amount", "taxable")):
+            lines.setdefault(invoice_id, []).append((amount, taxable))
+        # Money first, customer by customer (pk order, the lock order of every finalize path), each
+        # customer's invoices in issue-date order so a `once` coupon goes to the earliest. Customers
+        # without coupons or credit cost no query beyond the two set lookups; tax rates are read once
+        # per distinct (country, region, exemption, B2B, date).
+        customer_ids = {i.customer_id for i in invoices}
+        with_coupons = customers_with_coupons(customer_ids)
+        with_credit = customers_with_credit(customer_ids)
+        tax_cache = TaxCache()
+        now = timezone.now()
+        money: dict = {}
+        for invoice in sorted(invoices, key=lambda i: (i.customer_id, i.issue_date, i.created_at, str(i.pk))):
+            money[invoice.pk] = _finalize_money(invoice, now=now, lines=lines.get(invoice.pk, []), tax_cache=tax_cache,
+                                                coupons=invoice.customer_id in with_coupons,
+                                                credit=invoice.customer_id in with_credit)
         # Numbers follow the issue dates (then customer, then creation) within a batch, so a catch-up run
         # over several months numbers April's invoices before May's.
         invoices.sort(key=lambda i: (i.issue_date, i.customer.external_id, i.created_at, str(i.pk)))
-        if not invoices:
-            return 0
-        amounts: dict = {}
-        for invoice_id, amount in InvoiceLine.objects.filter(invoice__in=invoices).values_list("invoice_id", "amount"):
-            amounts.setdefault(invoice_id, []).append(amount)
         numbers: dict = {}
         by_series: dict = {}
         for invoice in invoices:
@@ -180,14 +240,15 @@ def _finalize_batch(ids: list, *, today: date) -> int:
         for (series, year), group in sorted(by_series.items()):
             for invoice, number in zip(group, invoice_number_take(series=series, year=year, count=len(group))):
                 numbers[invoice.pk] = number
-        now = timezone.now()
         audits = []
 
         for invoice in invoices:
-            _apply_finalize(invoice, number=numbers[invoice.pk], now=now, line_amounts=amounts.get(invoice.pk, []))
+            totals, money_inputs = money[invoice.pk]
+            _apply_finalize(invoice, number=numbers[invoice.pk], now=now, totals=totals)
             grace = invoice.customer.invoice_grace_period_days
             audits.append(_finalize_audit(invoice, actor="system", rule=RULE_AUTO_FINALIZE, inputs={
-                "billing_date": invoice.billing_date.isoformat(), "grace_period_days": grace, "today": today.isoformat()}))
+                "billing_date": invoice.billing_date.isoformat(), "grace_period_days": grace, "today": today.isoformat(),
+                **money_inputs}))
         _save_finalized(invoices)
         AuditEvent.objects.bulk_create(audits)
         ids_done = [i.pk for i in invoices]
@@ -199,11 +260,14 @@ _FINALIZE_SQL = """
 UPDATE invoicing_invoice AS i
 SET number = f.number, customer_snapshot = f.snapshot::jsonb, due_date = f.due_date, subtotal = f.subtotal,
     discount = f.discount, tax = f.tax, total = f.total, amount_paid = f.amount_paid, amount_due = f.amount_due,
+    discount_lines = f.discount_lines::jsonb, tax_lines = f.tax_lines::jsonb, tax_note = f.tax_note,
+    credit_balance_applied = f.credit_balance_applied, prepaid_applied = f.prepaid_applied,
     status = f.status, finalized_at = f.finalized_at, paid_at = f.paid_at, updated_at = f.finalized_at
 FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::date[], %s::numeric[], %s::numeric[], %s::numeric[],
-            %s::numeric[], %s::numeric[], %s::numeric[], %s::text[], %s::timestamptz[], %s::timestamptz[])
-     AS f(id, number, snapshot, due_date, subtotal, discount, tax, total, amount_paid, amount_due, status,
-          finalized_at, paid_at)
+            %s::numeric[], %s::numeric[], %s::numeric[], %s::text[], %s::text[], %s::text[], %s::numeric[],
+            %s::numeric[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+     AS f(id, number, snapshot, due_date, subtotal, discount, tax, total, amount_paid, amount_due, discount_lines,
+          tax_lines, tax_note, credit_balance_applied, prepaid_applied, status, finalized_at, paid_at)
 WHERE i.id = f.id AND i.status = 'draft'
 """
 
@@ -213,10 +277,16 @@ def _save_finalized(invoices: list[Invoice]) -> None:
     from django.core.serializers.json import DjangoJSONEncoder
     import json
 
+    def as_json(values):
+        return [json.dumps(v, cls=DjangoJSONEncoder) for v in values]
+
     cols = ([i.pk for i in invoices], [i.number for i in invoices],
-            [json.dumps(i.customer_snapshot, cls=DjangoJSONEncoder) for i in invoices], [i.due_date for i in invoices],
+            as_json(i.customer_snapshot for i in invoices), [i.due_date for i in invoices],
             *([getattr(i, name) for i in invoices] for name in ("subtotal", "discount", "tax", "total", "amount_paid",
                                                                 "amount_due")),
+            as_json(i.discount_lines for i in invoices), as_json(i.tax_lines for i in invoices),
+            [i.tax_note for i in invoices], [i.credit_balance_applied for i in invoices],
+            [i.prepaid_applied for i in invoices],
             [i.status for i in invoices], [i.finalized_at for i in invoices], [i.paid_at for i in invoices])
     with connection.cursor() as cursor:
         cursor.execute(_FINALIZE_SQL, list(cols))
@@ -305,9 +375,8 @@ def invoice_mark_paid(*, invoice: Invoice, amount: Decimal | None = None, paid_o
                                reference=reference, recorded_by=actor_label(actor), recorded_by_user=_user(actor))
         old = invoice.status
         invoice.amount_paid += amount
-        totals = invoice_totals(currency=invoice.currency, line_amounts=[invoice.subtotal], amount_paid=invoice.amount_paid)
-        invoice.amount_due = quantize_money(max(invoice.total - totals.credits_applied - invoice.amount_paid, Decimal(0)),
-                                            invoice.currency)
+        # amount_due already nets the frozen credits and any credit notes that reduced it.
+        invoice.amount_due = quantize_money(max(invoice.amount_due - amount, Decimal(0)), invoice.currency)
         fields = ["amount_paid", "amount_due", "updated_at"]
         if invoice.amount_due == 0:
             invoice.status = InvoiceStatus.PAID

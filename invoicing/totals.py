@@ -2,17 +2,36 @@
 
     lines → coupons → tax → credit balance → prepaid credits
 
-Line amounts arrive already quantized (once per line, `common.money.quantize_money`); the
-subtotal is their exact sum. Coupons, tax, credit balances and prepaid credits are issue 7: the
-steps exist here so they slot in without touching the billing run or the lifecycle services."""
+The arithmetic is the pure engine `catalog.totals.compute_invoice_totals`; this module feeds it
+(which coupons, which tax rates and note, how much credit balance and prepaid credit) and shapes
+its result into the invoice's fields and frozen breakdown (`discount_lines`, `tax_lines`,
+`tax_note`, `credit_balance_applied`, `prepaid_applied`).
+
+- Drafts carry a *preview* (`TotalsPreview`, read without locks during the billing run).
+- Finalize recomputes under locks (`totals_inputs(..., lock=True)` in `invoicing.services`),
+  freezes the breakdown and consumes coupons and credits idempotently per invoice id.
+
+Only `taxable` lines are taxed. When every line is taxable (the usual case) the engine taxes
+`subtotal − discount` directly. When some are not, the discount is shared between taxable and
+non-taxable lines in proportion to their amounts (`discount × taxable_lines / subtotal`, rounded
+half up) and the tax is computed on `taxable_lines − that share`; credits then apply to the
+resulting total exactly as the engine does (the engine itself has no notion of non-taxable lines).
+
+Amount due = total − credit balance applied − prepaid applied − amount paid, never negative. A
+negative total (credit lines outweigh charges) has nothing due; `balance_credit` (= −total) goes to
+the customer's credit balance at finalize."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterable
 
-from common.money import quantize_money
+from catalog.taxes import TaxDetermination, compute_tax
+from catalog.totals import compute_invoice_totals
+from common.money import format_money, quantize_money
+from customers.credits import apply_credits
 
 ZERO = Decimal(0)
 
@@ -23,35 +42,201 @@ class InvoiceTotals:
     discount: Decimal
     tax: Decimal
     total: Decimal
-    credits_applied: Decimal
+    credit_balance_applied: Decimal
+    prepaid_applied: Decimal
     amount_paid: Decimal
     amount_due: Decimal
+    discount_lines: list = field(default_factory=list)
+    tax_lines: list = field(default_factory=list)
+    tax_note: str = ""
+    balance_credit: Decimal = ZERO  # what a net-credit invoice gives the customer's balance
+    discounts: tuple = ()  # the engine's DiscountLines (for coupon_redemptions_consume)
 
-    def as_fields(self) -> dict[str, Decimal]:
+    @property
+    def credits_applied(self) -> Decimal:
+        return self.credit_balance_applied + self.prepaid_applied
+
+    def as_fields(self) -> dict:
+        """The Invoice fields these totals set."""
         return {"subtotal": self.subtotal, "discount": self.discount, "tax": self.tax, "total": self.total,
-                "amount_paid": self.amount_paid, "amount_due": self.amount_due}
+                "amount_paid": self.amount_paid, "amount_due": self.amount_due,
+                "discount_lines": self.discount_lines, "tax_lines": self.tax_lines, "tax_note": self.tax_note,
+                "credit_balance_applied": self.credit_balance_applied, "prepaid_applied": self.prepaid_applied}
 
 
-def _coupon_discount(*, subtotal: Decimal, currency: str) -> Decimal:
-    return ZERO  # issue 7: coupons (fixed / percent; once, N periods, forever) reduce the taxable amount
+def _rate_text(rate: Decimal) -> str:
+    return f"{rate.normalize():f}"
 
 
-def _tax(*, taxable: Decimal, currency: str) -> Decimal:
-    return ZERO  # issue 7: per tax rate on the sum of the taxable lines, rounded half up
+def invoice_totals(*, currency: str, line_amounts: Iterable[Decimal] | None = None,
+                   lines: Sequence[tuple[Decimal, bool]] | None = None, coupons: Sequence = (),
+                   tax: TaxDetermination | None = None, credit_balance: Decimal = ZERO,
+                   prepaid_available: Decimal = ZERO, amount_paid: Decimal = ZERO) -> InvoiceTotals:
+    """Totals of one invoice. `lines` are (amount, taxable) pairs; `line_amounts` is the shorthand
+    for all-taxable lines. `coupons` in application order, `tax` from
+    `catalog.selectors.tax_determination_for_customer`, credits in the invoice currency."""
+    if lines is None:
+        lines = [(Decimal(a), True) for a in (line_amounts or ())]
+    amounts = [Decimal(a) for a, _ in lines]
+    rates = tuple(tax.rates) if tax is not None else ()
+    note = tax.note if tax is not None else ""
+    all_taxable = all(taxable for _, taxable in lines)
+    engine = compute_invoice_totals(line_amounts=amounts, currency=currency, coupons=coupons,
+                                    tax_rates=rates if all_taxable else (), tax_note=note,
+                                    credit_balance=credit_balance, prepaid_available=prepaid_available)
+    tax_result = engine.tax
+    total = engine.total
+    credit_balance_applied, prepaid_applied, due = (engine.credit_balance_applied, engine.prepaid_applied,
+                                                     engine.amount_due)
+    if not all_taxable:
+        taxable_lines = quantize_money(sum((a for a, (_, t) in zip(amounts, lines) if t), ZERO), currency)
+        share = (quantize_money(engine.discount * taxable_lines / engine.subtotal, currency)
+                 if engine.discount and engine.subtotal > 0 else ZERO)
+        tax_result = compute_tax(taxable_amount=taxable_lines - share, rates=rates, currency=currency, note=note)
+        total = engine.taxable + tax_result.total
+        credits = apply_credits(total_after_tax=total, credit_balance=credit_balance,
+                                prepaid_available=prepaid_available, currency=currency)
+        credit_balance_applied, prepaid_applied, due = (credits.credit_balance_applied, credits.prepaid_applied,
+                                                         credits.amount_due)
+    codes = {getattr(c, "pk", None): getattr(c, "code", "") for c in coupons}
+    discount_lines = [{"coupon_id": d.coupon_id, "code": codes.get(d.coupon_id, ""), "description": d.description,
+                       "amount": format_money(d.amount, currency)} for d in engine.discounts]
+    tax_lines = [{"tax_rate_id": t.tax_rate_id, "name": t.name, "rate": _rate_text(t.rate),
+                  "taxable_amount": format_money(t.taxable_amount, currency), "amount": format_money(t.amount, currency)}
+                 for t in tax_result.lines]
+    amount_due = quantize_money(max(due - amount_paid, ZERO), currency)
+    return InvoiceTotals(
+        subtotal=engine.subtotal, discount=engine.discount, tax=tax_result.total, total=quantize_money(total, currency),
+        credit_balance_applied=credit_balance_applied, prepaid_applied=prepaid_applied, amount_paid=amount_paid,
+        amount_due=amount_due, discount_lines=discount_lines, tax_lines=tax_lines, tax_note=tax_result.note,
+        balance_credit=-quantize_money(total, currency) if total < 0 else ZERO, discounts=engine.discounts,
+    )
 
 
-def _credit_balance(*, total: Decimal, currency: str) -> Decimal:
-    return ZERO  # issue 7: credit balance and prepaid credits reduce the amount due after tax
+# --- inputs: coupons, tax, credits -----------------------------------------------------------------
+
+@dataclass
+class TotalsInputs:
+    redemptions: list = field(default_factory=list)
+    tax: TaxDetermination | None = None
+    credit_balance: Decimal = ZERO
+    prepaid_available: Decimal = ZERO
+
+    @property
+    def coupons(self) -> list:
+        return [r.coupon for r in self.redemptions]
+
+    def describe(self) -> dict:
+        """The inputs as audit data."""
+        return {"coupons": [r.coupon.code for r in self.redemptions],
+                "tax_rates": [{"id": r.pk, "name": r.name, "rate": str(r.rate)} for r in (self.tax.rates if self.tax else ())],
+                "tax_reason": self.tax.reason if self.tax else "", "credit_balance": str(self.credit_balance),
+                "prepaid_available": str(self.prepaid_available)}
 
 
-def invoice_totals(*, currency: str, line_amounts: Iterable[Decimal], amount_paid: Decimal = ZERO) -> InvoiceTotals:
-    subtotal = quantize_money(sum((Decimal(a) for a in line_amounts), ZERO), currency)
-    discount = _coupon_discount(subtotal=subtotal, currency=currency)
-    taxable = subtotal - discount
-    tax = _tax(taxable=taxable, currency=currency)
-    total = taxable + tax
-    credits = _credit_balance(total=total, currency=currency)
-    # A negative total (credits exceed charges) is owed to the customer; nothing is due.
-    amount_due = max(total - credits - amount_paid, ZERO)
-    return InvoiceTotals(subtotal=subtotal, discount=discount, tax=tax, total=total, credits_applied=credits,
-                         amount_paid=amount_paid, amount_due=quantize_money(amount_due, currency))
+def _tax_key(customer, on) -> tuple:
+    return ((customer.country or "").upper(), (customer.region or "").strip().lower(), bool(customer.tax_exempt),
+            bool((customer.tax_id or "").strip()), on)
+
+
+class TaxCache:
+    """`tax_determination_for_customer` depends only on the customer's country, region, exemption
+    and whether it has a tax id (and the date): batches ask once per distinct key."""
+
+    def __init__(self):
+        self._cache: dict = {}
+
+    def get(self, customer, on) -> TaxDetermination:
+        from catalog.selectors import tax_determination_for_customer
+
+        key = _tax_key(customer, on)
+        if key not in self._cache:
+            self._cache[key] = tax_determination_for_customer(customer=customer, on=on)
+        return self._cache[key]
+
+
+def customers_with_coupons(customer_ids) -> set:
+    from catalog.models import CouponRedemption
+
+    return set(CouponRedemption.objects.filter(customer_id__in=list(customer_ids), removed_at__isnull=True,
+                                               ended_at__isnull=True).values_list("customer_id", flat=True))
+
+
+def customers_with_credit(customer_ids) -> set:
+    from customers.models import CreditGrant, CustomerBalanceTransaction
+
+    ids = list(customer_ids)
+    return (set(CustomerBalanceTransaction.objects.filter(customer_id__in=ids).values_list("customer_id", flat=True))
+            | set(CreditGrant.objects.filter(customer_id__in=ids, remaining__gt=0).values_list("customer_id", flat=True)))
+
+
+def totals_inputs(*, customer, subscription, currency: str, issue_date, lock: bool, credit_on=None,
+                  tax_cache: TaxCache | None = None, coupons: bool = True, credit: bool = True) -> TotalsInputs:
+    """What discounts, taxes and credits an invoice of `customer` gets. With `lock`, the coupon
+    redemptions are locked (call inside the finalize transaction, after locking the invoice and
+    before the customer row, the lock order every finalize path uses). `coupons` / `credit` False
+    skip the queries for a customer known to have none (batch paths)."""
+    from catalog.selectors import coupon_redemptions_for_invoice
+    from customers.selectors import customer_credit_balance, prepaid_credit_available
+
+    inputs = TotalsInputs()
+    if coupons:
+        inputs.redemptions = coupon_redemptions_for_invoice(customer=customer, currency=currency,
+                                                            subscription=subscription, lock=lock)
+    inputs.tax = (tax_cache or TaxCache()).get(customer, issue_date)
+    if credit:
+        if lock:
+            from customers.models import Customer
+
+            list(Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk", flat=True))
+        inputs.credit_balance = max(customer_credit_balance(customer=customer, currency=currency), ZERO)
+        inputs.prepaid_available = prepaid_credit_available(customer=customer, currency=currency, on=credit_on)
+    return inputs
+
+
+class TotalsPreview:
+    """Draft totals during a billing run, without locks: coupons, tax and credits as they stand, so
+    drafts show the discount and tax they will get. Credits and coupon periods are counted down in
+    memory across the drafts of one run, so two drafts of a customer do not both show the same
+    credit. Finalize recomputes under locks; the preview is never consumed."""
+
+    def __init__(self, customer_ids):
+        ids = set(customer_ids)
+        self.with_coupons = customers_with_coupons(ids)
+        self.with_credit = customers_with_credit(ids)
+        self.tax_cache = TaxCache()
+        self.credit_used: dict = defaultdict(lambda: ZERO)
+        self.prepaid_used: dict = defaultdict(lambda: ZERO)
+        self.coupon_uses: dict = defaultdict(int)
+        self.credit_read: dict = {}
+
+    def totals(self, *, invoice, customer, subscription, lines: Sequence[tuple[Decimal, bool]]) -> InvoiceTotals:
+        from catalog.models import CouponDuration
+
+        currency = invoice.currency
+        inputs = totals_inputs(customer=customer, subscription=subscription, currency=currency,
+                               issue_date=invoice.issue_date, lock=False, tax_cache=self.tax_cache,
+                               coupons=customer.pk in self.with_coupons, credit=False)
+        redemptions = []
+        for redemption in inputs.redemptions:
+            coupon = redemption.coupon
+            used = redemption.periods_applied + self.coupon_uses[redemption.pk]
+            if (coupon.duration == CouponDuration.ONCE and used >= 1) or (
+                    coupon.duration == CouponDuration.REPEATING and used >= coupon.duration_periods):
+                continue
+            redemptions.append(redemption)
+        key = (customer.pk, currency)
+        if customer.pk in self.with_credit and key not in self.credit_read:
+            from customers.selectors import customer_credit_balance, prepaid_credit_available
+
+            self.credit_read[key] = (max(customer_credit_balance(customer=customer, currency=currency), ZERO),
+                                     prepaid_credit_available(customer=customer, currency=currency))
+        balance, prepaid = self.credit_read.get(key, (ZERO, ZERO))
+        totals = invoice_totals(currency=currency, lines=lines, coupons=[r.coupon for r in redemptions], tax=inputs.tax,
+                                credit_balance=balance - self.credit_used[key],
+                                prepaid_available=prepaid - self.prepaid_used[key])
+        for redemption in redemptions:
+            self.coupon_uses[redemption.pk] += 1
+        self.credit_used[key] += totals.credit_balance_applied
+        self.prepaid_used[key] += totals.prepaid_applied
+        return totals
