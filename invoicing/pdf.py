@@ -147,8 +147,15 @@ def tier_wording(tiers: list[dict], *, model: str | None, fmt: Formatter) -> str
         return ""
     if model == "volume" and len(rows) == 1:
         low, high = _dec(first.get("from", 0)), first.get("to")
-        band = (f"over {fmt.quantity(low)}" if high is None else
-                f"{fmt.quantity(low)}\u2013{fmt.quantity(_dec(high))}")
+        # `from` is exclusive and `to` inclusive: the tier {from 25, to 100} holds units 26–100.
+        if high is None:
+            band = f"over {fmt.quantity(low)}"
+        elif low == 0:
+            band = f"up to {fmt.quantity(_dec(high))}"
+        elif low == low.to_integral_value():
+            band = f"{fmt.quantity(low + 1)}\u2013{fmt.quantity(_dec(high))}"
+        else:
+            band = f"over {fmt.quantity(low)} up to {fmt.quantity(_dec(high))}"
         text = f"all {fmt.quantity(first['units'])} at {fmt.price(first['unit_amount'])} (volume tier {band})"
         if _dec(first.get("flat_amount", 0)):
             text += f" + {fmt.price(first['flat_amount'])} flat"

@@ -256,6 +256,10 @@ def test_inclusive_period_and_tier_wording():
     assert tier_wording(graduated, model="graduated", fmt=usd) == "first 25 at $20.00, next 35 at $15.00 + $10.00 flat"
     volume = [{"from": "50", "to": None, "units": "60", "unit_amount": "35", "flat_amount": "0", "amount": "2100"}]
     assert tier_wording(volume, model="volume", fmt=usd) == "all 60 at $35.00 (volume tier over 50)"
+    middle = [{"from": "25", "to": "100", "units": "60", "unit_amount": "6", "flat_amount": "0", "amount": "360"}]
+    assert tier_wording(middle, model="volume", fmt=usd) == "all 60 at $6.00 (volume tier 26\u2013100)"
+    first = [{"from": "0", "to": "25", "units": "12", "unit_amount": "8", "flat_amount": "0", "amount": "96"}]
+    assert tier_wording(first, model="volume", fmt=usd) == "all 12 at $8.00 (volume tier up to 25)"
     package = [{"from": "0", "to": "100", "units": "100", "unit_amount": "0", "flat_amount": "0", "amount": "0"},
                {"from": "100", "to": None, "units": "2400", "unit_amount": "0", "flat_amount": "15", "amount": "15"}]
     assert tier_wording(package, model="package", fmt=usd) == "first 100 free, next 2,400 for $15.00"
