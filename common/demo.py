@@ -123,6 +123,34 @@ def demo_catalog_ensure() -> None:
                                               if data.get("minimum_commitment") else None})
 
 
+DEMO_TAX_RATES = [
+    dict(name="TVA France", country="FR", rate="20"),
+    dict(name="Mehrwertsteuer", country="DE", rate="19"),
+    dict(name="Consumption tax", country="JP", rate="10"),
+]
+
+
+def demo_taxes_and_credits_ensure(customers: dict[str, Customer]) -> None:
+    """Tax rates (Globex is EU B2B with a VAT id: reverse charge), a launch coupon for Hooli and
+    prepaid credit for Umbrella, so the demo invoices show each step of lines → coupons → tax →
+    credit balance → prepaid credits. Acme and Initech stay untaxed: they carry the seed example."""
+    from catalog.models import Coupon, TaxRate
+    from catalog.services import coupon_apply, coupon_create, tax_rate_create
+    from customers.models import CreditGrant
+    from customers.services import prepaid_credit_grant
+
+    for data in DEMO_TAX_RATES:
+        if not TaxRate.objects.filter(name=data["name"], country=data["country"]).exists():
+            tax_rate_create(actor="seed_demo", **{**data, "rate": Decimal(data["rate"])})
+    if not Coupon.objects.filter(code="LAUNCH20").exists():
+        coupon = coupon_create(code="LAUNCH20", name="Launch offer: 20% off for 3 months", kind="percent",
+                               percent_off=Decimal("20"), duration="repeating", duration_periods=3, actor="seed_demo")
+        coupon_apply(coupon=coupon, customer=customers["hooli"], on=date(2026, 8, 1), actor="seed_demo")
+    if not CreditGrant.objects.filter(customer=customers["umbrella"]).exists():
+        prepaid_credit_grant(customer=customers["umbrella"], currency="JPY", amount=Decimal("10000"),
+                             reason="Prepaid onboarding package", actor="seed_demo")
+
+
 def demo_customers_ensure() -> dict[str, Customer]:
     out = {}
     for data in DEMO_CUSTOMERS:
@@ -205,6 +233,7 @@ def seed_demo(*, today: date | None = None, bill: bool = True) -> dict:
         demo_admin_ensure()
         demo_catalog_ensure()
         customers = demo_customers_ensure()
+        demo_taxes_and_credits_ensure(customers)
         demo_subscriptions_ensure(customers, today)
     usage = demo_usage_ingest(today)
     summary = {"customers": len(customers), "subscriptions": len(DEMO_SUBSCRIPTIONS), **{f"events {k}": v for k, v in usage.items()}}
