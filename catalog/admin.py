@@ -32,7 +32,7 @@ from catalog.selectors import plan_current_version, plan_version_price_preview
 from catalog.services import (billable_metric_create, billable_metric_errors, charges_validate, plan_create, plan_update,
                               plan_version_override_create)
 from catalog.validation import Errors, code_check, money_places_check
-from common.admin_mixins import NoDeleteAdminMixin
+from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.errors import ApplicationError, NotFoundError
 from common.money import format_money, parse_decimal
 
@@ -136,11 +136,9 @@ class BillableMetricAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
 # --- plans ---------------------------------------------------------------------------------------
 
-class PlanVersionInline(admin.TabularInline):
+class PlanVersionInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = PlanVersion
     fk_name = "plan"
-    extra = 0
-    can_delete = False
     show_change_link = True
     fields = ("version", "customer", "amount", "pay_in_advance", "minimum_commitment", "charge_count",
               "subscription_count", "created_at")
@@ -150,12 +148,6 @@ class PlanVersionInline(admin.TabularInline):
     def get_queryset(self, request):
         return (super().get_queryset(request).select_related("customer", "plan")
                 .annotate(_subs=Count("subscriptions", distinct=True), _charges=Count("charges", distinct=True)))
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="charges")
     def charge_count(self, obj):
@@ -581,21 +573,13 @@ class CouponForm(ServiceForm):
         return coupon
 
 
-class CouponRedemptionInline(admin.TabularInline):
+class CouponRedemptionInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = CouponRedemption
-    extra = 0
-    can_delete = False
     show_change_link = True
     fields = readonly_fields = ("customer", "subscription", "periods_applied", "created_at", "ended_at", "removed_at")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("customer", "subscription")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Coupon)
@@ -654,17 +638,9 @@ class CouponRedemptionForm(ServiceForm):
                             actor=self.actor)
 
 
-class CouponUsageInline(admin.TabularInline):
+class CouponUsageInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = CouponUsage
-    extra = 0
-    can_delete = False
     fields = readonly_fields = ("invoice_id", "amount", "created_at")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CouponRedemption)

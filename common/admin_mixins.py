@@ -8,3 +8,16 @@ class NoDeleteAdminMixin:
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
+
+
+class ReadOnlyInlineMixin:
+    """Inline rows shown for the record's story, never added, edited or deleted from the admin."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

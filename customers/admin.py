@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
-from common.admin_mixins import NoDeleteAdminMixin
+from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
 from customers.models import ApiKey, Customer
 from customers.services import api_key_revoke
 
@@ -58,17 +58,9 @@ class CreditGrantForm(ServiceForm):
                                     expires_at=data.get("expires_at"), reason=data["reason"], actor=self.actor)
 
 
-class CreditGrantUsageInline(admin.TabularInline):
+class CreditGrantUsageInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = CreditGrantUsage
-    extra = 0
-    can_delete = False
     fields = readonly_fields = ("invoice_id", "amount", "created_at")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CreditGrant)

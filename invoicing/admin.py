@@ -8,7 +8,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from common.admin_mixins import NoDeleteAdminMixin
+from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.errors import ApplicationError
 from invoicing.emails import invoice_email_send
 from invoicing.models import BillingRun, EmailStatus, Invoice, InvoiceEmail, InvoiceLine, Payment
@@ -16,50 +16,26 @@ from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename
 from invoicing.services import invoice_approve, invoice_finalize, invoice_void
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = InvoiceLine
-    extra = 0
-    can_delete = False
     fields = ("position", "kind", "description", "billable_metric", "quantity", "unit_amount", "amount",
               "period_start", "period_end", "tiers")
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class PaymentInline(admin.TabularInline):
+class PaymentInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = Payment
-    extra = 0
-    can_delete = False
     fields = ("amount", "currency", "paid_on", "reference", "method", "recorded_by", "created_at")
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class InvoiceEmailInline(admin.TabularInline):
+class InvoiceEmailInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = InvoiceEmail
     fk_name = "invoice"
-    extra = 0
-    can_delete = False
     verbose_name = "e-mail delivery"
     verbose_name_plural = "e-mail deliveries"
     fields = ("created_at", "to", "subject", "status", "error", "requested_by", "sent_at")
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class NeedsReviewFilter(admin.SimpleListFilter):
@@ -170,18 +146,10 @@ from invoicing.credit_notes import credit_note_void  # noqa: E402
 from invoicing.models import CreditNote, CreditNoteLine  # noqa: E402
 
 
-class CreditNoteLineInline(admin.TabularInline):
+class CreditNoteLineInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = CreditNoteLine
-    extra = 0
-    can_delete = False
     fields = ("invoice_line", "description", "amount")
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CreditNote)

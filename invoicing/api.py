@@ -1,5 +1,4 @@
 import json
-import uuid
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -25,10 +24,6 @@ from invoicing.services import invoice_finalize, invoice_mark_paid, invoice_void
 
 
 def _invoice(pk: str):
-    try:
-        uuid.UUID(str(pk))
-    except ValueError as exc:
-        raise NotFoundError(f"Invoice '{pk}' not found.") from exc
     return invoice_get(invoice_id=pk)
 
 

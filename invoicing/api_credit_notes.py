@@ -27,10 +27,6 @@ def _credit_notes():
 
 
 def _invoice(pk: str):
-    try:
-        uuid.UUID(str(pk))
-    except ValueError as exc:
-        raise NotFoundError(f"Invoice '{pk}' not found.") from exc
     return invoice_get(invoice_id=pk)
 
 

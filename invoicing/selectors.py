@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import Prefetch, QuerySet
 
 from common.errors import NotFoundError
@@ -28,6 +30,11 @@ def invoices_list(*, customer: str | None = None, subscription: str | None = Non
 
 
 def invoice_get(*, invoice_id) -> Invoice:
+    """The invoice by its uuid; 404 for an unknown or malformed id."""
+    try:
+        uuid.UUID(str(invoice_id))
+    except ValueError as exc:
+        raise NotFoundError(f"Invoice '{invoice_id}' not found.") from exc
     invoice = invoices_list().filter(pk=invoice_id).first()
     if invoice is None:
         raise NotFoundError(f"Invoice '{invoice_id}' not found.")

@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from catalog.models import Plan
-from common.admin_mixins import NoDeleteAdminMixin
+from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.errors import ApplicationError
 from subscriptions.models import ProrationItem, Subscription, SubscriptionChange
 from subscriptions.selectors import advance_fee_for_period, plan_segments, subscription_timeline
@@ -31,15 +31,8 @@ class CancelForm(forms.Form):
     date = forms.DateField(required=False, help_text="Default today (customer-local)")
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+class ReadOnlyInline(ReadOnlyInlineMixin, admin.TabularInline):
+    """The subscription's timeline rows: shown, never edited here."""
 
 
 class SubscriptionChangeInline(ReadOnlyInline):
