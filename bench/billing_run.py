@@ -162,8 +162,8 @@ def main() -> None:
         seed(args.subscriptions, args.events)
     else:
         with psql_connect() as conn:  # undo a previous run: invoices, cursors
-            conn.execute("""TRUNCATE invoicing_invoiceline, invoicing_historicalinvoiceline, invoicing_invoice,
-                            invoicing_historicalinvoice, invoicing_billingrun, invoicing_invoicenumberseries,
+            conn.execute("""TRUNCATE invoicing_invoiceline, invoicing_invoice, invoicing_historicalinvoice,
+                            invoicing_billingrun, invoicing_invoicenumberseries, invoicing_invoiceemail,
                             common_auditevent, subscriptions_historicalsubscription CASCADE""")
             conn.execute("UPDATE subscriptions_subscription SET usage_billed_through = NULL, advance_billed_through = "
                          "CASE WHEN advance_billed_through IS NOT NULL THEN DATE '2026-04-01' END")
@@ -175,7 +175,13 @@ def main() -> None:
 
     rss_before = rss_mb()
     started = time.monotonic()
-    run = billing_run(as_of=AS_OF, auto_finalize=False, chunk_size=args.chunk, actor="bench")
+    if os.environ.get("BENCH_PROFILE"):  # write a cProfile of the run to this path
+        import cProfile
+        profiler = cProfile.Profile()
+        run = profiler.runcall(billing_run, as_of=AS_OF, auto_finalize=False, chunk_size=args.chunk, actor="bench")
+        profiler.dump_stats(os.environ["BENCH_PROFILE"])
+    else:
+        run = billing_run(as_of=AS_OF, auto_finalize=False, chunk_size=args.chunk, actor="bench")
     wall = time.monotonic() - started
     peak = rss_mb()
     print(f"billing run as of {AS_OF}: {run.invoices_created:,} invoices, {run.lines_created:,} lines, "
