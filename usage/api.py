@@ -20,7 +20,8 @@ DUPLICATE = b'{"status":"duplicate"}'
 
 
 def _raw_body(request) -> str:
-    return request._request.body.decode("utf-8", errors="replace")
+    # Kept verbatim on dead letters, except NUL, which PostgreSQL text cannot hold: stored escaped.
+    return request._request.body.decode("utf-8", errors="replace").replace("\x00", "\\u0000")
 
 
 def _parsed_body(request, raw: str, source: str):
