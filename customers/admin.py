@@ -2,17 +2,43 @@ from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
+from customers.admin_forms import ServiceForm, form_for_request
 from customers.models import ApiKey, Customer
-from customers.services import api_key_revoke
+from customers.services import CUSTOMER_FIELDS, api_key_revoke, customer_create, customer_update
+
+
+class CustomerForm(ServiceForm):
+    """Saved by `customer_create` / `customer_update`, so the admin keeps the API's rules (the
+    currency is locked once the customer has subscriptions or invoices) and writes the audit row."""
+
+    class Meta:
+        model = Customer
+        fields = ("external_id", *CUSTOMER_FIELDS)
+
+    def run_service(self, data):
+        fields = {name: data[name] for name in CUSTOMER_FIELDS if name in data}
+        if self.instance.pk:
+            return customer_update(customer=self.instance, actor=self.actor, **fields)
+        return customer_create(external_id=data["external_id"], actor=self.actor, **fields)
 
 
 @admin.register(Customer)
 class CustomerAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+    form = CustomerForm
     list_display = ("external_id", "name", "currency", "country", "collection_method", "created_at")
     list_filter = ("currency", "collection_method", "country", "tax_exempt")
     search_fields = ("external_id", "name", "email", "billing_email")
     date_hierarchy = "created_at"
-    readonly_fields = ("created_at", "updated_at", "stripe_customer_id")
+
+    def get_form(self, request, obj=None, **kwargs):
+        return form_for_request(super().get_form(request, obj, **kwargs), request)
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = ("created_at", "updated_at", "stripe_customer_id")
+        return ("external_id", *fixed) if obj else fixed
+
+    def save_model(self, request, obj, form, change):
+        pass  # saved by the service in the form
 
 
 @admin.register(ApiKey)
@@ -41,7 +67,6 @@ class ApiKeyAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
 from django import forms  # noqa: E402
 
-from customers.admin_forms import ServiceForm, form_for_request  # noqa: E402
 from customers.models import CreditGrant, CreditGrantUsage, CustomerBalanceTransaction  # noqa: E402
 from customers.services import balance_adjust, prepaid_credit_grant  # noqa: E402
 
