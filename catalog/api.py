@@ -74,8 +74,7 @@ class PlanViewSet(viewsets.GenericViewSet):
 
 # --- taxes and coupons ---------------------------------------------------------------------------
 
-from catalog.models import CouponRedemption  # noqa: E402
-from catalog.selectors import coupon_get, coupon_list, tax_rate_list  # noqa: E402
+from catalog.selectors import coupon_get, coupon_list, coupon_redemptions_for_customer, tax_rate_list  # noqa: E402
 from catalog.serializers import (CouponApplySerializer, CouponCreateSerializer, CouponOutputSerializer,  # noqa: E402
                                  CouponRedemptionSerializer, TaxRateSerializer)
 from catalog.services import coupon_apply, coupon_create, tax_rate_create  # noqa: E402
@@ -131,27 +130,19 @@ class CustomerCouponsView(APIView):
     def get(self, request, external_id):
         from customers.selectors import customer_get
 
-        customer = customer_get(external_id=external_id)
-        redemptions = (CouponRedemption.objects.filter(customer=customer)
-                       .select_related("coupon", "customer", "subscription").order_by("created_at", "pk"))
+        redemptions = coupon_redemptions_for_customer(customer=customer_get(external_id=external_id))
         return Response({"results": CouponRedemptionSerializer(redemptions, many=True).data, "next": None})
 
     @extend_schema(request=CouponApplySerializer, responses={201: CouponRedemptionSerializer})
     def post(self, request, external_id):
         from customers.selectors import customer_get
-        from subscriptions.models import Subscription
+        from subscriptions.selectors import subscription_get
 
         customer = customer_get(external_id=external_id)
         serializer = CouponApplySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         coupon = coupon_get(serializer.validated_data["coupon"])
-        subscription = None
-        if serializer.validated_data.get("subscription"):
-            subscription = (Subscription.objects.select_related("plan_version__plan")
-                            .filter(external_id=serializer.validated_data["subscription"]).first())
-            if subscription is None:
-                from common.errors import NotFoundError
-
-                raise NotFoundError("Subscription not found.", fields={"subscription": ["not found"]})
+        subscription_id = serializer.validated_data.get("subscription")
+        subscription = subscription_get(external_id=subscription_id) if subscription_id else None
         redemption = coupon_apply(coupon=coupon, customer=customer, subscription=subscription, actor=request.auth)
         return Response(CouponRedemptionSerializer(redemption).data, status=status.HTTP_201_CREATED)

@@ -176,6 +176,14 @@ def coupon_list() -> "QuerySet":
     return Coupon.objects.prefetch_related("applies_to_plans").order_by("code")
 
 
+def coupon_redemptions_for_customer(*, customer) -> "QuerySet":
+    """Every redemption of `customer` (active, used up or removed), oldest first."""
+    from catalog.models import CouponRedemption
+
+    return (CouponRedemption.objects.filter(customer=customer)
+            .select_related("coupon", "customer", "subscription").order_by("created_at", "pk"))
+
+
 def coupon_redemptions_for_invoice(*, customer, currency: str, subscription=None, lock: bool = False) -> list:
     """The active redemptions that discount an invoice of `customer` in `currency` (for
     `subscription`, if the invoice is a subscription's), in application order (oldest first).
