@@ -18,7 +18,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count
+from django.db.models import Count, Max, Q
 from django.forms.models import BaseInlineFormSet
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -176,10 +176,14 @@ class PlanAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
         return ("code", "name", "description", "currency", "interval", "current_version_links", "created_at",
                 "updated_at")
 
-    @admin.display(description="current version")
+    def get_queryset(self, request):
+        # the changelist shows each plan's current public version number: one aggregate, not a query per row
+        return super().get_queryset(request).annotate(
+            _current_version=Max("versions__version", filter=Q(versions__customer__isnull=True)))
+
+    @admin.display(description="current version", ordering="_current_version")
     def current_version_label(self, obj):
-        version = obj.current_version
-        return f"v{version.version}" if version else "—"
+        return f"v{obj._current_version}" if obj._current_version else "—"
 
     @admin.display(description="current version")
     def current_version_links(self, obj):

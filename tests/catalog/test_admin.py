@@ -137,3 +137,25 @@ def test_plan_and_metric_add_through_admin(admin_client):
                                   "versions-MIN_NUM_FORMS": "0", "versions-MAX_NUM_FORMS": "1000"})
     assert response.status_code == 302, response.content.decode()[:3000]
     assert plan_current_version(Plan.objects.get(code="starter")).version == 1
+
+
+def test_plan_changelist_shows_current_public_versions_without_a_query_per_plan(admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.catalog.factories import PlanVersionFactory
+
+    def changelist():
+        with CaptureQueriesContext(connection) as queries:
+            page = admin_client.get(reverse("admin:catalog_plan_changelist"))
+        assert page.status_code == 200
+        return page.content.decode(), len(queries)
+
+    v1 = PlanVersionFactory(plan__code="alpha")
+    PlanVersionFactory(plan=v1.plan)  # v2, public
+    PlanVersionFactory(plan=v1.plan, customer=CustomerFactory(), based_on=v1)  # v3, a private override
+    page, few = changelist()
+    assert '<td class="field-current_version_label">v2</td>' in page
+    for _ in range(5):
+        PlanVersionFactory()
+    assert changelist()[1] == few
