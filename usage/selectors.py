@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Sequence
 
@@ -16,7 +16,6 @@ from django.db import connection, transaction
 from django.utils import timezone as dj_timezone
 
 from catalog.models import Aggregation
-from common.timeutil import local_midnight_utc
 
 
 @dataclass(frozen=True)
@@ -246,6 +245,7 @@ def dead_letters_open(*, reason: str | None = None):
 
 _RUN_RATE_AGGREGATIONS = {Aggregation.COUNT, Aggregation.SUM}
 _FORECAST_PLACES = Decimal("0.000001")
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _plain(value: Decimal) -> str:
@@ -266,21 +266,26 @@ def _forecast_units(aggregation: str, units: Decimal, fraction: Decimal) -> Deci
 def subscription_usage_current(*, subscription, now: datetime | None = None) -> dict:
     """The open period's usage per charge (units, amount, tier breakdown), its total, and a forecast
     of end-of-period units and amount (linear run-rate by elapsed time, see _forecast_units).
-    Late events are excluded (they belong to already-invoiced periods)."""
+    Late events are excluded (they belong to already-invoiced periods), and so are days the period
+    will not bill: the trial and a part already invoiced by an immediate change."""
     from catalog.rating import rate_charge
     from common.money import format_money
-    from common.timeutil import local_date
-    from subscriptions.selectors import subscription_current_period
+    from common.timeutil import local_date, local_date_bounds_utc
+    from subscriptions.selectors import billable_start, subscription_current_period
 
     now = now or dj_timezone.now()
     tz = subscription.customer.timezone
     currency = subscription.plan_version.plan.currency
     period = subscription_current_period(subscription=subscription, today=local_date(now, tz))
-    start, end = period.bounds_utc(tz)
-    if subscription.end_date is not None and subscription.end_date < period.end:
-        end = min(end, local_midnight_utc(subscription.end_date, tz))
+    # What the period will bill (as invoicing does): not the trial, not the part an immediate
+    # change already invoiced (before usage_billed_through), nothing after the end date.
+    last = period.end if subscription.end_date is None else min(period.end, subscription.end_date)
+    first = max(billable_start(subscription=subscription, period=period),
+                subscription.usage_billed_through or period.start)
+    start, end = local_date_bounds_utc(min(first, last), last, tz)
+    span = end - start
     elapsed = min(max(now, start), end) - start
-    fraction = Decimal(int(elapsed.total_seconds() * 1_000_000)) / Decimal(int((end - start).total_seconds() * 1_000_000))
+    fraction = Decimal(elapsed // _MICROSECOND) / Decimal(span // _MICROSECOND) if span else Decimal(0)
 
     charges = list(subscription.plan_version.charges.select_related("billable_metric").order_by("position", "pk"))
     metric_ids = sorted({c.billable_metric_id for c in charges})

@@ -62,3 +62,25 @@ def test_usage_endpoint(reader_api, usage_api, rated_subscription):
     assert set(data["forecast"]) >= {"charges", "total", "elapsed_fraction", "method"}
     assert reader_api.get("/api/v1/subscriptions/nope/usage/").status_code == 404
     assert usage_api.get("/api/v1/subscriptions/sub_live/usage/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_open_period_counts_only_what_it_will_bill(rated_subscription):
+    """Usage in a trial is never billed, and usage before `usage_billed_through` (the part of the
+    period an immediate plan change already invoiced) is billed: neither belongs to the open period."""
+    body = (_events("trial", "api_calls", ["2026-03-05T12:00:00Z"] * 4)
+            + _events("billed", "api_calls", ["2026-03-12T12:00:00Z"] * 2)
+            + _events("open", "api_calls", ["2026-03-20T12:00:00Z"] * 3))
+    assert event_ingest_batch(events=body).accepted == len(body)
+    now = datetime(2026, 3, 25, tzinfo=timezone.utc)
+
+    rated_subscription.trial_end_date = date(2026, 3, 10)
+    usage = subscription_usage_current(subscription=rated_subscription, now=now)
+    assert (usage["charges"][0]["units"], usage["charges"][0]["amount"]) == ("5", "200.00")
+    # the window is [Mar 10, Apr 1): 15 of its 22 days elapsed
+    assert usage["forecast"]["elapsed_fraction"] == "0.6818"
+
+    rated_subscription.usage_billed_through = date(2026, 3, 15)
+    usage = subscription_usage_current(subscription=rated_subscription, now=now)
+    assert (usage["charges"][0]["units"], usage["charges"][0]["amount"]) == ("3", "120.00")
+    assert usage["period_start"] == "2026-03-01"
