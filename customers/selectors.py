@@ -45,15 +45,11 @@ def prepaid_credit_available(*, customer, currency: str, on=None):
     the remaining amount of grants that have not expired (`expires_at` after `on`)."""
     from decimal import Decimal
 
-    from django.db.models import Q, Sum
+    from django.db.models import Sum
 
     from common.money import quantize_money
-    from customers.models import CreditGrant
 
-    moment = _as_datetime(on)
-    total = (CreditGrant.objects.filter(customer=customer, currency=currency, remaining__gt=0)
-             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=moment))
-             .aggregate(s=Sum("remaining"))["s"])
+    total = credit_grants_usable(customer=customer, currency=currency, on=on).aggregate(s=Sum("remaining"))["s"]
     return quantize_money(total or Decimal(0), currency)
 
 

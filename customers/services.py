@@ -99,7 +99,7 @@ def customer_create(*, external_id: str, actor=None, **fields) -> Customer:
 
 
 def customer_update(*, customer: Customer, actor=None, **fields) -> Customer:
-    """Partial update. The currency is fixed once the customer has been invoiced (checked by invoicing)."""
+    """Partial update. The currency is fixed once the customer has subscriptions or invoices (409)."""
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
         changed = []
@@ -131,7 +131,7 @@ def _customer_has_billing_documents(customer: Customer) -> bool:
 
 from decimal import Decimal  # noqa: E402
 
-from common.money import currency_exponent, is_valid_currency, quantize_money  # noqa: E402
+from common.money import currency_exponent, is_valid_currency, parse_decimal, quantize_money  # noqa: E402
 from customers.models import (BalanceTransactionKind, CreditGrant, CreditGrantUsage,  # noqa: E402
                               CustomerBalanceTransaction)
 
@@ -141,13 +141,8 @@ def _lock_customer(customer: Customer) -> Customer:
 
 
 def _money(value, *, currency: str, field: str, positive: bool = True, allow_negative: bool = False) -> Decimal:
-    if isinstance(value, float) or not isinstance(value, (Decimal, int, str)):
-        raise ApplicationError(f"{field} must be a decimal amount.", fields={field: ["not a decimal"]})
-    try:
-        amount = Decimal(str(value))
-    except Exception as exc:  # InvalidOperation
-        raise ApplicationError(f"{field} must be a decimal amount.", fields={field: ["not a decimal"]}) from exc
-    if not amount.is_finite():
+    amount = None if isinstance(value, float) else parse_decimal(value)  # floats are refused, not converted
+    if amount is None:
         raise ApplicationError(f"{field} must be a decimal amount.", fields={field: ["not a decimal"]})
     if not is_valid_currency(currency):
         raise ApplicationError(f"'{currency}' is not an ISO 4217 currency code.", fields={"currency": ["invalid"]})
