@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Context, Decimal
 from typing import Any, Sequence
-from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
 from django.db.backends.postgresql.base import ServerBindingCursor
@@ -27,6 +26,7 @@ from django.utils import timezone as dj_timezone
 from catalog.models import Aggregation
 from common.audit import actor_label, audit_record
 from common.money import parse_decimal
+from common.timeutil import local_date
 from subscriptions.models import LIVE_STATUSES
 from usage.models import VALUE_DECIMAL_PLACES, VALUE_MAX_DIGITS, DeadLetterEvent, RejectReason, ReplayStatus
 from usage.partitioning import forget_known_partitions, is_missing_partition_error, usage_partitions_ensure_for
@@ -325,10 +325,6 @@ def _lookup(items: list[_Parsed]) -> tuple[dict, dict, dict, dict, dict]:
     return metrics, customer_map, sub_by_ext, live_by_customer, keys
 
 
-def _local_date(instant: datetime, tz: str) -> date:
-    return instant.astimezone(ZoneInfo(tz)).date()
-
-
 def _validate(item: _Parsed, now: datetime, metrics, customers, sub_by_ext, live_by_customer) -> IngestError | None:
     if item.timestamp > now + FUTURE_TOLERANCE:
         return _err(RejectReason.FUTURE_TIMESTAMP, "The timestamp is more than 5 minutes in the future.",
@@ -350,7 +346,7 @@ def _validate(item: _Parsed, now: datetime, metrics, customers, sub_by_ext, live
             return _err(RejectReason.SUBSCRIPTION_MISMATCH,
                         f"Subscription '{sub.external_id}' does not belong to customer '{item.customer}'.",
                         subscription="belongs to another customer")
-        item.local_date = _local_date(item.timestamp, sub.timezone)
+        item.local_date = local_date(item.timestamp, sub.timezone)
         if not sub.serves(item.local_date):
             return _err(RejectReason.OUTSIDE_SUBSCRIPTION,
                         f"The event's date {item.local_date} ({sub.timezone}) is outside subscription '{sub.external_id}' "
@@ -361,7 +357,7 @@ def _validate(item: _Parsed, now: datetime, metrics, customers, sub_by_ext, live
     if customer is None:
         return _err(RejectReason.UNKNOWN_CUSTOMER, f"Unknown customer '{item.customer}'.", customer="unknown")
     item.customer_id, tz = customer
-    item.local_date = _local_date(item.timestamp, tz)
+    item.local_date = local_date(item.timestamp, tz)
     candidates = [s for s in live_by_customer.get(item.customer, ()) if item.metric_id in s.metric_ids and s.serves(item.local_date)]
     if not candidates:
         return _err(RejectReason.NO_SUBSCRIPTION,
