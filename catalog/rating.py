@@ -140,7 +140,7 @@ def format_price(value: Decimal, currency: str) -> str:
     exponent = currency_exponent(currency)
     normalized = value.normalize()
     if -normalized.as_tuple().exponent <= exponent:
-        return f"{value.quantize(Decimal(1).scaleb(-exponent)):f}"
+        return f"{quantize_money(value, currency):f}"  # only pads with zeros: nothing is rounded here
     return f"{normalized:f}"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from catalog.rating import format_quantity
 from common.errors import ApplicationError
 from common.money import UNIT_PRICE_PLACES, currency_exponent, parse_decimal
 
@@ -179,7 +180,7 @@ def _tiers(errors: Errors, props: dict, path: str, currency: str | None) -> dict
                     errors.add(f"{tier_path}.up_to", "the last tier must be open: up_to null.")
                 elif up_to <= previous:
                     errors.add(f"{tier_path}.up_to",
-                               f"must be greater than the previous tier's up_to ({_plain(previous)}); tiers ascend.")
+                               f"must be greater than the previous tier's up_to ({format_quantity(previous)}); tiers ascend.")
         if "from_value" in tier:
             start = parse_price(errors, f"{tier_path}.from_value", tier["from_value"])
             contiguous = {previous, previous + 1} if previous == previous.to_integral_value() else {previous}
@@ -187,7 +188,7 @@ def _tiers(errors: Errors, props: dict, path: str, currency: str | None) -> dict
                 contiguous = {Decimal(0), Decimal(1)}
             if start is not None and start not in contiguous:
                 errors.add(f"{tier_path}.from_value",
-                           f"leaves a gap or overlap: the tier must start right after {_plain(previous)}.")
+                           f"leaves a gap or overlap: the tier must start right after {format_quantity(previous)}.")
         unit = parse_price(errors, f"{tier_path}.unit_amount", tier.get("unit_amount"))
         flat = parse_price(errors, f"{tier_path}.flat_amount", tier.get("flat_amount", "0"))
         if unit is not None and flat is not None:
@@ -237,7 +238,3 @@ def money_places_check(errors: Errors, path: str, value: Decimal | None, currenc
 def code_check(errors: Errors, path: str, code: str) -> None:
     if not CODE_RE.match(code or ""):
         errors.add(path, "use letters, digits, '_', '-', '.' or ':' (it appears in URLs).")
-
-
-def _plain(value: Decimal) -> str:
-    return "0" if value == 0 else f"{value.normalize():f}"
