@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from catalog.models import PlanVersion
@@ -31,9 +31,15 @@ def subscription_get(*, external_id: str) -> Subscription:
     return subscription
 
 
+PENDING_CHANGES_ATTR = "pending_changes_prefetched"
+
+
 def subscriptions_list(*, customer: str | None = None, status: str | None = None, plan: str | None = None) -> QuerySet[Subscription]:
-    """Filter by customer external id, status (comma-separated allowed) and plan code."""
-    qs = Subscription.objects.select_related("customer", "plan_version__plan").order_by("external_id")
+    """Filter by customer external id, status (comma-separated allowed) and plan code. Pending changes
+    come prefetched (one query per page, not per row) as ``PENDING_CHANGES_ATTR``."""
+    pending = _pending(SubscriptionChange.objects.all()).select_related("from_plan_version__plan", "to_plan_version__plan")
+    qs = (Subscription.objects.select_related("customer", "plan_version__plan").order_by("external_id")
+          .prefetch_related(Prefetch("changes", queryset=pending, to_attr=PENDING_CHANGES_ATTR)))
     if customer:
         qs = qs.filter(customer__external_id=customer)
     if status:
@@ -60,8 +66,12 @@ def subscription_current_period(*, subscription: Subscription, today: date | Non
     return subscription_period_containing(subscription=subscription, on=on)
 
 
+def _pending(changes: QuerySet[SubscriptionChange]) -> QuerySet[SubscriptionChange]:
+    return changes.filter(applied_at__isnull=True, superseded_at__isnull=True).order_by("effective_date", "pk")
+
+
 def subscription_pending_changes(*, subscription: Subscription) -> QuerySet[SubscriptionChange]:
-    return subscription.changes.filter(applied_at__isnull=True, superseded_at__isnull=True).order_by("effective_date", "pk")
+    return _pending(subscription.changes.all())
 
 
 def subscription_timeline(*, subscription: Subscription, periods_ahead: int = 1, limit: int = 60) -> list[Period]:

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from common.money import format_money
 from subscriptions.models import BillingTime, ProrationItem, Subscription, SubscriptionChange
-from subscriptions.selectors import subscription_current_period, subscription_pending_changes
+from subscriptions.selectors import PENDING_CHANGES_ATTR, subscription_current_period, subscription_pending_changes
 
 EFFECTIVE = ("immediately", "period_end")
 
@@ -109,5 +109,8 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         return self._period(obj).end.isoformat()
 
     def get_pending_changes(self, obj) -> list:
-        pending = subscription_pending_changes(subscription=obj).select_related("from_plan_version__plan", "to_plan_version__plan")
+        pending = getattr(obj, PENDING_CHANGES_ATTR, None)  # prefetched by subscriptions_list
+        if pending is None:
+            pending = subscription_pending_changes(subscription=obj).select_related("from_plan_version__plan",
+                                                                                   "to_plan_version__plan")
         return SubscriptionChangeSerializer(pending, many=True).data

@@ -126,3 +126,26 @@ def test_list_filters_and_scopes(billing_api, reader_api, usage_api, setup):
     assert reader_api.post(URL + "a/cancel/", {}, format="json").status_code == 403
     assert usage_api.get(URL).status_code == 403
     assert reader_api.get(URL + "missing/").status_code == 404
+
+
+
+def test_list_reads_pending_changes_in_one_query_per_page(billing_api, setup):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def list_body():
+        with CaptureQueriesContext(connection) as queries:
+            response = billing_api.get(URL)
+        assert response.status_code == 200
+        return response.json()["results"], len(queries)
+
+    assert create(billing_api, external_id="sub_1").status_code == 201
+    _, one_row = list_body()
+    for n in (2, 3, 4):
+        assert create(billing_api, external_id=f"sub_{n}", plan="premium").status_code == 201
+    downgrade = billing_api.post(URL + "sub_2/change_plan/", {"plan": "basic"}, format="json")
+    assert downgrade.status_code == 200 and downgrade.json()["change"]["applied"] is False
+    rows, four_rows = list_body()
+    assert [len(r["pending_changes"]) for r in rows] == [0, 1, 0, 0]
+    assert rows[1]["pending_changes"][0]["to_plan_version"] == {"plan": "basic", "version": 1}
+    assert four_rows == one_row
