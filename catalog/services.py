@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 
 from catalog.models import Aggregation, BillableMetric, Charge, ChargeModel, Interval, Plan, PlanVersion
 from catalog.selectors import plan_current_version
@@ -495,7 +495,10 @@ def coupon_apply(*, coupon, customer, subscription=None, on=None, actor=None):
                 errors.add("subscription", f"plan '{plan.code}' is not one the coupon covers "
                                            f"({', '.join(sorted(plan_codes.values()))}).")
         errors.raise_if_any("Coupon not applicable.")
-        active = CouponRedemption.objects.filter(coupon=coupon, customer=customer, subscription=subscription,
+        # A customer-wide redemption covers every subscription's invoices: the same coupon active both
+        # customer-wide and on a subscription would discount one invoice twice.
+        overlapping = (Q(subscription__isnull=True) | Q(subscription=subscription)) if subscription else Q()
+        active = CouponRedemption.objects.filter(overlapping, coupon=coupon, customer=customer,
                                                  removed_at__isnull=True, ended_at__isnull=True)
         if active.exists():
             raise ConflictError(f"Coupon '{coupon.code}' is already applied.", code="coupon_already_applied",

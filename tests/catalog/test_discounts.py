@@ -170,13 +170,28 @@ def test_fixed_coupon_plans_must_share_its_currency(world):
 
 def test_apply_to_customer_and_subscription(world):
     coupon = coupon_create(code="TEN", name="10%", kind="percent", percent_off="10", duration="forever")
+    other = coupon_create(code="FIVE", name="5%", kind="percent", percent_off="5", duration="forever")
     on_customer = coupon_apply(coupon=coupon, customer=world["customer"], actor="tester")
-    on_sub = coupon_apply(coupon=coupon, customer=world["customer"], subscription=world["sub_pro"])
+    on_sub = coupon_apply(coupon=other, customer=world["customer"], subscription=world["sub_pro"])
     assert on_customer.subscription is None and on_sub.subscription == world["sub_pro"]
     assert AuditEvent.objects.filter(action="coupon.applied").count() == 2
     with pytest.raises(ConflictError) as exc:
         coupon_apply(coupon=coupon, customer=world["customer"])
     assert exc.value.code == "coupon_already_applied"
+
+
+def test_same_coupon_cannot_cover_one_invoice_twice(world):
+    """Customer-wide already covers the subscription's invoices, and the other way round."""
+    coupon = coupon_create(code="TEN", name="10%", kind="percent", percent_off="10", duration="forever")
+    coupon_apply(coupon=coupon, customer=world["customer"])
+    with pytest.raises(ConflictError) as exc:
+        coupon_apply(coupon=coupon, customer=world["customer"], subscription=world["sub_pro"])
+    assert exc.value.code == "coupon_already_applied"
+
+    other = coupon_create(code="FIVE", name="5%", kind="percent", percent_off="5", duration="forever")
+    coupon_apply(coupon=other, customer=world["customer"], subscription=world["sub_pro"])
+    with pytest.raises(ConflictError):
+        coupon_apply(coupon=other, customer=world["customer"])
 
 
 def test_apply_checks_currency_of_fixed_coupons(world):
