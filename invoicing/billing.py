@@ -45,7 +45,7 @@ from invoicing.models import (
     InvoiceStatus,
     LineKind,
 )
-from invoicing.schedule import BillingDate, Span, billing_schedule, closures_until, full_days
+from invoicing.schedule import BillingDate, Span, billing_schedule, billing_start, closures_until, full_days
 from invoicing.services import invoices_auto_finalize
 from invoicing.totals import TotalsPreview
 from subscriptions.models import ChangeKind, ProrationItem, Subscription, SubscriptionChange
@@ -529,23 +529,33 @@ class _ChunkBuilder:
             sub = plans[event.subscription_id].sub
             interval = sub.plan_version.plan.interval
             day = local_date(event.timestamp, sub.customer.timezone)
+            first = billing_start(start_date=sub.start_date, trial_end_date=sub.trial_end_date)
+            if day < first:
+                # Trial (or pre-start) usage is never billed, late or not: settle it at zero.
+                groups[(sub.pk, event.metric_id, sub.start_date, first, None)].append(event)
+                continue
             period = period_containing(start_date=sub.start_date, interval=interval, billing_time=sub.billing_time,
-                                       on=max(day, sub.start_date))
+                                       on=day)
+            # The window starts where billing started, as the period's own invoice did.
+            window_start = max(period.start, first)
             key = (sub.pk, period)
             if key not in segment_cache:
-                slow = _needs_segments(sub, changes.get(sub.pk, ()), since=period.start)
-                segs = (_segments(sub, period.start, period.end) if slow
-                        else [(period.start, period.end, sub.plan_version, sub.quantity)])
-                segment_cache[key] = _merge_by_version(segs) or [(period.start, period.end, sub.plan_version)]
+                slow = _needs_segments(sub, changes.get(sub.pk, ()), since=window_start)
+                segs = (_segments(sub, window_start, period.end) if slow
+                        else [(window_start, period.end, sub.plan_version, sub.quantity)])
+                segment_cache[key] = _merge_by_version(segs) or [(window_start, period.end, sub.plan_version)]
             seg = next((s for s in segment_cache[key] if s[0] <= day < s[1]), segment_cache[key][-1])
             groups[(sub.pk, event.metric_id, seg[0], seg[1], seg[2].pk)].append(event)
-        versions = {}
-        for plan in plans.values():
-            versions[plan.sub.plan_version_id] = plan.sub.plan_version
         for (sub_id, metric_id, start, end, version_id), group in groups.items():
             sub = plans[sub_id].sub
             currency = sub.plan_version.plan.currency
             event_ids = [e.event_id for e in group]
+            if version_id is None:
+                out[sub_id].append((dict(description="Late usage during the trial, not billed",
+                                         billable_metric_id=metric_id, quantity=Decimal(len(group)), amount=ZERO,
+                                         period_start=start, period_end=end,
+                                         metadata={"events": len(group), "trial": True}), event_ids))
+                continue
             charge = next((c for c in charges.get(version_id) if c.billable_metric_id == metric_id), None)
             if charge is None:
                 # The plan in force did not charge this metric: nothing to bill, but the events are

@@ -184,6 +184,31 @@ def test_trial_bills_nothing_until_it_ends(world):
     assert lines_of(world.invoice(second["id"])) == [("subscription", None, "1", "100.00"), ("usage", "calls", "2", "2.00")]
 
 
+def test_late_usage_from_the_trial_is_settled_without_charge(world):
+    world.metric("calls")
+    world.plan("trial", pay_in_advance=False, trial_days=14,
+               charges=[{"billable_metric": "calls", "model": "graduated", "properties": GRADUATED}])
+    world.customer("c1")
+    world.subscription("s1", customer="c1", plan="trial", start_date=date(2026, 1, 1))
+    # 60 on-time trial calls (never billed) and 50 after the trial: the January invoice bills 50 at 40.
+    world.events("calls", [_jan(2 + i % 12, i % 24) for i in range(60)], customer="c1")
+    world.events("calls", [_jan(15 + i % 16, i % 24) for i in range(50)], customer="c1")
+    world.run(date(2026, 2, 1))
+    (january,) = world.invoices(subscription="s1")
+    assert lines_of(world.invoice(january["id"])) == [("usage", "calls", "50", "2000.00")]
+
+    world.events("calls", [_jan(5, h) for h in range(4)], customer="c1")  # late, in the trial
+    world.events("calls", [_jan(20, h) for h in range(2)], customer="c1")  # late, after the trial
+    assert UsageEvent.objects.filter(is_late=True).count() == 6
+    world.run(date(2026, 3, 1))
+    march = world.invoice(max(world.invoices(subscription="s1"), key=lambda i: i["billing_date"])["id"])
+    # The two post-trial calls continue January's tiers (51st and 52nd at 35); the trial ones cost nothing.
+    assert sorted(lines_of(march)) == sorted([("usage", "calls", "0", "0.00"), ("late_usage", "calls", "2", "70.00"),
+                                              ("late_usage", "calls", "4", "0.00")])
+    assert march["total"] == "70.00"
+    assert not UsageEvent.objects.filter(is_late=True, late_billed_at__isnull=True).exists()
+
+
 def test_cancel_at_period_end_gets_a_final_invoice_without_a_new_fee(world, billing_api):
     world.metric("calls")
     world.plan("basic", amount="100.00", charges=[{"billable_metric": "calls", "model": "standard",
