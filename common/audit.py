@@ -28,3 +28,10 @@ def actor_label(actor) -> str:
         return actor
     name = getattr(actor, "name", None) or getattr(actor, "username", None)
     return f"{actor._meta.model_name}:{name}" if name else str(actor)
+
+
+def actor_user(actor):
+    """The Django user behind `actor`, or None (an API key, a rule name, the system)."""
+    from django.contrib.auth import get_user_model
+
+    return actor if isinstance(actor, get_user_model()) else None

@@ -33,7 +33,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from common.audit import actor_label, audit_record
+from common.audit import actor_label, actor_user, audit_record
 from common.errors import ApplicationError, ConflictError
 from common.money import currency_exponent, format_money, parse_decimal, quantize_money
 from common.timeutil import local_date
@@ -240,9 +240,9 @@ def credit_note_create(*, invoice: Invoice, amount=None, lines: list[dict] | Non
         else:
             effects = {"refund": total, "refund_status": "recorded; paid out by the payments module"}
             audit_record(action="credit_note.refund_requested", obj=note, actor=actor_label(actor),
-                         actor_user=_user(actor), rule="credit_note_outcome_refund",
+                         actor_user=actor_user(actor), rule="credit_note_outcome_refund",
                          inputs={"invoice": invoice.number, "amount": total, "currency": currency})
-        audit_record(action="credit_note.issued", obj=note, actor=actor_label(actor), actor_user=_user(actor),
+        audit_record(action="credit_note.issued", obj=note, actor=actor_label(actor), actor_user=actor_user(actor),
                      rule="by_lines" if lines else "by_amount",
                      inputs={"invoice": invoice.number, "invoice_id": str(invoice.pk), "number": number,
                              "requested_amount": amount, "requested_lines": _plain(lines), "reason": reason,
@@ -307,7 +307,7 @@ def credit_note_void(*, credit_note: CreditNote, actor=None, reason: str = "") -
             effects.update({"amount_due_restored": restored, "invoice_status_after": invoice.status})
         note.status = CreditNoteStatus.VOID
         note.save(update_fields=["status", "updated_at"])
-        audit_record(action="credit_note.voided", obj=note, actor=actor_label(actor), actor_user=_user(actor),
+        audit_record(action="credit_note.voided", obj=note, actor=actor_label(actor), actor_user=actor_user(actor),
                      rule="manual", inputs={"number": note.number, "invoice": invoice.number, "reason": reason,
                                             "total": note.total, **effects})
     return note
@@ -319,8 +319,3 @@ def _plain(lines):
     return [{"line_id": item.get("line_id"), "amount": str(item["amount"]) if item.get("amount") is not None else None}
             for item in lines]
 
-
-def _user(actor):
-    from django.contrib.auth import get_user_model
-
-    return actor if isinstance(actor, get_user_model()) else None

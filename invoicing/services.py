@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from common.audit import actor_label, audit_record
+from common.audit import actor_label, actor_user, audit_record
 from common.errors import ApplicationError, ConflictError
 from common.models import AuditEvent
 from common.money import money_quantum, quantize_money
@@ -309,7 +309,7 @@ def invoice_approve(*, invoice: Invoice, actor=None, finalize: bool = True) -> I
         invoice.approved_by = actor_label(actor)
         invoice.approved_at = timezone.now()
         invoice.save(update_fields=["needs_review", "approved_by", "approved_at", "updated_at"])
-        audit_record(action="invoice.approved", obj=invoice, actor=actor_label(actor), actor_user=_user(actor),
+        audit_record(action="invoice.approved", obj=invoice, actor=actor_label(actor), actor_user=actor_user(actor),
                      rule="review_queue", inputs={"review_reasons": invoice.review_reasons})
         if finalize:
             invoice = invoice_finalize(invoice=invoice, actor=actor, rule="approved", inputs={})
@@ -332,7 +332,7 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
         invoice.voided_at = timezone.now()
         invoice.amount_due = Decimal(0)
         invoice.save(update_fields=["status", "voided_at", "amount_due", "updated_at"])
-        audit_record(action="invoice.voided", obj=invoice, actor=actor_label(actor), actor_user=_user(actor),
+        audit_record(action="invoice.voided", obj=invoice, actor=actor_label(actor), actor_user=actor_user(actor),
                      rule="manual", inputs={"from": old, "reason": reason, "total": str(invoice.total)})
     return invoice
 
@@ -347,7 +347,7 @@ def invoice_mark_uncollectible(*, invoice: Invoice, actor=None, reason: str = ""
         invoice.marked_uncollectible_at = timezone.now()
         invoice.save(update_fields=["status", "marked_uncollectible_at", "updated_at"])
         audit_record(action="invoice.marked_uncollectible", obj=invoice, actor=actor_label(actor),
-                     actor_user=_user(actor), rule="manual",
+                     actor_user=actor_user(actor), rule="manual",
                      inputs={"reason": reason, "amount_due": str(invoice.amount_due)})
     return invoice
 
@@ -372,7 +372,7 @@ def invoice_mark_paid(*, invoice: Invoice, amount: Decimal | None = None, paid_o
                                    fields={"amount": ["exceeds amount due"]})
         paid_on = paid_on or timezone.localdate()
         Payment.objects.create(invoice=invoice, amount=amount, currency=invoice.currency, paid_on=paid_on,
-                               reference=reference, recorded_by=actor_label(actor), recorded_by_user=_user(actor))
+                               reference=reference, recorded_by=actor_label(actor), recorded_by_user=actor_user(actor))
         old = invoice.status
         invoice.amount_paid += amount
         # amount_due already nets the frozen credits and any credit notes that reduced it.
@@ -383,14 +383,9 @@ def invoice_mark_paid(*, invoice: Invoice, amount: Decimal | None = None, paid_o
             invoice.paid_at = timezone.now()
             fields += ["status", "paid_at"]
         invoice.save(update_fields=fields)
-        audit_record(action="invoice.payment_recorded", obj=invoice, actor=actor_label(actor), actor_user=_user(actor),
-                     rule="manual_payment", inputs={"amount": str(amount), "date": paid_on.isoformat(),
+        audit_record(action="invoice.payment_recorded", obj=invoice, actor=actor_label(actor),
+                     actor_user=actor_user(actor), rule="manual_payment", inputs={"amount": str(amount), "date": paid_on.isoformat(),
                                                     "reference": reference, "from": old, "to": invoice.status,
                                                     "amount_due": str(invoice.amount_due)})
     return invoice
 
-
-def _user(actor):
-    from django.contrib.auth import get_user_model
-
-    return actor if isinstance(actor, get_user_model()) else None
