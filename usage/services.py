@@ -118,9 +118,9 @@ def dumps_exact(value: Any) -> str:
 
 
 def _canonical(value: Any) -> Any:
-    """Stable form for hashing: Decimals as strings (a JSON number and the same numeric string are
-    the same payload, API.md reads both as the same Decimal)."""
-    if isinstance(value, Decimal):
+    """Stable form for hashing: numbers as strings (a JSON number and the same numeric string are
+    the same payload, API.md reads both as the same Decimal: 5 ≡ "5", 5.5 ≡ "5.5")."""
+    if isinstance(value, Decimal) or (isinstance(value, int) and not isinstance(value, bool)):
         return str(value)
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in value.items()}

@@ -49,6 +49,13 @@ class TestSingleEvent:
         assert UsageEvent.objects.filter(transaction_id="t1").count() == 1
         assert not DeadLetterEvent.objects.exists()
 
+    @pytest.mark.parametrize("first,again", [(5, '"5"'), ('"5"', 5), (5.5, '"5.5"'), ('"100.50"', '100.50')])
+    def test_json_number_and_numeric_string_are_the_same_payload(self, usage_api, api_calls, first, again):
+        body = '{{"transaction_id": "t1", "customer": "acme", "code": "storage_gb", ' \
+               '"timestamp": "2026-03-10T12:00:00Z", "properties": {{"gb": {}}}}}'
+        assert post(usage_api, body.format(first)).status_code == 202
+        assert post(usage_api, body.format(again)).json() == {"status": "duplicate"}
+
     def test_same_id_other_payload_is_a_conflict_and_kept(self, usage_api, api_calls):
         assert post(usage_api, event("t1")).status_code == 202
         response = post(usage_api, event("t1", timestamp="2026-03-10T12:00:01Z"))
