@@ -591,9 +591,11 @@ class _ChunkBuilder:
                                         event_values=values_all)
                 rated_before = rate_charge(charge=charge, quantity=q_before, currency=currency, event_count=n_before,
                                            event_values=values_before)
-            except Exception as exc:  # noqa: BLE001
-                errors = errors if errors is not None else []
-                errors.append({"subscription": sub.external_id, "late_usage_metric": metric_id, "error": repr(exc)})
+            except Exception as exc:  # noqa: BLE001 — the events stay unbilled; the next invoice retries them
+                logger.exception("late usage of subscription %s, metric %s failed", sub.pk, metric_id)
+                if errors is not None:
+                    errors.append({"subscription": sub.external_id, "late_usage_metric": metric_id,
+                                   "error": repr(exc)})
                 continue
             name = charge.invoice_display_name or charge.billable_metric.name
             out[sub_id].append((dict(
