@@ -138,6 +138,7 @@ class CreditGrantUsage(models.Model):
     invoice_id = models.CharField(max_length=64)
     amount = models.DecimalField(**CREDIT_MONEY_FIELD)
     created_at = models.DateTimeField(auto_now_add=True)
+    returned_at = models.DateTimeField(null=True, blank=True, help_text="Given back to the grant when the invoice was voided")
 
     history = HistoricalRecords()
 
@@ -155,6 +156,7 @@ class BalanceTransactionKind(models.TextChoices):
     APPLIED_TO_INVOICE = "applied_to_invoice", "applied to invoice"
     INVOICE_CREDIT = "invoice_credit", "net-credit invoice"
     ADJUSTMENT = "adjustment", "adjustment"
+    INVOICE_VOID = "invoice_void", "voided invoice: credit returned"
 
 
 class CustomerBalanceTransaction(models.Model):
@@ -188,7 +190,8 @@ class CustomerBalanceTransaction(models.Model):
                 condition=~models.Q(kind__in=["credit_note", "invoice_credit"]) | models.Q(amount__gt=0),
                 name="balance_txn_credit_positive",
             ),
-            models.UniqueConstraint(fields=["invoice_id", "kind"], condition=models.Q(kind__in=["applied_to_invoice", "invoice_credit"]),
+            models.UniqueConstraint(fields=["invoice_id", "kind"],
+                                    condition=models.Q(kind__in=["applied_to_invoice", "invoice_credit", "invoice_void"]),
                                     name="balance_txn_once_per_invoice"),
             models.UniqueConstraint(fields=["credit_note_id"], condition=models.Q(kind="credit_note"),
                                     name="balance_txn_once_per_credit_note"),

@@ -4,13 +4,16 @@ import hashlib
 import secrets
 import time
 from datetime import timedelta
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.audit import actor_label, audit_record
-from common.errors import ConflictError, ApplicationError
-from customers.models import ApiKey, ApiScope, Customer
+from common.errors import ApplicationError, ConflictError
+from common.money import currency_exponent, is_valid_currency, parse_decimal, quantize_money
+from customers.models import (ApiKey, ApiScope, BalanceTransactionKind, CreditGrant, CreditGrantUsage, Customer,
+                              CustomerBalanceTransaction)
 
 # last_used_at is written at most this often per key, so the ingestion hot path is not a write per call.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -128,13 +131,6 @@ def _customer_has_billing_documents(customer: Customer) -> bool:
 # consumption for one customer are serialized; then grants are locked in pk order. Each invoice
 # consumes credit at most once: the ledger is unique on (invoice_id, kind) and grant usages on
 # (grant, invoice_id); a repeat call returns what the first one applied.
-
-from decimal import Decimal  # noqa: E402
-
-from common.money import currency_exponent, is_valid_currency, parse_decimal, quantize_money  # noqa: E402
-from customers.models import (BalanceTransactionKind, CreditGrant, CreditGrantUsage,  # noqa: E402
-                              CustomerBalanceTransaction)
-
 
 def _lock_customer(customer: Customer) -> Customer:
     return Customer.objects.select_for_update(of=("self",)).get(pk=customer.pk)
@@ -277,6 +273,42 @@ def credit_balance_credit_from_credit_note(*, customer: Customer, currency: str,
         CustomerBalanceTransaction.objects.filter(pk=txn.pk).update(invoice_id=str(invoice_id))
         txn.invoice_id = str(invoice_id)
     return txn
+
+
+def invoice_credits_return(*, customer: Customer, currency: str, invoice_id, actor=None) -> dict[str, Decimal]:
+    """A voided invoice gives back what it took: the credit balance applied to it (one
+    `invoice_void` ledger row) and the prepaid credit it spent, onto the same grants (an expired
+    grant stays unusable). Usages are marked returned and the ledger row is unique per invoice, so a
+    repeat changes nothing."""
+    currency = (currency or "").upper()
+    invoice_id = str(invoice_id)
+    with transaction.atomic():
+        customer = _lock_customer(customer)
+        prepaid = Decimal(0)
+        usages = CreditGrantUsage.objects.select_for_update().filter(
+            grant__customer=customer, grant__currency=currency, invoice_id=invoice_id, returned_at__isnull=True
+        ).order_by("grant_id")
+        now = timezone.now()
+        for usage in usages:
+            grant = CreditGrant.objects.select_for_update().get(pk=usage.grant_id)
+            grant.remaining += usage.amount
+            grant.save(update_fields=["remaining", "updated_at"])
+            usage.returned_at = now
+            usage.save(update_fields=["returned_at"])
+            prepaid += usage.amount
+        balance = Decimal(0)
+        ledger = CustomerBalanceTransaction.objects.filter(customer=customer, currency=currency, invoice_id=invoice_id)
+        applied = ledger.filter(kind=BalanceTransactionKind.APPLIED_TO_INVOICE).first()
+        if applied is not None and not ledger.filter(kind=BalanceTransactionKind.INVOICE_VOID).exists():
+            balance = -applied.amount
+            CustomerBalanceTransaction.objects.create(
+                customer=customer, currency=currency, amount=balance, kind=BalanceTransactionKind.INVOICE_VOID,
+                invoice_id=invoice_id, description=f"Invoice {invoice_id} voided", actor=actor_label(actor))
+        returned = {"credit_balance": quantize_money(balance, currency), "prepaid": quantize_money(prepaid, currency)}
+        if prepaid or balance:
+            audit_record(action="invoice_credits.returned", obj=customer, actor=actor_label(actor), rule="invoice voided",
+                         inputs={"invoice_id": invoice_id, "currency": currency, **returned})
+    return returned
 
 
 def balance_adjust(*, customer: Customer, currency: str, amount, description: str,

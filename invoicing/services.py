@@ -19,6 +19,7 @@ from common.audit import actor_label, actor_user, audit_record
 from common.errors import ApplicationError, ConflictError
 from common.models import AuditEvent
 from common.money import money_quantum, quantize_money
+from customers.services import invoice_credits_return
 from invoicing.models import Invoice, InvoiceLine, InvoiceNumberSeries, InvoiceStatus, Payment
 from invoicing.totals import (InvoiceTotals, TaxCache, customers_with_coupons, customers_with_credit, invoice_totals,
                               totals_inputs)
@@ -320,6 +321,7 @@ def invoice_approve(*, invoice: Invoice, actor=None, finalize: bool = True) -> I
 
 def invoice_void(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
     """Void a draft or an open invoice. Paid (even partly) invoices are corrected with credit notes.
+    The credit balance and prepaid credit it used go back to the customer; coupon periods stay used.
     The billing cursors stay where they are: voided charges are not re-billed automatically."""
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
@@ -332,8 +334,13 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
         invoice.voided_at = timezone.now()
         invoice.amount_due = Decimal(0)
         invoice.save(update_fields=["status", "voided_at", "amount_due", "updated_at"])
+        returned = {}
+        if old != InvoiceStatus.DRAFT:  # only finalizing consumes credits; a draft merely previewed them
+            returned = invoice_credits_return(customer=invoice.customer, currency=invoice.currency,
+                                              invoice_id=invoice.pk, actor=actor)
         audit_record(action="invoice.voided", obj=invoice, actor=actor_label(actor), actor_user=actor_user(actor),
-                     rule="manual", inputs={"from": old, "reason": reason, "total": str(invoice.total)})
+                     rule="manual", inputs={"from": old, "reason": reason, "total": str(invoice.total),
+                                            "credits_returned": {k: str(v) for k, v in returned.items()}})
     return invoice
 
 

@@ -286,3 +286,29 @@ def test_concurrent_finalization_consumes_credit_once(world):
     assert CreditGrant.objects.get(customer=customer).remaining == D("0.00")
     assert CustomerBalanceTransaction.objects.filter(kind=BalanceTransactionKind.APPLIED_TO_INVOICE).count() == 1
     assert sorted(i.number for i in invoices) == ["INV-2026-000001", "INV-2026-000002"]
+
+
+def test_void_returns_credit_balance_and_prepaid_once(world, billing_api):
+    """149.99 invoice (no tax): 20.00 from the balance, 30.00 prepaid, 99.99 due. Voiding gives both back."""
+    _plan(world)
+    world.customer("acme", country="US")
+    customer = Customer.objects.get(external_id="acme")
+    balance_adjust(customer=customer, currency="USD", amount=D("20.00"), description="goodwill")
+    grant = prepaid_credit_grant(customer=customer, currency="USD", amount=D("30.00"), reason="prepaid pack")
+    world.subscription("sub-acme", customer="acme", plan="pro", start_date=date(2026, 1, 1))
+    world.events("calls", [_jan(10)], subscription="sub-acme")
+    world.run(date(2026, 2, 1))
+    (invoice,) = world.invoices(subscription="sub-acme")
+    assert (invoice["status"], invoice["credit_balance_applied"], invoice["prepaid_applied"], invoice["amount_due"]) == (
+        "finalized", "20.00", "30.00", "99.99")
+    assert customer_credit_balance(customer=customer, currency="USD") == D("0.00")
+
+    voided = billing_api.post(f"/api/v1/invoices/{invoice['id']}/void/", {"reason": "wrong plan"}, format="json")
+    assert voided.status_code == 200 and voided.json()["status"] == "void"
+    assert customer_credit_balance(customer=customer, currency="USD") == D("20.00")
+    grant.refresh_from_db()
+    assert grant.remaining == D("30.00")
+    assert CreditGrantUsage.objects.get().returned_at is not None
+    assert billing_api.post(f"/api/v1/invoices/{invoice['id']}/void/", {}, format="json").status_code == 409
+    assert customer_credit_balance(customer=customer, currency="USD") == D("20.00")  # returned once
+    assert AuditEvent.objects.get(action="invoice_credits.returned").inputs["prepaid"] == "30.00"
