@@ -2,12 +2,11 @@ import json
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from common.errors import NotFoundError
 from invoicing.billing import billing_run
 from invoicing.selectors import billing_run_get, invoice_get, invoices_list
 from invoicing.serializers import (
@@ -21,10 +20,6 @@ from invoicing.emails import invoice_email_send
 from invoicing.models import InvoiceEmail
 from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename
 from invoicing.services import invoice_finalize, invoice_mark_paid, invoice_void
-
-
-def _invoice(pk: str):
-    return invoice_get(invoice_id=pk)
 
 
 class PDFRenderer(renderers.BaseRenderer):
@@ -69,39 +64,39 @@ class InvoiceViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(InvoiceSerializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
-        return Response(InvoiceSerializer(_invoice(pk)).data)
+        return Response(InvoiceSerializer(invoice_get(invoice_id=pk)).data)
 
     @extend_schema(request=None, responses={200: InvoiceSerializer})
     @action(detail=True, methods=["post"])
     def finalize(self, request, pk=None):
-        invoice_finalize(invoice=_invoice(pk), actor=request.auth)
-        return Response(InvoiceSerializer(_invoice(pk)).data)
+        invoice_finalize(invoice=invoice_get(invoice_id=pk), actor=request.auth)
+        return Response(InvoiceSerializer(invoice_get(invoice_id=pk)).data)
 
     @extend_schema(request=ReasonSerializer, responses={200: InvoiceSerializer})
     @action(detail=True, methods=["post"])
     def void(self, request, pk=None):
         serializer = ReasonSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        invoice_void(invoice=_invoice(pk), actor=request.auth, reason=serializer.validated_data["reason"])
-        return Response(InvoiceSerializer(_invoice(pk)).data)
+        invoice_void(invoice=invoice_get(invoice_id=pk), actor=request.auth, reason=serializer.validated_data["reason"])
+        return Response(InvoiceSerializer(invoice_get(invoice_id=pk)).data)
 
     @extend_schema(request=MarkPaidSerializer, responses={200: InvoiceSerializer})
     @action(detail=True, methods=["post"])
     def mark_paid(self, request, pk=None):
-        invoice = _invoice(pk)
+        invoice = invoice_get(invoice_id=pk)
         serializer = MarkPaidSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         invoice_mark_paid(invoice=invoice, amount=data.get("amount"), paid_on=data.get("date"),
                           reference=data.get("reference", ""), actor=request.auth)
-        return Response(InvoiceSerializer(_invoice(pk)).data)
+        return Response(InvoiceSerializer(invoice_get(invoice_id=pk)).data)
 
     @extend_schema(request=None, responses={(200, "application/pdf"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, PDFRenderer])
     def pdf(self, request, pk=None):
         """The invoice PDF: the stored document of an issued invoice (rendered and stored now if it
         is not yet), a watermarked preview for a draft."""
-        invoice = _invoice(pk)
+        invoice = invoice_get(invoice_id=pk)
         filename = invoice_pdf_filename(invoice)
         response = HttpResponse(invoice_pdf_bytes(invoice=invoice), content_type="application/pdf")
         disposition = "inline" if request.query_params.get("inline") else "attachment"
@@ -116,7 +111,7 @@ class InvoiceViewSet(viewsets.GenericViewSet):
         `status` `sent` or `failed` (and `error`, e.g. no address on the invoice)."""
         serializer = SendInvoiceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        log = invoice_email_send(invoice=_invoice(pk), actor=request.auth, to=serializer.validated_data.get("to"))
+        log = invoice_email_send(invoice=invoice_get(invoice_id=pk), actor=request.auth, to=serializer.validated_data.get("to"))
         return Response(InvoiceEmailSerializer(log).data, status=status.HTTP_201_CREATED)
 
 
@@ -132,9 +127,8 @@ class BillingRunViewSet(viewsets.GenericViewSet):
                           auto_finalize=serializer.validated_data["finalize"])
         return Response(BillingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
     def retrieve(self, request, pk=None):
-        if not str(pk).isdigit():
-            raise NotFoundError(f"Billing run '{pk}' not found.")
-        return Response(BillingRunSerializer(billing_run_get(run_id=int(pk))).data)
+        return Response(BillingRunSerializer(billing_run_get(run_id=pk)).data)
 
 

@@ -7,7 +7,7 @@ import uuid
 from django.db.models import Prefetch, QuerySet
 
 from common.errors import NotFoundError
-from invoicing.models import BillingRun, Invoice, InvoiceLine
+from invoicing.models import BillingRun, CreditNote, CreditNoteLine, Invoice, InvoiceLine
 
 
 def invoices_list(*, customer: str | None = None, subscription: str | None = None, status: str | None = None,
@@ -29,16 +29,43 @@ def invoices_list(*, customer: str | None = None, subscription: str | None = Non
     return qs
 
 
-def invoice_get(*, invoice_id) -> Invoice:
-    """The invoice by its uuid; 404 for an unknown or malformed id."""
+def _get_by_uuid(qs: QuerySet, pk, label: str):
+    """The row by its uuid; 404 for an unknown or malformed id."""
     try:
-        uuid.UUID(str(invoice_id))
+        uuid.UUID(str(pk))
     except ValueError as exc:
-        raise NotFoundError(f"Invoice '{invoice_id}' not found.") from exc
-    invoice = invoices_list().filter(pk=invoice_id).first()
-    if invoice is None:
-        raise NotFoundError(f"Invoice '{invoice_id}' not found.")
-    return invoice
+        raise NotFoundError(f"{label} '{pk}' not found.") from exc
+    row = qs.filter(pk=pk).first()
+    if row is None:
+        raise NotFoundError(f"{label} '{pk}' not found.")
+    return row
+
+
+def invoice_get(*, invoice_id) -> Invoice:
+    return _get_by_uuid(invoices_list(), invoice_id, "Invoice")
+
+
+def credit_notes_list(*, invoice: str | None = None, customer: str | None = None,
+                      status: str | None = None) -> QuerySet[CreditNote]:
+    """Filter by invoice uuid (a malformed one matches nothing), customer external id and status
+    (comma-separated allowed)."""
+    qs = (CreditNote.objects.select_related("invoice", "customer")
+          .prefetch_related(Prefetch("lines", queryset=CreditNoteLine.objects.select_related("credit_note")))
+          .order_by("-issue_date", "-number"))
+    if invoice:
+        try:
+            qs = qs.filter(invoice_id=uuid.UUID(str(invoice)))
+        except ValueError:
+            qs = qs.none()
+    if customer:
+        qs = qs.filter(customer__external_id=customer)
+    if status:
+        qs = qs.filter(status__in=[s.strip() for s in status.split(",") if s.strip()])
+    return qs
+
+
+def credit_note_get(*, credit_note_id) -> CreditNote:
+    return _get_by_uuid(credit_notes_list(), credit_note_id, "Credit note")
 
 
 def invoices_review_queue() -> QuerySet[Invoice]:
@@ -46,7 +73,8 @@ def invoices_review_queue() -> QuerySet[Invoice]:
 
 
 def billing_run_get(*, run_id) -> BillingRun:
-    run = BillingRun.objects.filter(pk=run_id).first()
+    """The run by its integer id; 404 for an unknown or malformed id."""
+    run = BillingRun.objects.filter(pk=int(run_id)).first() if str(run_id).isdigit() else None
     if run is None:
         raise NotFoundError(f"Billing run '{run_id}' not found.")
     return run

@@ -67,6 +67,12 @@ EFFECTIVE_CHOICES = (IMMEDIATELY, PERIOD_END)
 
 # --- helpers ----------------------------------------------------------------------------------
 
+def _check_timing(field: str, value: str | None, *, optional: bool = False) -> None:
+    if (value is None and optional) or value in EFFECTIVE_CHOICES:
+        return
+    raise ApplicationError(f"{field} must be one of {EFFECTIVE_CHOICES}.", fields={field: ["invalid"]})
+
+
 def _lock(subscription: Subscription) -> Subscription:
     # No select_related here: with a join, PostgreSQL re-checks a row updated by the transaction we
     # waited for against the OLD joined rows (EvalPlanQual) and drops it when plan_version changed.
@@ -357,8 +363,7 @@ def subscription_change_plan(*, subscription: Subscription, plan_code: str, plan
     """Move to another plan (same interval and currency). Default: an upgrade (base amount per seat
     not lower) takes effect immediately with proration; a downgrade at the end of the period
     containing `on`. A new plan change replaces a scheduled one."""
-    if effective is not None and effective not in EFFECTIVE_CHOICES:
-        raise ApplicationError(f"effective must be one of {EFFECTIVE_CHOICES}.", fields={"effective": ["invalid"]})
+    _check_timing("effective", effective, optional=True)
     label = actor_label(actor)
     with transaction.atomic():
         sub = _lock(subscription)
@@ -420,8 +425,7 @@ def subscription_change_quantity(*, subscription: Subscription, quantity: int, e
                                  on: date | None = None, today: date | None = None, actor=None) -> ChangeResult:
     """Change the seat count. Default: an increase takes effect immediately (prorated charge for the
     added seats), a decrease at the end of the period containing `on`."""
-    if effective is not None and effective not in EFFECTIVE_CHOICES:
-        raise ApplicationError(f"effective must be one of {EFFECTIVE_CHOICES}.", fields={"effective": ["invalid"]})
+    _check_timing("effective", effective, optional=True)
     if quantity is None or quantity < 1:
         raise ApplicationError("quantity must be at least 1.", fields={"quantity": ["must be >= 1"]})
     label = actor_label(actor)
@@ -498,8 +502,7 @@ def subscription_cancel(*, subscription: Subscription, at: str = PERIOD_END, on:
     """Cancel at the end of the period containing `on` (default: status stays until then,
     cancel_at_period_end, end_date = period end), or immediately (status canceled, end_date = `on`,
     credit for the unused in-advance fee)."""
-    if at not in EFFECTIVE_CHOICES:
-        raise ApplicationError(f"at must be one of {EFFECTIVE_CHOICES}.", fields={"at": ["invalid"]})
+    _check_timing("at", at)
     label = actor_label(actor)
     with transaction.atomic():
         sub = _lock(subscription)

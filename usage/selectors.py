@@ -232,14 +232,6 @@ def late_usage_aggregate(*, events: Sequence[LateUsageEvent], aggregation_by_met
     return result
 
 
-def dead_letters_open(*, reason: str | None = None):
-    """Dead letters not yet resolved by a replay, newest first."""
-    from usage.models import DeadLetterEvent, ReplayStatus
-
-    qs = DeadLetterEvent.objects.exclude(replay_status__in=[ReplayStatus.ACCEPTED, ReplayStatus.DUPLICATE])
-    return qs.filter(reason=reason) if reason else qs
-
-
 # --------------------------------------------------------------------------------------------
 # Live usage of the open period (GET /api/v1/subscriptions/{external_id}/usage/)
 

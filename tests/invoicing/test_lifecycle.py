@@ -177,3 +177,11 @@ def test_hourly_run_waits_for_the_local_midnight(metered):
     assert billing_run(as_of=date(2026, 2, 1), now=datetime(2026, 2, 1, 9, tzinfo=timezone.utc)).invoices_created == 1
     (invoice,) = metered.invoices(subscription="s1")
     assert lines_of(metered.invoice(invoice["id"])) == [("usage", "calls", "1", "1.00")]
+
+
+def test_unknown_or_malformed_ids_are_404(admin_api):
+    for url in ("/api/v1/billing_runs/abc/", "/api/v1/billing_runs/999999/", "/api/v1/invoices/not-a-uuid/",
+                "/api/v1/credit_notes/not-a-uuid/", "/api/v1/credit_notes/00000000-0000-0000-0000-000000000000/"):
+        response = admin_api.get(url)
+        assert response.status_code == 404, url
+        assert response.json()["error"]["code"] == "not_found"
