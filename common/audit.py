@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from django.db import models
 
+from common import hooks
 from common.models import AuditEvent
 
 
 def audit_record(*, action: str, obj: models.Model, actor: str = "system", actor_user=None, rule: str = "",
                  inputs: dict | None = None, message: str = "") -> AuditEvent:
-    """Write one business audit row. Call inside the transaction that made the change."""
-    return AuditEvent.objects.create(
+    """Write one business audit row and publish it as a domain event (common.hooks). Call inside the
+    transaction that made the change."""
+    event = AuditEvent.objects.create(
         action=action,
         object_type=obj._meta.label_lower,
         object_id=str(obj.pk),
@@ -18,6 +20,16 @@ def audit_record(*, action: str, obj: models.Model, actor: str = "system", actor
         inputs=inputs or {},
         message=message,
     )
+    hooks.publish([event])
+    return event
+
+
+def audit_bulk_create(events: list[AuditEvent], *, batch_size: int = 2000) -> list[AuditEvent]:
+    """Write many unsaved audit rows in one INSERT per batch and publish them (set-based paths:
+    billing runs, finalize batches)."""
+    created = AuditEvent.objects.bulk_create(events, batch_size=batch_size)
+    hooks.publish(created)
+    return created
 
 
 def actor_label(actor) -> str:

@@ -31,7 +31,7 @@ from simple_history.utils import bulk_create_with_history, bulk_update_with_hist
 
 from catalog.models import Charge, PlanVersion
 from catalog.rating import format_price, format_quantity, minimum_commitment_true_up, needs_event_values, rate_charge
-from common.audit import actor_label
+from common.audit import actor_label, audit_bulk_create
 from common.models import AuditEvent
 from common.money import quantize_money
 from common.timeutil import local_date, local_date_bounds_utc
@@ -646,7 +646,7 @@ class _ChunkBuilder:
         if self.late_marks:
             usage_source.mark_late_billed(self.late_marks)
         if self.audits:
-            AuditEvent.objects.bulk_create(self.audits, batch_size=2000)
+            audit_bulk_create(self.audits)
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from common.audit import actor_label, actor_user, audit_record
+from common.audit import actor_label, actor_user, audit_bulk_create, audit_record
 from common.errors import ApplicationError, ConflictError
 from common.models import AuditEvent
 from common.money import money_quantum, quantize_money
@@ -168,7 +168,7 @@ def invoice_finalize(*, invoice: Invoice, actor=None, rule: str = "manual", inpu
         (number,) = invoice_number_take(series=invoice.series, year=invoice.issue_date.year)
         fields = _apply_finalize(invoice, number=number, now=now, totals=totals)
         invoice.save(update_fields=fields)
-        _finalize_audit(invoice, actor=actor_label(actor), rule=rule, inputs={**(inputs or {}), **money_inputs}).save()
+        audit_bulk_create([_finalize_audit(invoice, actor=actor_label(actor), rule=rule, inputs={**(inputs or {}), **money_inputs})])
         ids = [invoice.pk]
         transaction.on_commit(lambda: _after_finalize(ids))
     return invoice
@@ -251,7 +251,7 @@ def _finalize_batch(ids: list, *, today: date) -> int:
                 "billing_date": invoice.billing_date.isoformat(), "grace_period_days": grace, "today": today.isoformat(),
                 **money_inputs}))
         _save_finalized(invoices)
-        AuditEvent.objects.bulk_create(audits)
+        audit_bulk_create(audits)
         ids_done = [i.pk for i in invoices]
         transaction.on_commit(lambda: _after_finalize(ids_done))
         return len(invoices)
