@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "dunning",
     "revrec",
     "analytics",
+    "demo",
 ]
 
 MIDDLEWARE = [

@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from common.demo import seed_demo
+from demo.data import seed_demo
 from common.groups import FINANCE_APPS
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from common.demo import seed_demo
+from demo.data import seed_demo
 from invoicing.models import Invoice
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ from django.utils import timezone
 from customers.models import ApiKey
 from customers.services import api_key_create, api_key_revoke
 
-from common.demo import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME
+from demo.data import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from common.demo import seed_demo
+from demo.data import seed_demo
 
 
 class Command(BaseCommand):
