@@ -172,7 +172,10 @@ def post_invoices(invoice_ids: list) -> int:
     """Post the finalized invoices among `invoice_ids` that are not posted yet (one transaction)."""
     with transaction.atomic():
         _lock()
-        invoices = list(_unposted_invoices().filter(pk__in=invoice_ids).order_by("issue_date", "number"))
+        posted = set(JournalEntry.objects.filter(source_type="invoice", kind="finalized", invoice_id__in=invoice_ids)
+                     .values_list("invoice_id", flat=True))
+        invoices = [i for i in Invoice.objects.filter(pk__in=invoice_ids, finalized_at__isnull=False, number__isnull=False)
+                    .order_by("issue_date", "number") if i.pk not in posted]
         if not invoices:
             return 0
         closed = closed_months()
@@ -463,6 +466,15 @@ def post_refund(*, source_id: str, invoice_id=None, customer_id=None, amount: De
         return True
 
 
+def analyze_after_bulk(rows: int, threshold: int = 1000) -> None:
+    """Refresh the planner's statistics after a bulk load (a first sync or close over thousands of
+    invoices): with stale row counts PostgreSQL picks nested-loop anti-joins for the sweeps."""
+    if rows >= threshold:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE revrec_journalentry, revrec_journalline, revrec_scheduleentry, "
+                           "revrec_performanceobligation")
+
+
 # --- the sweep --------------------------------------------------------------------------------
 
 @dataclass
@@ -485,6 +497,7 @@ def revrec_sync() -> SyncResult:
     ids = list(_unposted_invoices().order_by("issue_date", "number").values_list("pk", flat=True))
     for start in range(0, len(ids), BATCH):
         result.invoices += post_invoices(ids[start:start + BATCH])
+    analyze_after_bulk(result.invoices)
 
     for note in _unposted(CreditNote.objects.select_related("invoice"), "credit_note", "issued").order_by("issue_date", "number"):
         result.credit_notes += post_credit_note(note)
