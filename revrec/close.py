@@ -25,6 +25,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
+from common.errors import ApplicationError
 from revrec.models import Account, AccountingPeriod, EntryTreatment, JournalEntry, ScheduleEntry
 from revrec.postings import Draft, _lock, analyze_after_bulk, closed_months, revrec_sync, write_entries
 from revrec.schedules import month_end, month_start, next_month
@@ -88,6 +89,9 @@ def _recognize_chunk(rows: list[ScheduleEntry], month: date, closed: set) -> int
 def revrec_close(*, month: date, actor: str = "system") -> dict:
     """Post `month`'s recognition and close it. Returns a summary (also stored on the period)."""
     month = month_start(month)
+    if month >= month_start(timezone.localdate()):
+        raise ApplicationError(f"{month:%Y-%m} has not ended yet; only a past month can be closed.",
+                               code="month_not_ended", fields={"month": ["not ended"]})
     synced = revrec_sync()
     if AccountingPeriod.objects.filter(month=month).exists():
         return {"month": f"{month:%Y-%m}", "already_closed": True, "synced": synced.as_dict(), "entries": 0}

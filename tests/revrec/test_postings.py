@@ -196,3 +196,14 @@ def test_trial_balance_sums_to_zero_and_rollforward_identity(books):
     assert rollforward(month=date(2025, 1, 1), currency="USD") == {
         "month": "2025-01", "currency": "USD", "opening_deferred": "0.00", "billed": "100.00", "recognized": "34.44",
         "credited": "0.00", "closing_deferred": "65.56"}
+
+
+def test_close_refuses_a_month_that_has_not_ended_and_bad_input():
+    from django.core.management.base import CommandError
+    from django.utils import timezone
+
+    with pytest.raises(CommandError, match="has not ended"):
+        call_command("revrec_close", "--month", f"{timezone.localdate():%Y-%m}")
+    with pytest.raises(CommandError, match="not a month"):
+        call_command("revrec_close", "--month", "2025-1")
+    assert not AccountingPeriod.objects.exists()

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from common.errors import ApplicationError
 from revrec.close import parse_month, revrec_close
 
 
@@ -14,7 +15,10 @@ class Command(BaseCommand):
             first = parse_month(month)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        summary = revrec_close(month=first, actor="command:revrec_close")
+        try:
+            summary = revrec_close(month=first, actor="command:revrec_close")
+        except ApplicationError as exc:
+            raise CommandError(str(exc)) from None
         state = "already closed" if summary["already_closed"] else "closed"
         self.stdout.write(f"{summary['month']} {state}: {summary['entries']} recognition entries; "
                           f"synced {summary['synced']}")
