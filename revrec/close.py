@@ -136,6 +136,7 @@ def revrec_close_due(*, today: date | None = None, actor: str = "beat") -> list[
     last = month_start(current - timedelta(days=1))
     if today.day < 3:
         last = month_start(last - timedelta(days=1))
+    revrec_sync()  # schedules exist once their invoices are posted
     first = ScheduleEntry.objects.order_by("month").values_list("month", flat=True).first()
     done, closed = [], closed_months()
     cursor = first

@@ -207,3 +207,14 @@ def test_close_refuses_a_month_that_has_not_ended_and_bad_input():
     with pytest.raises(CommandError, match="not a month"):
         call_command("revrec_close", "--month", "2025-1")
     assert not AccountingPeriod.objects.exists()
+
+
+def test_beat_closes_every_past_month_from_the_third(books):
+    from revrec.close import revrec_close_due
+
+    books.invoice(issue=date(2025, 1, 1), lines=[("subscription", "100.00", date(2025, 1, 1), date(2025, 4, 1))])
+    assert [s["month"] for s in revrec_close_due(today=date(2025, 3, 2))] == ["2025-01"]  # February waits for the 3rd
+    assert [s["month"] for s in revrec_close_due(today=date(2025, 3, 3))] == ["2025-02"]
+    assert revrec_close_due(today=date(2025, 3, 20)) == []
+    assert sorted(AccountingPeriod.objects.values_list("month", flat=True)) == [date(2025, 1, 1), date(2025, 2, 1)]
+    assert balance("revenue", date(2025, 2, 28)) == D("-65.56")
