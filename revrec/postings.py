@@ -34,7 +34,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from common.models import AuditEvent
@@ -367,17 +367,11 @@ def post_credit_note_void(note: CreditNote) -> bool:
             draft.lines.append((account, -signed, line.invoice_id, line.obligation_id))
         for obligation_id in {ln.obligation_id for ln in original.lines.all() if ln.obligation_id}:
             credited = sum((ln.debit - ln.credit for ln in original.lines.all() if ln.obligation_id == obligation_id), ZERO)
-            PerformanceObligation.objects.filter(pk=obligation_id).update(credited=models_F("credited") - credited)
+            PerformanceObligation.objects.filter(pk=obligation_id).update(credited=F("credited") - credited)
         (entry,) = write_entries([draft])
         ScheduleEntry.objects.bulk_create([ScheduleEntry(obligation=o, month=m, amount=a, treatment=EntryTreatment.CREDIT,
                                                          posted_entry=entry) for o, m, a in pending])
         return True
-
-
-def models_F(name):
-    from django.db.models import F
-
-    return F(name)
 
 
 # --- voids, write-offs ------------------------------------------------------------------------

@@ -16,10 +16,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Sum
 
 from common.money import format_money
 from revrec.models import Account, JournalEntry, JournalLine, ScheduleEntry

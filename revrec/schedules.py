@@ -46,13 +46,6 @@ def months_between(start: date, end: date) -> list[tuple[date, int]]:
     return out
 
 
-def _decimal_ratio(amount: Decimal, numerator: int, denominator: int, currency: str) -> Decimal:
-    # Exact: Fraction of a Decimal is exact, the single rounding is quantize_money's half up.
-    exact = Fraction(amount) * numerator / denominator
-    return quantize_money(Decimal(exact.numerator) / Decimal(exact.denominator), currency) \
-        if exact.denominator != 1 else quantize_money(Decimal(exact.numerator), currency)
-
-
 def _round_fraction(value: Fraction, currency: str) -> Decimal:
     """Round an exact rational half up to the currency's minor unit (no intermediate rounding)."""
     from common.money import currency_exponent
