@@ -218,12 +218,3 @@ def test_beat_closes_every_past_month_from_the_third(books):
     assert revrec_close_due(today=date(2025, 3, 20)) == []
     assert sorted(AccountingPeriod.objects.values_list("month", flat=True)) == [date(2025, 1, 1), date(2025, 2, 1)]
     assert balance("revenue", date(2025, 2, 28)) == D("-65.56")
-
-
-def test_domain_events_post_promptly_after_commit(books, django_capture_on_commit_callbacks):
-    invoice = books.invoice(issue=date(2025, 1, 5), lines=[("adjustment", "80.00", None, None)])
-    with django_capture_on_commit_callbacks(execute=True):
-        invoice_mark_paid(invoice=invoice, amount=D("80.00"), paid_on=date(2025, 1, 9))
-    # the payment (and the invoice it pays, not yet posted) are in the journal without a sweep or close
-    assert sorted(JournalEntry.objects.values_list("source_type", flat=True)) == ["invoice", "payment"]
-    assert balance("accounts_receivable", date(2025, 1, 31)) == 0
