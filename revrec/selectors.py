@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from decimal import Decimal
 
 from common.errors import ApplicationError, NotFoundError
 from common.money import format_money, is_valid_currency
 from invoicing.models import Invoice
 from revrec.models import PerformanceObligation, ScheduleEntry
+
+ZERO = Decimal(0)
 
 
 def parse_month_param(value, field: str) -> date:
@@ -67,11 +70,12 @@ def schedules_for_invoice(*, invoice_id) -> list[dict]:
     for o in obligations:
         by_month: dict = {}
         for e in entries.get(o.pk, []):
-            by_month[e.month] = by_month.get(e.month, 0) + e.amount
+            by_month[e.month] = by_month.get(e.month, ZERO) + e.amount
         out.append({"invoice_line": o.invoice_line_id, "obligation": o.kind, "amount": format_money(o.amount - o.credited, o.currency),
                     "line_amount": format_money(o.line_amount, o.currency), "discount": format_money(o.discount, o.currency),
                     "credited": format_money(o.credited, o.currency), "currency": o.currency,
                     "service_start": o.service_start.isoformat(), "service_end": o.service_end.isoformat(), "voided": o.voided,
                     "entries": [{"month": f"{m:%Y-%m}", "amount": format_money(a, o.currency)} for m, a in sorted(by_month.items())],
-                    "recognized": format_money(sum((e.amount for e in entries.get(o.pk, []) if e.posted_entry_id), 0) if not o.voided else 0, o.currency)})
+                    "recognized": format_money(ZERO if o.voided else sum(
+                        (e.amount for e in entries.get(o.pk, []) if e.posted_entry_id), ZERO), o.currency)})
     return out

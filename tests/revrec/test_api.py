@@ -125,3 +125,11 @@ def test_real_billing_cycle_books_balance(world, reader_api):
         assert sum(D(k["amount"]) for k in recon["billed_vs_collected"]) == D(recon["billed"]) - D(recon["collected"])
         assert sum(D(k["amount"]) for k in recon["billed_vs_recognized"]) == D(recon["billed"]) - D(recon["recognized"])
         assert world.ok(reader_api.get("/api/v1/revenue/trial_balance/", {"month": month}))["total"] == "0.00"
+
+
+def test_reads_include_documents_finalized_a_moment_ago(reader_api, books):
+    invoice = books.invoice(issue=date(2025, 1, 1), lines=[("subscription", "100.00", date(2025, 1, 1), date(2025, 4, 1))])
+    body = reader_api.get("/api/v1/revenue/schedules/", {"invoice": str(invoice.pk)}).json()
+    assert [e["amount"] for e in body["results"][0]["entries"]] == ["34.44", "31.12", "34.44"]
+    journal = reader_api.get("/api/v1/revenue/journal/").json()["results"]
+    assert [(e["source"], e["date"]) for e in journal] == [("invoice", "2025-01-01")]
