@@ -24,7 +24,7 @@ from common.errors import ApplicationError
 from common.money import is_valid_currency
 
 MAX_MONTHS = 120
-RATE_KEYS = {"logo_churn_rate", "revenue_churn_rate", "nrr", "grr"}
+RATE_KEYS = {"logo_churn_rate", "revenue_churn_rate", "nrr", "grr", "nrr_12m", "grr_12m"}
 
 
 class CSVRenderer(renderers.BaseRenderer):
@@ -49,7 +49,7 @@ class CSVRenderer(renderers.BaseRenderer):
 
 def _plain(value, key: str | None = None):
     if isinstance(value, Decimal):
-        return selectors.rate_str(value) if key in RATE_KEYS or key in {"nrr", "grr"} else f"{value:f}"
+        return selectors.rate_str(value) if key in RATE_KEYS else f"{value:f}"
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):

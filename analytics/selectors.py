@@ -113,7 +113,8 @@ def analytics_summary(*, currency: str, month: date) -> dict:
     """The month's figures, month to month (API.md): ARR = 12 × MRR; ARPA = MRR / paying customers;
     logo churn = churned customers / customers at the month's start; revenue churn = (contraction +
     churn) / start MRR; NRR = (start + expansion − contraction − churn) / start; GRR = (start −
-    contraction − churn) / start; LTV = ARPA / revenue churn rate (None without churn)."""
+    contraction − churn) / start; LTV = ARPA / revenue churn rate (None without churn); and the
+    trailing 12-month NRR/GRR (`trailing_retention`)."""
     b = mrr_bridge(currency=currency, start=month, end=month)[0]
     lost = b.contraction + b.churn
     revenue_churn = rate(lost, b.mrr_start)
@@ -125,7 +126,7 @@ def analytics_summary(*, currency: str, month: date) -> dict:
         "arpa": arpa, "logo_churn_rate": rate(Decimal(b.churned_customers), Decimal(b.customers_start)),
         "revenue_churn_rate": revenue_churn,
         "nrr": rate(b.mrr_start + b.expansion - lost, b.mrr_start), "grr": rate(b.mrr_start - lost, b.mrr_start),
-        "usage_revenue": usage["usage_revenue"], "ltv": ltv,
+        "usage_revenue": usage["usage_revenue"], "ltv": ltv, **trailing_retention(currency=currency, month=month),
         "mrr_start": b.mrr_start, "new": b.new, "expansion": b.expansion, "contraction": b.contraction,
         "churn": b.churn, "reactivation": b.reactivation, "customers_start": b.customers_start,
         "churned_customers": b.churned_customers,
@@ -218,6 +219,21 @@ def cohorts(*, currency: str, start: date, months: int = 12) -> list[dict]:
                                       "nrr": rate(_sum(now), start_mrr), "grr": rate(capped, start_mrr)})
         out.append(row)
     return out
+
+
+def trailing_retention(*, currency: str, month: date, months: int = 12) -> dict:
+    """`nrr_12m`, `grr_12m`: the customers paying at the end of the month `months` before `month`,
+    their MRR now over their MRR then (GRR caps each customer at its MRR then). None without
+    customers then."""
+    then = add_months(month, -months)
+    matrix = customer_mrr_matrix(currency=currency, end=month)
+    if matrix.empty or then not in matrix.columns:
+        return {"nrr_12m": None, "grr_12m": None}
+    base = matrix[then]
+    members = base[base.map(lambda v: v > 0)].index
+    start = _sum(base[members])
+    now = matrix.loc[members, month]
+    return {"nrr_12m": rate(_sum(now), start), "grr_12m": rate(_sum(min(a, b) for a, b in zip(now, base[members])), start)}
 
 
 # --- AR aging ---------------------------------------------------------------------------------

@@ -128,7 +128,8 @@ def main() -> None:
           f"median {statistics.median(timings) * 1000:.0f} ms, best {min(timings) * 1000:.0f} ms "
           f"({args.repeat} runs; target < 2000 ms)")
     print(f"June 2026: MRR {summary['mrr']}, customers {summary['customers']}, NRR {summary['nrr']}, "
-          f"GRR {summary['grr']}, logo churn {summary['logo_churn_rate']}")
+          f"GRR {summary['grr']}, logo churn {summary['logo_churn_rate']}, 12-month NRR {summary['nrr_12m']}, "
+          f"GRR {summary['grr_12m']}")
 
 
 if __name__ == "__main__":

@@ -144,3 +144,15 @@ def test_summary_rates_month_to_month():
         "0.25", "0.2857", "0.7143", "0.7143"]
     assert june["arpa"] == Decimal("83.33")  # 250 / 3
     assert june["ltv"] == Decimal("291.67")  # 83.33 / 0.2857 = 291.669…
+
+
+def test_trailing_twelve_month_retention():
+    run_scenario()
+    # End of April 2026: A 100, B 90, C 30 = 220 (D only arrives in May). End of April 2027: A 50
+    # (its second subscription), B 90, C 30 = 170: NRR = GRR = 170 / 220 = 0.7727.
+    later = analytics_summary(currency="USD", month=D(2027, 4, 1))
+    assert (rate_str(later["nrr_12m"]), rate_str(later["grr_12m"])) == ("0.7727", "0.7727")
+    # End of February 2026: A alone at 240; a year later 50: NRR = GRR = 0.2083 (expansion capped for GRR).
+    feb = analytics_summary(currency="USD", month=D(2027, 2, 1))
+    assert (rate_str(feb["nrr_12m"]), rate_str(feb["grr_12m"])) == ("0.2083", "0.2083")
+    assert analytics_summary(currency="USD", month=D(2026, 6, 1))["nrr_12m"] is None  # nobody paid in June 2025
