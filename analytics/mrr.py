@@ -15,11 +15,13 @@ Comparing consecutive month ends gives at most one movement per customer, curren
 `new` (first MRR ever), `reactivation` (MRR again after falling to zero), `expansion`,
 `contraction`, `churn` (MRR falls to zero).
 
-Sources, all already history: the applied, not superseded rows of the subscription change ledger
-(`SubscriptionChange`, effective dates), the subscriptions' trial end, and the coupon redemptions
-(start: the `on` date of their `coupon.applied` audit row; end: the customer-local date they were
-removed or used up). Pending changes (a downgrade or cancel at period end) move MRR when the
-billing run applies them, at their effective date.
+Sources, all already history: the rows of the subscription change ledger (`SubscriptionChange`)
+that were not superseded, at their effective dates, the subscriptions' trial end, and the coupon
+redemptions (start: the `on` date of their `coupon.applied` audit row; end: the customer-local
+date they were removed or used up). A scheduled change (a downgrade, seat decrease or cancel at
+period end) counts from its effective date whether or not the billing run has applied it yet: it
+is committed, and the month it moves is the month of its effective date either way (so a month
+already past never waits for a sweep, and future months show what is already scheduled).
 
 Live and rebuilt ledgers are the same function: the subscription and coupon services publish
 domain events (common.hooks); `analytics.apps` subscribes `ledger_refresh` to them, which
@@ -82,7 +84,7 @@ class VersionPrice:
 
 @dataclass
 class SubscriptionHistory:
-    """One subscription's applied change steps in order: (effective_date, plan_version_id,
+    """One subscription's change steps (applied or scheduled, not superseded) in order: (effective_date, plan_version_id,
     quantity, status), each field None when the step leaves it unchanged."""
 
     pk: int
@@ -216,7 +218,7 @@ def _load_inputs(customer_ids: list[int]) -> tuple[dict[int, list[SubscriptionHi
         by_customer[row["customer_id"]].append(history)
         fallback[row["pk"]] = (row["start_date"], row["plan_version_id"], row["quantity"], row["status"])
     changes = (SubscriptionChange.objects
-               .filter(subscription_id__in=list(histories), applied_at__isnull=False, superseded_at__isnull=True)
+               .filter(subscription_id__in=list(histories), superseded_at__isnull=True)
                .order_by("subscription_id", "effective_date", "applied_at", "pk")
                .values_list("subscription_id", "kind", "effective_date", "to_plan_version_id", "to_quantity", "to_status"))
     for sub_id, kind, effective, version_id, quantity, status in changes:

@@ -20,7 +20,13 @@ from analytics.mrr import (
 )
 from catalog.models import CouponRedemption
 from catalog.services import coupon_apply, coupon_create, coupon_redemptions_consume, coupon_remove
-from subscriptions.services import subscription_change_quantity, subscription_create
+from subscriptions.services import (
+    subscription_apply_pending_changes,
+    subscription_cancel,
+    subscription_change_plan,
+    subscription_change_quantity,
+    subscription_create,
+)
 from tests.catalog.factories import PlanVersionFactory
 from tests.customers.factories import CustomerFactory
 
@@ -171,3 +177,20 @@ def test_concurrent_changes_of_one_customer_leave_one_consistent_ledger():
         ("2026-01", "new", Decimal("20.0000"), Decimal("20.0000")),
         ("2026-02", "expansion", Decimal("60.0000"), Decimal("80.0000"))]
     assert ledger_refresh(customer_ids=[customer.pk]) == 0  # nothing left to correct
+
+
+@pytest.mark.django_db
+def test_a_scheduled_change_counts_from_its_effective_date_and_drops_out_when_superseded():
+    PlanVersionFactory(plan__code="big", amount=Decimal("100"))
+    PlanVersionFactory(plan__code="small", amount=Decimal("40"))
+    customer = CustomerFactory()
+    sub = subscription_create(external_id="s", customer=customer, plan_code="big", start_date=D(2026, 1, 1), today=D(2026, 1, 1))
+    subscription_change_plan(subscription=sub, plan_code="small", on=D(2026, 2, 10), today=D(2026, 2, 10))  # Mar 1
+    rows = lambda: [(f"{m.month:%Y-%m}", m.kind, m.mrr_after) for m in MrrMovement.objects.order_by("month")]  # noqa: E731
+    assert rows() == [("2026-01", "new", Decimal("100.0000")), ("2026-03", "contraction", Decimal("40.0000"))]
+    # Scheduled again, then an immediate cancel supersedes every schedule: churn in February only.
+    subscription_cancel(subscription=sub, at="immediately", on=D(2026, 2, 20), today=D(2026, 2, 20))
+    assert rows() == [("2026-01", "new", Decimal("100.0000")), ("2026-02", "churn", Decimal("0.0000"))]
+    # Applying the (superseded) schedule later changes nothing.
+    subscription_apply_pending_changes(subscription=sub, on=D(2026, 3, 1))
+    assert rows() == [("2026-01", "new", Decimal("100.0000")), ("2026-02", "churn", Decimal("0.0000"))]
