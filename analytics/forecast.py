@@ -1,8 +1,9 @@
 """Revenue forecast for the next months (issue 16): committed MRR carried forward plus a usage
 revenue forecast per customer.
 
-- Committed: the MRR at the end of the month before the forecast starts (the ledger), carried
-  flat: scheduled changes are not guessed at, and new business is not forecast.
+- Committed: the ledger's MRR at each forecast month's end: today's MRR carried forward with the
+  changes already scheduled (downgrades, seat decreases, cancellations at period end) at their
+  effective months; new business and unscheduled churn are not guessed at.
 - Usage: each customer's invoiced usage by service month (`selectors.usage_revenue_frame`), a
   monthly series with no weekday effect, zero-filled between its first month and the cut-off.
   With 12 or more months it is fitted with statsmodels' ETS (additive error, additive damped
@@ -103,14 +104,14 @@ def _money(value: float, currency: str) -> Decimal:
 def revenue_forecast(*, currency: str, start: date, months: int) -> dict:
     """`months` months from `start`: committed MRR (carried) + usage forecast = total."""
     before = add_months(start, -1)
-    committed = mrr_bridge(currency=currency, start=before, end=before)[0].mrr
+    bridge = mrr_bridge(currency=currency, start=before, end=add_months(start, months - 1))
     usage = usage_forecast(currency=currency, through=before, horizon=months)
     rows = []
-    for i, value in enumerate(usage.totals):
+    for value, month in zip(usage.totals, bridge[1:]):
         amount = _money(value, currency)
-        rows.append({"month": f"{add_months(start, i):%Y-%m}", "committed_mrr": committed, "usage_forecast": amount,
-                     "total": committed + amount})
-    return {"currency": currency, "from": f"{start:%Y-%m}", "months": months, "committed_mrr": committed,
+        rows.append({"month": f"{month.month:%Y-%m}", "committed_mrr": month.mrr, "usage_forecast": amount,
+                     "total": month.mrr + amount})
+    return {"currency": currency, "from": f"{start:%Y-%m}", "months": months, "committed_mrr": bridge[0].mrr,
             "methods": usage.methods, "results": rows}
 
 

@@ -150,3 +150,29 @@ def test_scopes(anon_api, usage_api, reader_api):
     assert anon_api.get("/api/v1/analytics/summary/?currency=USD").status_code == 401
     assert usage_api.get("/api/v1/analytics/summary/?currency=USD").status_code == 403
     assert reader_api.get("/api/v1/analytics/summary/?currency=USD").status_code == 200
+
+
+def test_ledger_follows_changes_made_through_the_subscriptions_api(billing_api, reader_api):
+    def ok(response, status=(200, 201)):
+        assert response.status_code in status, response.content
+        return response.json()
+
+    for code, amount in (("std", "100.00"), ("plus", "250.00")):
+        ok(billing_api.post("/api/v1/plans/", {"code": code, "name": code, "currency": "USD", "interval": "month",
+                                               "amount": amount, "charges": []}, format="json"))
+    ok(billing_api.post("/api/v1/customers/", {"external_id": "api_x", "name": "X", "currency": "USD"}, format="json"))
+    ok(billing_api.post("/api/v1/subscriptions/", {"external_id": "api_x1", "customer": "api_x", "plan": "std",
+                                                   "start_date": "2026-01-01"}, format="json"))
+    base = "/api/v1/subscriptions/api_x1"
+    ok(billing_api.post(f"{base}/change_plan/", {"plan": "plus", "date": "2026-03-15"}, format="json"))  # upgrade now
+    ok(billing_api.post(f"{base}/change_plan/", {"plan": "std", "date": "2026-05-10"}, format="json"))   # Jun 1
+    ok(billing_api.post(f"{base}/cancel/", {"at": "period_end", "date": "2026-07-04"}, format="json"))   # Aug 1
+    body = ok(reader_api.get("/api/v1/analytics/mrr/?from=2026-01&to=2026-08&currency=USD"))
+    assert [(r["month"], r["mrr"], r["new"], r["expansion"], r["contraction"], r["churn"], r["customers"])
+            for r in body["results"] if r["month"] in ("2026-01", "2026-03", "2026-06", "2026-07", "2026-08")] == [
+        ("2026-01", "100.00", "100.00", "0.00", "0.00", "0.00", 1),
+        ("2026-03", "250.00", "0.00", "150.00", "0.00", "0.00", 1),
+        ("2026-06", "100.00", "0.00", "0.00", "150.00", "0.00", 1),
+        ("2026-07", "100.00", "0.00", "0.00", "0.00", "0.00", 1),
+        ("2026-08", "0.00", "0.00", "0.00", "0.00", "100.00", 0),
+    ]

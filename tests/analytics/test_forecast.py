@@ -53,3 +53,19 @@ def test_forecast_api_carries_committed_mrr_and_adds_usage(reader_api, capsys):
     call_command("analytics_forecast", "--currency", "USD", "--from", "2026-09", "--months", "2", "--backtest")
     out = capsys.readouterr().out
     assert "MAPE 0" in out  # a flat 40.00 a month is forecast exactly
+
+
+@pytest.mark.django_db
+def test_committed_mrr_includes_what_is_already_scheduled():
+    from subscriptions.services import subscription_cancel, subscription_create
+    from tests.catalog.factories import PlanVersionFactory
+
+    PlanVersionFactory(plan__code="m", amount=Decimal("80"))
+    customer = CustomerFactory()
+    sub = subscription_create(external_id="s", customer=customer, plan_code="m", start_date=D(2026, 1, 1), today=D(2026, 1, 1))
+    subscription_cancel(subscription=sub, on=D(2026, 2, 10), today=D(2026, 2, 10))  # ends March 1st
+    from analytics.forecast import revenue_forecast
+
+    rows = revenue_forecast(currency="USD", start=D(2026, 2, 1), months=3)["results"]
+    assert [(r["month"], r["committed_mrr"]) for r in rows] == [
+        ("2026-02", Decimal("80.00")), ("2026-03", Decimal("0.00")), ("2026-04", Decimal("0.00"))]
