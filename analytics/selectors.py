@@ -16,6 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 from django.db.models import Count, Sum
+from django.utils import timezone
 
 from analytics.models import MOVEMENT_SIGN, MovementKind, MrrMovement
 from analytics.mrr import add_months, month_start
@@ -191,13 +192,15 @@ def cohorts(*, currency: str, start: date, months: int = 12) -> list[dict]:
     """12-month cohorts: the customers whose first MRR (a `new` movement) falls in each of the
     `months` months from `start`; for offsets 0..12 their MRR at that month's end, NRR (MRR / the
     cohort's MRR at the end of its first month) and GRR (each customer capped at its starting MRR,
-    so expansion does not count). Offsets past the last month with data are left out."""
+    so expansion does not count). Offsets after the current month (or the ledger's last month, if
+    later: scheduled changes) are left out."""
     last = add_months(start, months - 1 + 12)
     firsts = dict(MrrMovement.objects.filter(currency=currency, kind=MovementKind.NEW,
                                              month__gte=start, month__lt=add_months(start, months))
                   .values_list("customer_id", "month"))
     matrix = customer_mrr_matrix(currency=currency, end=last)
     latest = MrrMovement.objects.filter(currency=currency).order_by("-month").values_list("month", flat=True).first()
+    horizon = max(latest, month_start(timezone.now().date())) if latest else None  # MRR holds after the last movement
     out = []
     for i in range(months):
         cohort_month = add_months(start, i)
@@ -209,7 +212,7 @@ def cohorts(*, currency: str, start: date, months: int = 12) -> list[dict]:
             row["mrr"] = quantize_money(start_mrr, currency)
             for offset in range(13):
                 month = add_months(cohort_month, offset)
-                if latest is None or month > max(latest, cohort_month) or month not in matrix.columns:
+                if horizon is None or month > max(horizon, cohort_month) or month not in matrix.columns:
                     break
                 now = matrix.loc[members, month]
                 capped = _sum(min(a, b) for a, b in zip(now, base))

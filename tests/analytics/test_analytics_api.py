@@ -65,7 +65,12 @@ def test_cohorts_nrr_and_grr(reader_api):
     assert by_month["2026-02"] == ("240.00", "2.40", "1.00")
     assert by_month["2026-06"] == ("0.00", "0.00", "0.00")
     assert by_month["2026-08"] == ("50.00", "0.50", "0.50")
-    assert "2026-09" not in by_month  # no data after the ledger's last month
+    # MRR holds after the ledger's last movement (August): offsets run to the current month, at most 12.
+    from analytics.mrr import month_start
+
+    last = min(D(2027, 1, 1), max(D(2026, 8, 1), month_start(date.today())))
+    assert jan["months"][-1]["month"] == f"{last:%Y-%m}" and by_month[f"{last:%Y-%m}"] == ("50.00", "0.50", "0.50")
+    assert len(jan["months"]) == 1 + (last.year - 2026) * 12 + last.month - 1
     april = cohorts["2026-04"]  # C (new Apr, 30) only: B is a March customer
     assert (april["customers"], april["mrr"]) == (1, "30.00")
     assert cohorts["2026-02"]["customers"] == 0
