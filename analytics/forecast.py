@@ -34,6 +34,7 @@ ZERO = Decimal(0)
 ETS_MIN_MONTHS = 12
 SEASONAL_MIN_MONTHS = 24
 SEASON = 12
+MAX_MODELED_CUSTOMERS = 200
 
 
 def seasonal_naive(history: list[float], horizon: int) -> list[float]:
@@ -87,10 +88,17 @@ def _customer_series(*, currency: str, through: date) -> dict[int, list[float]]:
 
 
 def usage_forecast(*, currency: str, through: date, horizon: int) -> UsageForecast:
-    """Sum of the per-customer forecasts for the `horizon` months after `through`."""
+    """Sum of the per-customer forecasts for the `horizon` months after `through`. The
+    `MAX_MODELED_CUSTOMERS` largest customers (usage over the last 12 months) get a model each; the
+    long tail is summed into one series with one model, so a request stays fast at any size."""
     totals = [0.0] * horizon
     methods: dict[str, int] = {}
-    for history in _customer_series(currency=currency, through=through).values():
+    series = sorted(_customer_series(currency=currency, through=through).values(), key=lambda h: -sum(h[-SEASON:]))
+    modeled, tail = series[:MAX_MODELED_CUSTOMERS], series[MAX_MODELED_CUSTOMERS:]
+    if tail:
+        length = max(len(h) for h in tail)
+        modeled.append([sum(h[i - length + len(h)] for h in tail if i - length + len(h) >= 0) for i in range(length)])
+    for history in modeled:
         values, method = forecast_series(history, horizon)
         methods[method] = methods.get(method, 0) + 1
         totals = [t + v for t, v in zip(totals, values)]

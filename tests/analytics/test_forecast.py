@@ -69,3 +69,18 @@ def test_committed_mrr_includes_what_is_already_scheduled():
     rows = revenue_forecast(currency="USD", start=D(2026, 2, 1), months=3)["results"]
     assert [(r["month"], r["committed_mrr"]) for r in rows] == [
         ("2026-02", Decimal("80.00")), ("2026-03", Decimal("0.00")), ("2026-04", Decimal("0.00"))]
+
+
+@pytest.mark.django_db
+def test_long_tail_customers_share_one_model(monkeypatch):
+    import analytics.forecast as forecast
+
+    monkeypatch.setattr(forecast, "MAX_MODELED_CUSTOMERS", 1)
+    big, small_a, small_b = (CustomerFactory(external_id=x) for x in ("big", "small_a", "small_b"))
+    for month in range(1, 4):
+        invoice(big, total="0", due=D(2026, month, 28), lines=[("usage", "100.00", D(2026, month, 1))])
+        invoice(small_a, total="0", due=D(2026, month, 28), lines=[("usage", "10.00", D(2026, month, 1))])
+    invoice(small_b, total="0", due=D(2026, 3, 28), lines=[("usage", "5.00", D(2026, 3, 1))])
+    result = forecast.usage_forecast(currency="USD", through=D(2026, 3, 1), horizon=2)
+    assert result.methods == {"seasonal_naive": 2}  # "big" alone, the two small ones as one series
+    assert result.totals == [115.0, 115.0]
