@@ -34,6 +34,7 @@ statement); the unique (customer, currency, month) constraint backs it.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from catalog.discounts import compute_discounts
 from common.money import quantize_money
 from common.timeutil import local_date
 
+logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
 # Monthly normalization as an exact ratio (numerator, denominator) per plan interval.
 MONTHLY_RATIO = {"week": (52, 12), "month": (1, 1), "quarter": (1, 3), "year": (1, 12)}
@@ -310,13 +312,22 @@ def ledger_rebuild() -> int:
 
 
 # --- domain event handlers (subscribed in analytics.apps) --------------------------------------
+# A failure here must not undo the subscription change that published the event: the refresh runs
+# in its own savepoint (ledger_refresh's atomic block), is logged, and the nightly rebuild repairs it.
+
+def _refresh_quietly(customer_ids) -> None:
+    try:
+        ledger_refresh(customer_ids=customer_ids)
+    except Exception:  # noqa: BLE001
+        logger.exception("MRR ledger refresh failed for customers %s; analytics_rebuild will repair it", customer_ids)
+
 
 def on_subscription_events(events: list) -> None:
     from subscriptions.models import Subscription
 
     ids = [e.object_id for e in events if e.object_type == "subscriptions.subscription"]
     if ids:
-        ledger_refresh(customer_ids=Subscription.objects.filter(pk__in=ids).values_list("customer_id", flat=True))
+        _refresh_quietly(list(Subscription.objects.filter(pk__in=ids).values_list("customer_id", flat=True)))
 
 
 def on_coupon_events(events: list) -> None:
@@ -324,4 +335,4 @@ def on_coupon_events(events: list) -> None:
 
     ids = [e.object_id for e in events if e.object_type == "catalog.couponredemption"]
     if ids:
-        ledger_refresh(customer_ids=CouponRedemption.objects.filter(pk__in=ids).values_list("customer_id", flat=True))
+        _refresh_quietly(list(CouponRedemption.objects.filter(pk__in=ids).values_list("customer_id", flat=True)))

@@ -194,3 +194,22 @@ def test_a_scheduled_change_counts_from_its_effective_date_and_drops_out_when_su
     # Applying the (superseded) schedule later changes nothing.
     subscription_apply_pending_changes(subscription=sub, on=D(2026, 3, 1))
     assert rows() == [("2026-01", "new", Decimal("100.0000")), ("2026-02", "churn", Decimal("0.0000"))]
+
+
+@pytest.mark.django_db
+def test_a_failing_refresh_never_undoes_the_subscription_change(monkeypatch, caplog):
+    import analytics.mrr as mrr
+
+    PlanVersionFactory(plan__code="p", amount=Decimal("10"))
+    customer = CustomerFactory()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(mrr, "customer_movements", broken)
+    sub = subscription_create(external_id="s", customer=customer, plan_code="p", start_date=D(2026, 1, 1), today=D(2026, 1, 1))
+    assert sub.pk and not MrrMovement.objects.exists()
+    assert "analytics_rebuild will repair it" in caplog.text
+    monkeypatch.undo()
+    mrr.ledger_rebuild()
+    assert [(m.kind, m.amount) for m in MrrMovement.objects.all()] == [("new", Decimal("10.0000"))]
