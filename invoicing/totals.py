@@ -235,8 +235,11 @@ class TotalsPreview:
         totals = invoice_totals(currency=currency, lines=lines, coupons=[r.coupon for r in redemptions], tax=inputs.tax,
                                 credit_balance=balance - self.credit_used[key],
                                 prepaid_available=prepaid - self.prepaid_used[key])
-        for redemption in redemptions:
-            self.coupon_uses[redemption.pk] += 1
+        from invoicing.models import InvoiceReason
+
+        for redemption in redemptions:  # a repeating coupon counts billing periods (cycle invoices)
+            if invoice.reason == InvoiceReason.SUBSCRIPTION_CYCLE or redemption.coupon.duration == CouponDuration.ONCE:
+                self.coupon_uses[redemption.pk] += 1
         self.credit_used[key] += totals.credit_balance_applied
         self.prepaid_used[key] += totals.prepaid_applied
         return totals

@@ -534,7 +534,10 @@ def subscription_cancel(*, subscription: Subscription, at: str = PERIOD_END, on:
                                 to_status=SubscriptionStatus.CANCELED, inputs={"at": at, "date": on, "period": [period.start, period.end]})
             items = []
             version = sub.plan_version
-            if version.pay_in_advance and _prorates(sub, period, on):
+            # Credit only a fee that was billed (DESIGN.md §5): when the period's in-advance fee has
+            # not been invoiced yet, the final invoice charges the days used instead (invoicing).
+            fee_billed = sub.advance_billed_through is not None and sub.advance_billed_through > on
+            if version.pay_in_advance and fee_billed and _prorates(sub, period, on):
                 items.append(_proration_item(subscription=sub, change=change, kind=ProrationKind.CREDIT, version=version,
                                              seats=sub.quantity, period=period, on=on,
                                              description=f"Unused time on {version.plan.name} v{version.version} × {sub.quantity} (canceled)"))
