@@ -48,7 +48,7 @@ from invoicing.models import (
 from invoicing.schedule import BillingDate, Span, billing_schedule, billing_start, closures_until, full_days
 from usage.selectors import BILLED
 from invoicing.services import invoices_auto_finalize
-from invoicing.totals import TotalsPreview
+from invoicing.totals import TotalsPreview, line_discountable
 from subscriptions.models import ChangeKind, ProrationItem, ProrationKind, Subscription, SubscriptionChange
 from subscriptions.periods import full_period_days, period_containing, prorate
 
@@ -480,7 +480,8 @@ class _ChunkBuilder:
         if getattr(self, "totals_preview", None) is None:
             self.totals_preview = TotalsPreview({s.customer_id for s in self.subs})
         totals = self.totals_preview.totals(invoice=invoice, customer=sub.customer, subscription=sub,
-                                            lines=[(ln.amount, ln.taxable) for ln in lines])
+                                            lines=[(ln.amount, ln.taxable, line_discountable(ln.kind, ln.amount))
+                                                   for ln in lines])
         for name, value in totals.as_fields().items():
             setattr(invoice, name, value)
         if bill.closures or bill.advance:
@@ -822,11 +823,17 @@ def _unused_time_credit(sub: Subscription, item: ProrationItem, *, currency: str
             period_end__gt=item.period_start, amount__gt=0,
         ).filter(Q(kind=LineKind.SUBSCRIPTION, metadata__in_advance=True) | Q(kind=LineKind.PRORATION))
         .exclude(invoice__status=InvoiceStatus.VOID)
-        .values_list("amount", "invoice__subtotal", "invoice__discount")
+        .values_list("amount", "invoice_id", "invoice__discount")
     )
+    # The invoice's discount is shared over the lines coupons apply to (line_discountable).
+    base: dict = defaultdict(lambda: ZERO)
+    for invoice_id, amount, kind in InvoiceLine.objects.filter(invoice_id__in={c[1] for c in charged}).values_list(
+            "invoice_id", "amount", "kind"):
+        if line_discountable(kind, amount):
+            base[invoice_id] += amount
     gross = sum((amount for amount, _, _ in charged), ZERO)
-    net = sum((amount - (amount * discount / subtotal if subtotal and subtotal > 0 and discount else ZERO)
-               for amount, subtotal, discount in charged), ZERO)
+    net = sum((amount - (amount * discount / base[invoice_id] if discount and base[invoice_id] > 0 else ZERO)
+               for amount, invoice_id, discount in charged), ZERO)
     fraction = net / gross if gross > 0 else Decimal(1)
     credit = -quantize_money(nominal * fraction, currency)
     info = {"charged_gross": str(quantize_money(gross, currency)), "charged_net": str(quantize_money(net, currency)),

@@ -22,7 +22,7 @@ from common.money import money_quantum, quantize_money
 from customers.services import invoice_credits_return
 from invoicing.models import Invoice, InvoiceLine, InvoiceNumberSeries, InvoiceStatus, Payment
 from invoicing.totals import (InvoiceTotals, TaxCache, customers_with_coupons, customers_with_credit, invoice_totals,
-                              totals_inputs)
+                              line_discountable, totals_inputs)
 
 FINALIZE_BATCH = 500
 RULE_AUTO_FINALIZE = "auto_finalize_after_grace_period"
@@ -104,6 +104,11 @@ def _apply_finalize(invoice: Invoice, *, number: str, now, totals: InvoiceTotals
         invoice.paid_at = now
         fields.append("paid_at")
     return fields
+
+
+def _totals_lines(rows) -> list[tuple]:
+    """(amount, taxable, kind) rows → the (amount, taxable, discountable) lines of invoice_totals."""
+    return [(amount, taxable, line_discountable(kind, amount)) for amount, taxable, kind in rows]
 
 
 def _finalize_money(invoice: Invoice, *, now, lines, tax_cache: TaxCache | None = None, coupons: bool = True,
@@ -189,7 +194,8 @@ def invoice_finalize(*, invoice: Invoice, actor=None, rule: str = "manual", inpu
         now = timezone.now()
         invoice.issue_date = issue_date_on_finalize(invoice, today=today)
         totals, money_inputs = _finalize_money(invoice, now=now,
-                                               lines=list(invoice.lines.values_list("amount", "taxable")))
+                                               lines=_totals_lines(invoice.lines.values_list("amount", "taxable",
+                                                                                              "kind")))
         (number,) = invoice_number_take(series=invoice.series, year=invoice.issue_date.year)
         fields = _apply_finalize(invoice, number=number, now=now, totals=totals)
         invoice.save(update_fields=fields)
@@ -239,9 +245,9 @@ def _finalize_batch(ids: list, *, today: date) -> int:
         if not invoices:
             return 0
         lines: dict = {}
-        for invoice_id, amount, taxable in (InvoiceLine.objects.filter(invoice__in=invoices)
-                                            .values_list("invoice_id", "amount", "taxable")):
-            lines.setdefault(invoice_id, []).append((amount, taxable))
+        for invoice_id, amount, taxable, kind in (InvoiceLine.objects.filter(invoice__in=invoices)
+                                                  .values_list("invoice_id", "amount", "taxable", "kind")):
+            lines.setdefault(invoice_id, []).append((amount, taxable, line_discountable(kind, amount)))
         # Money first, customer by customer (pk order, the lock order of every finalize path), each
         # customer's invoices in billing-date order so a `once` coupon goes to the earliest. Customers
         # without coupons or credit cost no query beyond the two set lookups; tax rates are read once
