@@ -13,7 +13,10 @@ of P (S, or the trial end if the trial ends inside P).
   - plan change on an in-advance plan: CREDIT −prorate(old amount × seats, E−D, full) and, if the
     new version is in advance, CHARGE prorate(new amount × seats, E−D, full);
   - seat change on an in-advance plan: ±prorate(amount × |Δ seats|, E−D, full);
-  - immediate cancel on an in-advance plan: CREDIT −prorate(amount × seats, E−D, full).
+  - immediate cancel on an in-advance plan: CREDIT −prorate(amount × seats, E−D, full), only when
+    P's fee was billed (``advance_billed_through > D``); otherwise nothing is credited and the
+    final invoice charges [B, D). Invoicing scales every credit to what was actually charged for
+    the fee (after its discount, DESIGN.md §5).
   A change on D == B creates items only if P's advance fee was already billed
   (``advance_billed_through > D``); otherwise the advance bill simply uses the new state.
   Changes during a trial (D < B) create no items: nothing was or will be billed for those days.
