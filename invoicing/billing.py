@@ -173,8 +173,13 @@ def invoice_subscription_now(*, subscription: Subscription, on_date: date, reaso
                 interval=interval, billing_time=sub.billing_time, pay_in_advance=True, as_of=on_date)
             advances = [b.advance for b in schedule.bills if b.advance is not None]
             if len(advances) == 1:  # several periods unbilled: the billing run bills them, one per period
-                bill.advance = advances[0]
-                advance_through = schedule.advance_billed_through
+                advance = advances[0]
+                if ProrationItem.objects.filter(subscription=sub, period_end=advance.period.end).exists():
+                    # A change inside the period settled it with proration items (credits of the
+                    # unused time included): the fee covers the whole period, as that contract says.
+                    advance = Span(advance.period, advance.start, advance.period.end)
+                bill.advance = advance
+                advance_through = advance.end
         builder = _ChunkBuilder(subs=[sub], as_of=on_date, reason=InvoiceReason.SUBSCRIPTION_CHANGE, run=None,
                                 rule=RULE_CHANGE, actor=actor_label(actor), extra_inputs={"reason": reason})
         plans = {sub.pk: _Plan(sub=sub, bills=[bill], usage_billed_through=spans[-1].end if spans else None,

@@ -539,7 +539,12 @@ def subscription_cancel(*, subscription: Subscription, at: str = PERIOD_END, on:
             version = sub.plan_version
             # Credit only a fee that was billed (DESIGN.md §5): when the period's in-advance fee has
             # not been invoiced yet, the final invoice charges the days used instead (invoicing).
-            fee_billed = sub.advance_billed_through is not None and sub.advance_billed_through > on
+            # A change earlier in the period that settled it with proration items (before any run
+            # billed the fee) keeps that contract: the fee is billed for the whole period and the
+            # unused time of the plan in force is credited.
+            fee_billed = ((sub.advance_billed_through is not None and sub.advance_billed_through > on)
+                          or ProrationItem.objects.filter(subscription=sub, period_end=period.end,
+                                                          period_start__lte=on).exists())
             if version.pay_in_advance and fee_billed and _prorates(sub, period, on):
                 items.append(_proration_item(subscription=sub, change=change, kind=ProrationKind.CREDIT, version=version,
                                              seats=sub.quantity, period=period, on=on,

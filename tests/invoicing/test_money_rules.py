@@ -228,6 +228,22 @@ def test_cancel_before_the_first_fee_was_billed_charges_the_days_used(django_cap
     assert Invoice.objects.filter(subscription=sub).count() == 1
 
 
+def test_upgrade_then_cancel_before_any_run_bills_each_plan_for_its_days(django_capture_on_commit_callbacks):
+    sub = _setup(amount="100", in_advance=True, start=date(2026, 4, 1))
+    plan_create(code="pro", name="Pro", currency="USD", interval="month", amount=Decimal(300))
+    with django_capture_on_commit_callbacks(execute=True):
+        subscription_change_plan(subscription=sub, plan_code="pro", on=date(2026, 4, 11), today=date(2026, 4, 11))
+    with django_capture_on_commit_callbacks(execute=True):
+        subscription_cancel(subscription=sub, at="immediately", on=date(2026, 4, 21), today=date(2026, 4, 21))
+    billing_run(as_of=date(2026, 5, 1))
+    # Old plan Apr 1–11: 100 × 10/30 = 33.33; new plan Apr 11–21: 300 × 10/30 = 100.00 → 133.33, as
+    # April's fee 100.00 − 66.67 (old unused) + 200.00 (new remaining) − 100.00 (new unused).
+    amounts = sorted(InvoiceLine.objects.filter(invoice__subscription=sub).exclude(amount=0)
+                     .values_list("amount", flat=True))
+    assert amounts == [Decimal("-100.00"), Decimal("-66.67"), Decimal("100.00"), Decimal("200.00")]
+    assert sum(amounts) == Decimal("133.33")
+
+
 # --- 5. live usage of percentage charges priced per event ------------------------------------------
 
 def test_live_usage_forecast_for_per_event_percentage():
