@@ -46,7 +46,6 @@ from invoicing.models import (
     LineKind,
 )
 from invoicing.schedule import BillingDate, Span, billing_schedule, billing_start, closures_until, full_days
-from usage.selectors import BILLED
 from invoicing.services import invoices_auto_finalize
 from invoicing.totals import TotalsPreview, line_discountable
 from subscriptions.models import ChangeKind, ProrationItem, ProrationKind, Subscription, SubscriptionChange
@@ -631,7 +630,7 @@ class _ChunkBuilder:
         b0, b1 = local_date_bounds_utc(start, end, sub.customer.timezone)
         window = [("w", sub.pk, b0, b1)]
         everything = usage_source.aggregate_windows(window, metric_ids=metric_ids, late=None)["w"]
-        billed = usage_source.aggregate_windows(window, metric_ids=metric_ids, late=BILLED)["w"]
+        billed = usage_source.aggregate_windows(window, metric_ids=metric_ids, late=usage_source.BILLED)["w"]
         usage_all = usage_before = ZERO
         late_lines: list[tuple[dict, list]] = []
         for charge in rated_set:
@@ -643,7 +642,7 @@ class _ChunkBuilder:
                 values_all = usage_source.event_values(subscription_id=sub.pk, metric_id=metric_id, start=b0, end=b1,
                                                        late=None)
                 values_before = usage_source.event_values(subscription_id=sub.pk, metric_id=metric_id, start=b0,
-                                                          end=b1, late=BILLED)
+                                                          end=b1, late=usage_source.BILLED)
             rated_all = rate_charge(charge=charge, quantity=agg_all.quantity, currency=currency,
                                     event_count=agg_all.event_count, event_values=values_all)
             rated_before = rate_charge(charge=charge, quantity=agg_before.quantity, currency=currency,

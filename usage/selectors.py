@@ -111,12 +111,13 @@ def _clean(value: Decimal) -> Decimal:
 
 
 def usage_aggregate(*, windows: Sequence[UsageWindow], metric_ids: Sequence[int] | None = None,
-                    late: bool | None = False) -> dict[tuple[int, int], UsageAggregate]:
+                    late: bool | str | None = False) -> dict[tuple[int, int], UsageAggregate]:
     """Aggregated usage per (subscription_id, metric_id) over each subscription's window, in ONE query.
 
     count → number of events; sum/max → of the value; unique_count → distinct values;
     latest → value of the last event by timestamp (ties: the later id). late=False excludes late
-    events (billed separately as late usage), True keeps only them, None includes all.
+    events (billed separately as late usage), True keeps only them, None includes all, BILLED the
+    on-time events and the late ones already billed (the "before" of incremental late pricing).
     Pairs without events are absent, except that with `metric_ids` every window × metric is
     present (zero when unused). One window per subscription."""
     if not windows:
@@ -164,7 +165,7 @@ def usage_aggregate(*, windows: Sequence[UsageWindow], metric_ids: Sequence[int]
 
 
 def usage_event_values(*, subscription_id: int, metric_id: int, start: datetime, end: datetime,
-                       late: bool | None = False) -> list[Decimal]:
+                       late: bool | str | None = False) -> list[Decimal]:
     """The events' values in timestamp order (ties by id), for percentage charges with free events
     and per-event minimum/maximum fees. Count metrics (no value) give 1 per event."""
     with connection.cursor() as cursor:
