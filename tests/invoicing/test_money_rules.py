@@ -17,7 +17,6 @@ from customers.services import customer_create
 from invoicing.billing import billing_run
 from invoicing.models import Invoice, InvoiceLine
 from invoicing.services import invoice_finalize
-from subscriptions.models import Subscription
 from subscriptions.services import subscription_cancel, subscription_change_plan, subscription_create
 from usage.models import UsageEvent
 from usage.partitioning import forget_known_partitions
