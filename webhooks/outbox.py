@@ -1,0 +1,128 @@
+"""The outbox: domain events (common.hooks) → webhook events, written in the transaction of the change.
+
+Which audit actions become which webhook types (API.md "Outbound webhooks"). An action may emit several
+types; a type may report another object than the audit row (an `invoice.payment_failed` carries the
+invoice of the failed payment attempt, named in the audit inputs).
+
+Cost: one query for the enabled endpoints per publish call, then two bulk INSERTs (events, deliveries)
+and only for the events at least one enabled endpoint wants. A 10,000-invoice billing run publishes its
+audit rows in bulk, so the outbox adds a few INSERTs per chunk, not a query per invoice; with no endpoint
+it adds one SELECT per chunk. The HTTP work happens after commit in the delivery sweeper
+(webhooks/delivery.py): a receiver that is down never rolls a change back."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+
+@dataclass(frozen=True)
+class Emit:
+    type: str
+    object_type: str | None = None  # None: the audit row's own object
+    object_id_input: str | None = None  # the audit input naming that other object's id
+
+
+EVENT_TYPES = (
+    "invoice.created", "invoice.finalized", "invoice.paid", "invoice.voided", "invoice.payment_failed",
+    "payment.succeeded", "payment.failed", "credit_note.created",
+    "subscription.created", "subscription.updated", "subscription.canceled",
+    "dunning.case_opened", "dunning.case_recovered", "dunning.case_exhausted",
+    "anomaly.detected", "usage.threshold_crossed",
+)
+
+_SUBSCRIPTION_UPDATED = ("activated", "plan_changed", "quantity_changed", "cancel_scheduled", "plan_change_scheduled",
+                         "quantity_change_scheduled", "past_due", "active")
+
+ACTION_MAP: dict[str, tuple[Emit, ...]] = {
+    "invoice.generated": (Emit("invoice.created"),),
+    "invoice.finalized": (Emit("invoice.finalized"),),
+    "invoice.paid": (Emit("invoice.paid"),),
+    "invoice.voided": (Emit("invoice.voided"),),
+    "payment.succeeded": (Emit("payment.succeeded"),),
+    "payment.failed": (Emit("payment.failed"), Emit("invoice.payment_failed", "invoicing.invoice", "invoice")),
+    "credit_note.issued": (Emit("credit_note.created"),),
+    "subscription.created": (Emit("subscription.created"),),
+    **{f"subscription.{name}": (Emit("subscription.updated"),) for name in _SUBSCRIPTION_UPDATED},
+    "subscription.canceled": (Emit("subscription.canceled"),),  # canceled immediately
+    "subscription.ended": (Emit("subscription.canceled"),),  # a scheduled cancellation took effect
+    "dunning.case_opened": (Emit("dunning.case_opened"),),
+    "dunning.case_recovered": (Emit("dunning.case_recovered"),),
+    "dunning.case_exhausted": (Emit("dunning.case_exhausted"),),
+    "anomaly.detected": (Emit("anomaly.detected"),),
+    "usage.threshold_crossed": (Emit("usage.threshold_crossed"),),
+}
+assert {emit.type for emits in ACTION_MAP.values() for emit in emits} == set(EVENT_TYPES)
+
+
+def _emits(event) -> list[tuple[str, str, str]]:
+    out = []
+    for emit in ACTION_MAP.get(event.action, ()):
+        if emit.object_type is None:
+            out.append((emit.type, event.object_type, event.object_id))
+        else:
+            object_id = (event.inputs or {}).get(emit.object_id_input)
+            if object_id:
+                out.append((emit.type, emit.object_type, str(object_id)))
+    return out
+
+
+def outbox_write(events: list) -> None:
+    """common.hooks handler ("*", many=True): one WebhookEvent per mapped event that an enabled endpoint
+    wants, and one pending WebhookDelivery per such endpoint, due at once."""
+    from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+    candidates = [(event, emitted) for event in events for emitted in _emits(event)]
+    if not candidates:
+        return
+    endpoints = list(WebhookEndpoint.objects.filter(enabled=True).only("id", "events"))
+    if not endpoints:
+        return
+    now = timezone.now()
+    rows, deliveries = [], []
+    for audit_event, (event_type, object_type, object_id) in candidates:
+        wanting = [endpoint for endpoint in endpoints if endpoint.wants(event_type)]
+        if not wanting:
+            continue
+        row = WebhookEvent(id=uuid.uuid4(), type=event_type, object_type=object_type, object_id=object_id,
+                           audit_event_id=audit_event.pk, inputs=_json_safe(audit_event.inputs),
+                           created_at=audit_event.created_at or now)
+        rows.append(row)
+        deliveries += [WebhookDelivery(endpoint_id=endpoint.pk, event_id=row.id, next_attempt_at=now, created_at=now)
+                       for endpoint in wanting]
+    if not rows:
+        return
+    WebhookEvent.objects.bulk_create(rows, batch_size=2000)
+    WebhookDelivery.objects.bulk_create(deliveries, batch_size=2000)
+    _kick_sweeper_on_commit()
+
+
+def _json_safe(inputs: dict) -> dict:
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    return json.loads(json.dumps(inputs or {}, cls=DjangoJSONEncoder))
+
+
+def _kick_sweeper() -> None:
+    from webhooks.tasks import deliver_webhooks
+
+    try:
+        deliver_webhooks.delay()
+    except Exception:  # noqa: BLE001  (broker down: the beat sweep delivers within a minute)
+        import logging
+
+        logging.getLogger(__name__).warning("webhooks: could not enqueue the sweeper", exc_info=True)
+
+
+def _kick_sweeper_on_commit() -> None:
+    """Deliver right after commit (the 0 s attempt); once per transaction, however many publish calls it
+    makes. `robust=True`: nothing raised after commit reaches the caller of the change."""
+    pending = getattr(connection, "run_on_commit", None) or []
+    if any(callback is _kick_sweeper for _, callback, *_ in pending):
+        return
+    transaction.on_commit(_kick_sweeper, robust=True)
