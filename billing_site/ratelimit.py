@@ -2,7 +2,7 @@
 
 `API_RATE_LIMIT` (default "6000/min", 100 a second) applies to every API call made with a key; ingestion calls (those
 that need the `usage:write` scope: POST /events/ and /events/batch/) count against their own, higher
-`API_RATE_LIMIT_INGESTION` (default "60000/min"). Formats: "N/s", "N/min", "N/hour"; "0" or "" turns a
+`API_RATE_LIMIT_INGESTION` (default "120000/min", 2,000 a second). Formats: "N/s", "N/min", "N/hour"; "0" or "" turns a
 limit off. Past the limit DRF answers 429 in the error shape (code `throttled`) with `Retry-After`
 (seconds until the window ends). When Redis is unreachable the limit is not enforced (logged): losing
 the limiter must not take the API down."""

@@ -20,6 +20,8 @@ class WebhookEndpoint(TimestampedModel):
                                          help_text="First failed attempt since the last success")
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=300, blank=True)
+    disabled_by_failures = models.BooleanField(default=False, help_text="Disabled by the 5-day rule: events "
+                                               "keep queuing and go out when it is enabled again")
 
     history = HistoricalRecords(excluded_fields=["secret"])
 

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 
@@ -72,13 +73,16 @@ def _emits(event) -> list[tuple[str, str, str]]:
 
 def outbox_write(events: list) -> None:
     """common.hooks handler ("*", many=True): one WebhookEvent per mapped event that an enabled endpoint
-    wants, and one pending WebhookDelivery per such endpoint, due at once."""
+    (or one disabled by the failure rule) wants, and one pending WebhookDelivery per such endpoint, due at once."""
     from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
     candidates = [(event, emitted) for event in events for emitted in _emits(event)]
     if not candidates:
         return
-    endpoints = list(WebhookEndpoint.objects.filter(enabled=True).only("id", "events"))
+    # An endpoint disabled by the 5-day rule keeps queuing (sent once it is enabled again); one a user
+    # disabled does not.
+    endpoints = list(WebhookEndpoint.objects.filter(Q(enabled=True) | Q(disabled_by_failures=True))
+                     .only("id", "events"))
     if not endpoints:
         return
     now = timezone.now()

@@ -67,7 +67,8 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, actor=None, **changes)
                 endpoint.failing_since, endpoint.disabled_at, endpoint.disabled_reason = None, None, ""
             else:
                 endpoint.disabled_at, endpoint.disabled_reason = timezone.now(), "disabled by a user"
-            updated += ["enabled", "failing_since", "disabled_at", "disabled_reason"]
+            endpoint.disabled_by_failures = False
+            updated += ["enabled", "failing_since", "disabled_at", "disabled_reason", "disabled_by_failures"]
         if updated:
             endpoint.save(update_fields=[*updated, "updated_at"])
             audit_record(action="webhook_endpoint.updated", obj=endpoint, actor=actor_label(actor),
@@ -97,7 +98,8 @@ def webhook_endpoint_disable_failing(*, endpoint: WebhookEndpoint, as_of: dateti
         endpoint.enabled = False
         endpoint.disabled_at = timezone.now()
         endpoint.disabled_reason = f"failing since {since:%Y-%m-%d %H:%M} UTC"
-        endpoint.save(update_fields=["enabled", "disabled_at", "disabled_reason", "updated_at"])
+        endpoint.disabled_by_failures = True
+        endpoint.save(update_fields=["enabled", "disabled_at", "disabled_reason", "disabled_by_failures", "updated_at"])
         audit_record(action="webhook_endpoint.disabled", obj=endpoint, actor="system",
                      rule="webhook deliveries failing for 5 days", inputs={"failing_since": since, "as_of": as_of})
         recipients = _finance_admin_emails()

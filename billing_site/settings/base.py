@@ -183,7 +183,7 @@ LOGGING = {
 # --- API platform: idempotency keys, rate limits, outbound webhooks (DESIGN.md §14) ---------------
 IDEMPOTENCY_KEY_TTL_HOURS = int(os.environ.get("IDEMPOTENCY_KEY_TTL_HOURS", "24"))
 API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "6000/min")  # per API key; "0" turns it off
-API_RATE_LIMIT_INGESTION = os.environ.get("API_RATE_LIMIT_INGESTION", "60000/min")  # POST /events/, /events/batch/
+API_RATE_LIMIT_INGESTION = os.environ.get("API_RATE_LIMIT_INGESTION", "120000/min")  # POST /events/, /events/batch/
 # Webhook targets on loopback/private networks (tests, the demo, an on-premise receiver). Link-local and
 # cloud metadata addresses are refused even then.
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)

@@ -113,13 +113,14 @@ def test_endpoint_failing_for_five_days_is_disabled_and_finance_is_told(admin_ap
     assert audit.object_id == endpoint["id"]
     assert [m.to for m in mail.outbox] == [["fin@example.com"]]
     assert receiver.url in mail.outbox[0].subject
-    # A disabled endpoint gets nothing; enabling it again delivers what waited.
+    # A disabled endpoint gets nothing, but events keep queuing; enabling it again delivers what waited.
     receiver.statuses = [200]
+    world.subscription("sub-3")
     assert webhooks_deliver_due(as_of=T0 + timedelta(days=6)).attempted == 0
     assert admin_api.patch(f"/api/v1/webhook_endpoints/{endpoint['id']}/", {"enabled": True},
                            format="json").status_code == 200
     assert WebhookEndpoint.objects.get().failing_since is None
-    assert webhooks_deliver_due(as_of=T0 + timedelta(days=6)).succeeded == 2
+    assert webhooks_deliver_due(as_of=T0 + timedelta(days=6)).succeeded == 3
 
 
 def test_a_success_resets_the_failure_streak(admin_api, world, receiver):
