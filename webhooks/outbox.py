@@ -4,17 +4,19 @@ Which audit actions become which webhook types (API.md "Outbound webhooks"). An 
 types; a type may report another object than the audit row (an `invoice.payment_failed` carries the
 invoice of the failed payment attempt, named in the audit inputs).
 
-Cost: one query for the enabled endpoints per publish call, then two bulk INSERTs (events, deliveries)
-and only for the events at least one enabled endpoint wants. A 10,000-invoice billing run publishes its
+Cost: one query for the enabled endpoints per publish call, then two COPYs (events, deliveries) and only
+for the events at least one enabled endpoint wants. A 10,000-invoice billing run publishes its
 audit rows in bulk, so the outbox adds a few INSERTs per chunk, not a query per invoice; with no endpoint
 it adds one SELECT per chunk. The HTTP work happens after commit in the delivery sweeper
 (webhooks/delivery.py): a receiver that is down never rolls a change back."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -74,7 +76,7 @@ def _emits(event) -> list[tuple[str, str, str]]:
 def outbox_write(events: list) -> None:
     """common.hooks handler ("*", many=True): one WebhookEvent per mapped event that an enabled endpoint
     (or one disabled by the failure rule) wants, and one pending WebhookDelivery per such endpoint, due at once."""
-    from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+    from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
     candidates = [(event, emitted) for event in events for emitted in _emits(event)]
     if not candidates:
@@ -86,30 +88,34 @@ def outbox_write(events: list) -> None:
     if not endpoints:
         return
     now = timezone.now()
-    rows, deliveries = [], []
+    events_rows, delivery_rows = [], []
     for audit_event, (event_type, object_type, object_id) in candidates:
-        wanting = [endpoint for endpoint in endpoints if endpoint.wants(event_type)]
+        wanting = [endpoint.pk for endpoint in endpoints if endpoint.wants(event_type)]
         if not wanting:
             continue
-        row = WebhookEvent(id=uuid.uuid4(), type=event_type, object_type=object_type, object_id=object_id,
-                           audit_event_id=audit_event.pk, inputs=_json_safe(audit_event.inputs),
-                           created_at=audit_event.created_at or now)
-        rows.append(row)
-        deliveries += [WebhookDelivery(endpoint_id=endpoint.pk, event_id=row.id, next_attempt_at=now, created_at=now)
-                       for endpoint in wanting]
-    if not rows:
+        event_id = uuid.uuid4()
+        events_rows.append((event_id, event_type, object_type, object_id, audit_event.pk,
+                            json.dumps(audit_event.inputs or {}, cls=DjangoJSONEncoder), audit_event.created_at or now))
+        delivery_rows += [(uuid.uuid4(), endpoint_id, event_id, DeliveryStatus.PENDING.value, 0, now, now)
+                          for endpoint_id in wanting]
+    if not events_rows:
         return
-    WebhookEvent.objects.bulk_create(rows, batch_size=2000)
-    WebhookDelivery.objects.bulk_create(deliveries, batch_size=2000)
+    _copy(WebhookEvent, ("id", "type", "object_type", "object_id", "audit_event_id", "inputs", "created_at"),
+          events_rows)
+    _copy(WebhookDelivery, ("id", "endpoint_id", "event_id", "status", "attempt_count", "next_attempt_at",
+                            "created_at"), delivery_rows)
     _kick_sweeper_on_commit()
 
 
-def _json_safe(inputs: dict) -> dict:
-    import json
-
-    from django.core.serializers.json import DjangoJSONEncoder
-
-    return json.loads(json.dumps(inputs or {}, cls=DjangoJSONEncoder))
+def _copy(model, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """COPY the rows in (PostgreSQL's bulk load: 10,000 rows in tens of milliseconds, where bulk_create
+    spends seconds compiling SQL). Same transaction as the change."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    names = ", ".join(connection.ops.quote_name(model._meta.get_field(c).column) for c in columns)
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 def _kick_sweeper() -> None:
