@@ -44,32 +44,41 @@ class SweepResult:
 
 
 def event_body(event: WebhookEvent) -> bytes:
-    """The signed body; `data` is built once and frozen (webhooks/payloads.py)."""
+    """The signed body; `data` is built once and frozen as JSON text (webhooks/payloads.py), so every
+    retry and every endpoint get the same bytes. The first writer wins."""
     if event.data is None:
-        data = json.loads(json.dumps(event_data(object_type=event.object_type, object_id=event.object_id,
-                                                inputs=event.inputs), cls=DjangoJSONEncoder))
-        WebhookEvent.objects.filter(pk=event.pk, data__isnull=True).update(data=data)
-        event.data = WebhookEvent.objects.values_list("data", flat=True).get(pk=event.pk)
-    body = {"id": event.webhook_id, "type": event.type, "created": event.created_at.isoformat(), "data": event.data}
-    return json.dumps(body, separators=(",", ":"), cls=DjangoJSONEncoder).encode()
+        data = json.dumps(event_data(object_type=event.object_type, object_id=event.object_id, inputs=event.inputs),
+                          separators=(",", ":"), cls=DjangoJSONEncoder)
+        if WebhookEvent.objects.filter(pk=event.pk, data__isnull=True).update(data=data):
+            event.data = data
+        else:
+            event.data = WebhookEvent.objects.values_list("data", flat=True).get(pk=event.pk)
+    envelope = json.dumps({"id": event.webhook_id, "type": event.type, "created": event.created_at.isoformat()},
+                          separators=(",", ":"))
+    return f'{envelope[:-1]},"data":{event.data}}}'.encode()
 
 
-def _claim(*, as_of: datetime, batch_size: int) -> list:
+def _claim(*, as_of: datetime, batch_size: int) -> list[WebhookDelivery]:
     with transaction.atomic():
         ids = list(
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=as_of, endpoint__enabled=True)
             .order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:batch_size])
-        if ids:
-            WebhookDelivery.objects.filter(pk__in=ids).update(next_attempt_at=as_of + CLAIM_LEASE)
-    return ids
+        if not ids:
+            return []
+        WebhookDelivery.objects.filter(pk__in=ids).update(next_attempt_at=as_of + CLAIM_LEASE)
+    by_id = WebhookDelivery.objects.select_related("endpoint", "event").in_bulk(ids)
+    claimed, endpoints = [by_id[pk] for pk in ids], {}
+    for delivery in claimed:  # one endpoint instance per endpoint, so its failure streak stays current in memory
+        delivery.endpoint = endpoints.setdefault(delivery.endpoint_id, delivery.endpoint)
+    return claimed
 
 
-def send(delivery: WebhookDelivery) -> transport.SendResult:
+def send(delivery: WebhookDelivery, *, pools: transport.Pools | None = None) -> transport.SendResult:
     body = event_body(delivery.event)
     headers = signing.headers(secret=delivery.endpoint.secret, msg_id=delivery.event.webhook_id,
                               timestamp=int(time.time()), body=body)
-    return transport.post(delivery.endpoint.url, body=body, headers=headers)
+    return transport.post(delivery.endpoint.url, body=body, headers=headers, pools=pools)
 
 
 @dataclass
@@ -79,49 +88,53 @@ class AttemptResult:
     endpoint_disabled: bool = False
 
 
-def attempt(*, delivery_id, as_of: datetime, manual: bool = False) -> AttemptResult:
-    """One attempt of one delivery, logged; reschedules (or finishes) it and tracks the endpoint's health."""
-    delivery = WebhookDelivery.objects.select_related("endpoint", "event").get(pk=delivery_id)
-    if not manual and not delivery.endpoint.enabled:  # disabled after this batch was claimed: leave it waiting
-        WebhookDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=as_of)
-        return AttemptResult(result=transport.SendResult(None, 0, error="endpoint disabled"),
-                             endpoint_id=delivery.endpoint_id)
+def attempt(*, delivery: WebhookDelivery, as_of: datetime, manual: bool = False,
+            pools: transport.Pools | None = None) -> AttemptResult:
+    """One attempt of one delivery (loaded with its endpoint and event; claimed by this sweeper, or a manual
+    retry), logged; reschedules (or finishes) it and tracks the endpoint's health."""
+    endpoint = delivery.endpoint
+    if not manual and not endpoint.enabled:  # disabled after this batch was claimed: leave it waiting
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=as_of)
+        return AttemptResult(result=transport.SendResult(None, 0, error="endpoint disabled"), endpoint_id=endpoint.pk)
     try:
-        result = send(delivery)
+        result = send(delivery, pools=pools)
     except Exception as exc:  # noqa: BLE001  (a payload that cannot be built is a failed attempt, logged)
         result = transport.SendResult(None, 0, error=f"{type(exc).__name__}: {exc}"[:500])
+    now = timezone.now()
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
-        WebhookAttempt.objects.create(delivery=delivery, attempted_at=timezone.now(), manual=manual,
+        WebhookAttempt.objects.create(delivery=delivery, attempted_at=now, manual=manual,
                                       status_code=result.status_code, latency_ms=result.latency_ms,
                                       response_excerpt=result.response_excerpt, error=result.error)
-        delivery.last_attempt_at = timezone.now()
-        delivery.last_status_code = result.status_code
-        updated = ["last_attempt_at", "last_status_code"]
+        changes = {"last_attempt_at": now, "last_status_code": result.status_code}
         if not manual:
-            delivery.attempt_count += 1
-            updated.append("attempt_count")
+            changes["attempt_count"] = delivery.attempt_count + 1
         if result.ok:
-            delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
-                DeliveryStatus.SUCCEEDED, timezone.now(), None)
-            updated += ["status", "delivered_at", "next_attempt_at"]
+            changes.update(status=DeliveryStatus.SUCCEEDED, delivered_at=now, next_attempt_at=None)
         elif not manual:
-            if delivery.attempt_count >= MAX_ATTEMPTS:
-                delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+            if changes["attempt_count"] >= MAX_ATTEMPTS:
+                changes.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
             else:
-                delivery.next_attempt_at = as_of + RETRY_DELAYS[delivery.attempt_count]
-            updated += ["status", "next_attempt_at"]
-        delivery.save(update_fields=updated)
-        disabled = _endpoint_health(endpoint_id=delivery.endpoint_id, ok=result.ok, as_of=as_of)
-    return AttemptResult(result=result, endpoint_id=delivery.endpoint_id, endpoint_disabled=disabled)
+                changes["next_attempt_at"] = as_of + RETRY_DELAYS[changes["attempt_count"]]
+        # A plain UPDATE: the row is ours by the claim (a manual retry racing a sweep is at worst a duplicate send).
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(delivery, name, value)
+        disabled = _endpoint_health(endpoint=endpoint, ok=result.ok, as_of=as_of)
+    return AttemptResult(result=result, endpoint_id=endpoint.pk, endpoint_disabled=disabled)
 
 
-def _endpoint_health(*, endpoint_id, ok: bool, as_of: datetime) -> bool:
-    """Track the endpoint's failing streak; True when this failure disabled it."""
+def _endpoint_health(*, endpoint: WebhookEndpoint, ok: bool, as_of: datetime) -> bool:
+    """Track the endpoint's failing streak; True when this failure disabled it. (The loaded `endpoint` only
+    saves queries: the conditional UPDATEs decide.)"""
+    endpoint_id = endpoint.pk
     if ok:
-        WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=False).update(failing_since=None)
+        if endpoint.failing_since is not None:
+            WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=False).update(failing_since=None)
+            endpoint.failing_since = None
         return False
-    WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=True).update(failing_since=as_of)
+    if endpoint.failing_since is None:
+        WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=True).update(failing_since=as_of)
+        endpoint.failing_since = as_of
     limit = timedelta(days=settings.WEBHOOKS_DISABLE_AFTER_DAYS)
     if WebhookEndpoint.objects.filter(pk=endpoint_id, enabled=True, failing_since__lte=as_of - limit).exists():
         from webhooks.services import webhook_endpoint_disable_failing
@@ -137,17 +150,25 @@ def webhooks_deliver_due(*, as_of: datetime | None = None, batch_size: int = 50,
     as_of = as_of or timezone.now()
     started = time.monotonic()
     result = SweepResult()
-    while max_seconds is None or time.monotonic() - started < max_seconds:
-        ids = _claim(as_of=as_of, batch_size=batch_size)
-        if not ids:
-            break
-        for delivery_id in ids:
-            outcome = attempt(delivery_id=delivery_id, as_of=as_of)
-            result.attempted += 1
-            if outcome.result.ok:
-                result.succeeded += 1
-            else:
-                result.failed += 1
-            if outcome.endpoint_disabled:
-                result.endpoints_disabled.append(str(outcome.endpoint_id))
+    pools = transport.Pools()  # keep-alive connections per receiver for this sweep
+    try:
+        while max_seconds is None or time.monotonic() - started < max_seconds:
+            claimed = _claim(as_of=as_of, batch_size=batch_size)
+            if not claimed:
+                break
+            _attempt_all(claimed, as_of=as_of, pools=pools, result=result)
+    finally:
+        pools.close()
     return result
+
+
+def _attempt_all(claimed: list[WebhookDelivery], *, as_of: datetime, pools, result: SweepResult) -> None:
+    for delivery in claimed:
+        outcome = attempt(delivery=delivery, as_of=as_of, pools=pools)
+        result.attempted += 1
+        if outcome.result.ok:
+            result.succeeded += 1
+        else:
+            result.failed += 1
+        if outcome.endpoint_disabled:
+            result.endpoints_disabled.append(str(outcome.endpoint_id))

@@ -46,7 +46,7 @@ class WebhookEvent(models.Model):
     object_id = models.CharField(max_length=64)
     audit_event_id = models.UUIDField(null=True, blank=True)
     inputs = models.JSONField(default=dict, blank=True)
-    data = models.JSONField(null=True, blank=True)
+    data = models.TextField(null=True, blank=True, help_text="JSON text, kept as sent (jsonb would reorder keys)")
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:

@@ -121,7 +121,7 @@ def webhook_delivery_retry(*, delivery: WebhookDelivery, actor=None) -> WebhookD
     if not delivery.endpoint.enabled:
         raise ConflictError("The endpoint is disabled; enable it before retrying its deliveries.",
                             code="endpoint_disabled")
-    attempt(delivery_id=delivery.pk, as_of=timezone.now(), manual=True)
+    attempt(delivery=delivery, as_of=timezone.now(), manual=True)
     delivery.refresh_from_db()
     audit_record(action="webhook_delivery.retried", obj=delivery, actor=actor_label(actor),
                  actor_user=actor_user(actor), inputs={"status": delivery.status,

@@ -100,7 +100,35 @@ def resolve_target(host: str, port: int) -> str:
     return addresses[0]
 
 
-def post(url: str, *, body: bytes, headers: dict[str, str], timeout: float | None = None) -> SendResult:
+class Pools:
+    """Keep-alive connection pools for one sweep, keyed by the checked address (and, for https, the name)."""
+
+    def __init__(self):
+        self._pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
+
+    def get(self, *, scheme: str, address: str, port: int, hostname: str, timeout: float):
+        key = (scheme, address, port, hostname, timeout)
+        if key not in self._pools:
+            self._pools[key] = _pool(scheme=scheme, address=address, port=port, hostname=hostname, timeout=timeout)
+        return self._pools[key]
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+
+def _pool(*, scheme: str, address: str, port: int, hostname: str, timeout: float):
+    pool_timeout = urllib3.Timeout(connect=min(timeout, 5.0), read=timeout)
+    if scheme == "https":
+        return urllib3.HTTPSConnectionPool(address, port, timeout=pool_timeout, retries=False, maxsize=1,
+                                           server_hostname=hostname, assert_hostname=hostname,
+                                           cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+    return urllib3.HTTPConnectionPool(address, port, timeout=pool_timeout, retries=False, maxsize=1)
+
+
+def post(url: str, *, body: bytes, headers: dict[str, str], timeout: float | None = None,
+         pools: Pools | None = None) -> SendResult:
     timeout = settings.WEBHOOKS_TIMEOUT_SECONDS if timeout is None else timeout
     started = time.monotonic()
 
@@ -120,20 +148,19 @@ def post(url: str, *, body: bytes, headers: dict[str, str], timeout: float | Non
     if parts.query:
         path += "?" + parts.query
     request_headers = {**headers, "Host": parts.netloc.rsplit("@", 1)[-1]}
-    pool_timeout = urllib3.Timeout(connect=min(timeout, 5.0), read=timeout)
-    if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(address, port, timeout=pool_timeout, retries=False, maxsize=1,
-                                           server_hostname=parts.hostname, assert_hostname=parts.hostname,
-                                           cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=pool_timeout, retries=False, maxsize=1)
+    own_pools = pools is None
+    pools = Pools() if own_pools else pools
+    pool = pools.get(scheme=parts.scheme, address=address, port=port, hostname=parts.hostname, timeout=timeout)
     try:
         response = pool.urlopen("POST", path, body=body, headers=request_headers, redirect=False,
                                 preload_content=False)
         try:
             raw = response.read(EXCERPT_CHARS * 4, decode_content=True)
         finally:
-            response.release_conn()
+            if response.length_remaining == 0:
+                response.release_conn()  # fully read: the connection may serve the next delivery
+            else:
+                response.close()  # more than the excerpt (or unknown length): never reuse a dirty connection
         return SendResult(response.status, elapsed(), raw.decode("utf-8", "replace")[:EXCERPT_CHARS])
     except urllib3.exceptions.HTTPError as exc:
         timed_out = (isinstance(exc, urllib3.exceptions.TimeoutError)
@@ -141,4 +168,5 @@ def post(url: str, *, body: bytes, headers: dict[str, str], timeout: float | Non
         kind = "timeout" if timed_out else "connection error"
         return SendResult(None, elapsed(), error=f"{kind}: {exc}"[:500])
     finally:
-        pool.close()
+        if own_pools:
+            pools.close()
