@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 
@@ -100,5 +100,8 @@ class IdempotencyKeyMiddleware:
                     response_content_type=response.get("Content-Type", ""), response_body=response.content)
             return response
         finally:
-            _advisory("SELECT pg_advisory_unlock(%s)", lock_id)
+            try:
+                _advisory("SELECT pg_advisory_unlock(%s)", lock_id)
+            except DatabaseError:  # the connection died: its session, and the lock with it, are gone
+                connection.close()
 
