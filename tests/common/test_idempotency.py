@@ -1,6 +1,5 @@
 """Idempotency-Key on POST (API.md): replay, reuse, in use, 4xx not stored, scope, lifetime."""
 
-import json
 from datetime import timedelta
 
 import pytest

@@ -40,7 +40,7 @@ def test_ingestion_has_its_own_limit(api_client_factory):
     event = {"transaction_id": "t", "customer": "nobody", "code": "calls", "timestamp": "2026-01-01T00:00:00Z"}
     statuses = [client.post("/api/v1/events/", {**event, "transaction_id": f"t{i}"}, format="json").status_code
                 for i in range(5)]
-    assert statuses[:4] != [429] * 4 and 429 not in statuses[:4] and statuses[4] == 429
+    assert 429 not in statuses[:4] and statuses[4] == 429
     assert client.get("/api/v1/invoices/").status_code == 200  # the general budget is untouched by ingestion
     assert client.get("/api/v1/invoices/").status_code == 429
 

@@ -119,3 +119,10 @@ def test_loopback_refused_at_creation_and_at_delivery_without_the_setting(admin_
     result = post(receiver.url, body=b"{}", headers={})
     assert result.status_code is None and result.error.startswith("refused:")
     assert receiver.requests == []
+
+
+def test_redirects_are_not_followed_and_count_as_failures(receiver):
+    receiver.statuses = [302]
+    result = post(receiver.url, body=b"{}", headers={"webhook-id": "msg_x"})
+    assert result.status_code == 302 and not result.ok
+    assert len(receiver.requests) == 1 and result.response_excerpt == "receiver says 302"
