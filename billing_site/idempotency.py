@@ -105,3 +105,22 @@ class IdempotencyKeyMiddleware:
             except DatabaseError:  # the connection died: its session, and the lock with it, are gone
                 connection.close()
 
+
+
+def document_idempotency_header(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every POST of the API documents the optional Idempotency-Key
+    header and its 409 answers."""
+    parameter = {"in": "header", "name": HEADER, "required": False,
+                 "description": "Makes a retried POST safe: the same key with the same request replays the first "
+                                "answer (`Idempotent-Replayed: true`); kept 24 h per API key.",
+                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH, "pattern": "^[\\x20-\\x7e]+$"}}
+    for path_item in (result.get("paths") or {}).values():
+        operation = path_item.get("post")
+        if operation is None:
+            continue
+        parameters = operation.setdefault("parameters", [])
+        if not any(p.get("name") == HEADER and p.get("in") == "header" for p in parameters):
+            parameters.append(parameter)
+        operation.setdefault("responses", {}).setdefault("409", {
+            "description": "Conflict (including `idempotency_key_reused` and `idempotency_key_in_use`)"})
+    return result

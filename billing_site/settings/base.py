@@ -130,6 +130,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "billing_site.idempotency.document_idempotency_header"],
     "ENUM_NAME_OVERRIDES": {
         "CouponKindEnum": "catalog.models.CouponKind",
         "InvoiceLineKindEnum": "invoicing.models.LineKind",

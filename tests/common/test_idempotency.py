@@ -107,3 +107,15 @@ def test_get_and_unauthenticated_requests_pass_through(billing_api, anon_api):
     assert anon_api.post("/api/v1/customers/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code == 401
     assert IdempotencyKey.objects.count() == 0
     assert ApiKey.objects.count() == 1
+
+
+def test_the_schema_documents_the_header_on_every_post(anon_api):
+    import yaml
+
+    schema = yaml.safe_load(anon_api.get("/api/v1/schema/").content)
+    posts = [(path, item["post"]) for path, item in schema["paths"].items() if "post" in item]
+    assert len(posts) > 10
+    for path, operation in posts:
+        names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "header"]
+        assert "Idempotency-Key" in names, path
+    assert not any(p["name"] == "Idempotency-Key" for p in schema["paths"]["/api/v1/invoices/"]["get"].get("parameters", []))
