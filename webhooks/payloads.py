@@ -6,7 +6,8 @@ same body. This keeps the outbox write cheap (a 10,000-invoice billing run seria
 transaction); the price is that a resource changed again before its first delivery is shown as it then
 is (the event `type` still says what happened). Object types without a serializer yet (payments,
 dunning cases, anomalies, alerts: later work) fall back to `{"object", "id", ...the audit inputs}`;
-registering a loader here upgrades them. A deleted object is sent as `{"object", "id", "deleted": true}`."""
+registering a loader here upgrades them. An object that no longer exists (a deleted draft) is sent as
+`{"object", "id", "deleted": true, ...the audit inputs}`."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def event_data(*, object_type: str, object_id: str, inputs: dict) -> dict:
         loader = LOADERS.get(object_type)
         data = loader(object_id) if loader else _by_serializer_path(object_type, object_id)
     except (ObjectDoesNotExist, NotFoundError, ValueError):
-        return {"object": object_type, "id": object_id, "deleted": True}
+        return {"object": object_type, "id": object_id, "deleted": True, **(inputs or {})}
     if data is None:
         return {"object": object_type, "id": object_id, **(inputs or {})}
     return dict(data)

@@ -230,3 +230,13 @@ def test_deliver_webhooks_command(admin_api, world, receiver):
     call_command("deliver_webhooks", "--as-of", "2030-01-01T12:00:00Z", stdout=out)
     assert out.getvalue().strip() == "attempted=1 succeeded=1 failed=0 endpoints_disabled=0"
     assert WebhookDelivery.objects.get().status == "succeeded"
+
+
+def test_an_object_gone_before_delivery_is_sent_as_deleted(admin_api, receiver):
+    _endpoint(admin_api, receiver.url, ["invoice.voided"])
+    gone = "00000000-0000-0000-0000-000000000001"
+    audit_bulk_create([AuditEvent(action="invoice.voided", object_type="invoicing.invoice", object_id=gone,
+                                  actor="system", inputs={"reason": "duplicate"})])
+    assert webhooks_deliver_due(as_of=T0).succeeded == 1
+    assert json.loads(receiver.requests[0].body)["data"] == {"object": "invoicing.invoice", "id": gone,
+                                                             "deleted": True, "reason": "duplicate"}
