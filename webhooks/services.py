@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
@@ -101,7 +102,8 @@ def webhook_endpoint_disable_failing(*, endpoint: WebhookEndpoint, as_of: dateti
         endpoint.disabled_by_failures = True
         endpoint.save(update_fields=["enabled", "disabled_at", "disabled_reason", "disabled_by_failures", "updated_at"])
         audit_record(action="webhook_endpoint.disabled", obj=endpoint, actor="system",
-                     rule="webhook deliveries failing for 5 days", inputs={"failing_since": since, "as_of": as_of})
+                     rule=f"webhook deliveries failing for {settings.WEBHOOKS_DISABLE_AFTER_DAYS} days",
+                     inputs={"failing_since": since, "as_of": as_of})
         recipients = _finance_admin_emails()
         if recipients:
             subject = f"Webhook endpoint disabled: {endpoint.url}"
