@@ -22,6 +22,9 @@ app.conf.beat_schedule = {
     # Revenue: post new source documents to the journal hourly; close every past month from the 3rd on.
     "revrec-sync": {"task": "revrec.sync", "schedule": crontab(minute=45)},
     "revrec-close-due": {"task": "revrec.close_due", "schedule": crontab(minute=50, hour=4)},
+    "analytics-rebuild-mrr-ledger": {"task": "analytics.rebuild_mrr_ledger", "schedule": crontab(minute=30, hour=2)},
+    "webhooks-deliver": {"task": "webhooks.deliver", "schedule": 60.0},
+    "idempotency-keys-purge": {"task": "common.purge_idempotency_keys", "schedule": crontab(minute=25)},
 }
 
 
