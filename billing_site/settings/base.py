@@ -176,3 +176,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# --- Billing runs (invoicing/billing_run.py) ------------------------------------------------
+# A synchronous POST /billing_runs/ over more due subscriptions than this is refused (409) with a
+# hint to send "wait": false; a queued or running run whose heartbeat is older than the stale
+# limit is taken over by the next run.
+BILLING_RUN_SYNC_MAX_SUBSCRIPTIONS = int(os.environ.get("BILLING_RUN_SYNC_MAX_SUBSCRIPTIONS", "2000"))
+BILLING_RUN_STALE_SECONDS = int(os.environ.get("BILLING_RUN_STALE_SECONDS", "300"))
+BILLING_RUN_CHUNK_SIZE = int(os.environ.get("BILLING_RUN_CHUNK_SIZE", "1000"))
