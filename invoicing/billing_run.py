@@ -131,11 +131,14 @@ def billing_run_complete(run_id: int) -> BillingRun:
     with transaction.atomic():
         run = BillingRun.objects.select_for_update().get(pk=run_id)
         if run.status in ACTIVE:
-            run.invoices_finalized = (Invoice.objects.filter(billing_run_id=run_id)
-                                      .exclude(status__in=[InvoiceStatus.DRAFT, InvoiceStatus.VOID]).count())
+            # Counted from the invoices themselves: a run taken over also owns the drafts its dead
+            # process created before it recorded progress.
+            mine = Invoice.objects.filter(billing_run_id=run_id)
+            run.invoices_created = mine.count()
+            run.invoices_finalized = mine.exclude(status__in=[InvoiceStatus.DRAFT, InvoiceStatus.VOID]).count()
             run.status = BillingRunStatus.PARTIAL if run.error_count else BillingRunStatus.SUCCEEDED
             run.finished_at = run.heartbeat_at = timezone.now()
-            run.save(update_fields=["invoices_finalized", "status", "finished_at", "heartbeat_at"])
+            run.save(update_fields=["invoices_created", "invoices_finalized", "status", "finished_at", "heartbeat_at"])
     return run
 
 
