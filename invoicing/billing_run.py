@@ -262,8 +262,10 @@ def _execute_chunk(chunk_id: int) -> tuple[bool, bool, int | None]:
     from django.core.serializers.json import DjangoJSONEncoder
 
     with transaction.atomic():
-        chunk = (BillingRunChunk.objects.select_for_update(skip_locked=True)
-                 .filter(pk=chunk_id, done_at__isnull=True).first())
+        # Only the chunk's own row (`of`, no ordering join): the run row must stay free for the
+        # other chunks, or SKIP LOCKED would skip them while this one bills.
+        chunk = (BillingRunChunk.objects.select_for_update(skip_locked=True, of=("self",))
+                 .filter(pk=chunk_id, done_at__isnull=True).order_by("pk").first())
         if chunk is None:
             return False, False, None
         run = BillingRun.objects.get(pk=chunk.run_id)

@@ -105,7 +105,7 @@ class BillingRunChunk(models.Model):
     error_count = models.PositiveIntegerField(default=0)
 
     class Meta:
-        ordering = ["run", "position"]
+        ordering = ["run_id", "position"]
         constraints = [models.UniqueConstraint(fields=["run", "position"], name="billing_run_chunk_position_unique")]
 
     def __str__(self) -> str:

@@ -94,7 +94,7 @@ class Migration(migrations.Migration):
                 ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='invoicing.billingrun')),
             ],
             options={
-                'ordering': ['run', 'position'],
+                'ordering': ['run_id', 'position'],
                 'constraints': [models.UniqueConstraint(fields=('run', 'position'), name='billing_run_chunk_position_unique')],
             },
         ),

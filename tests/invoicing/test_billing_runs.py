@@ -176,6 +176,41 @@ def test_two_workers_on_the_same_chunk_bill_it_once():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_chunks_of_one_run_bill_in_parallel():
+    """While one worker holds its chunk (mid-transaction), another worker bills the next chunk: the
+    chunk lock covers the chunk's own row only, never the run row."""
+    from django.db import transaction
+
+    _subscriptions(4)
+    run = runs._create(as_of=AS_OF, actor="test", now=None, auto_finalize=False, chunk_size=2, subscription_ids=None)
+    runs._plan(run.pk)
+    first, second = BillingRunChunk.objects.filter(run=run).order_by("position")
+    holding, release, results = threading.Event(), threading.Event(), []
+
+    def busy_worker():
+        try:
+            with transaction.atomic():
+                results.append(runs._execute_chunk(first.pk)[0])
+                holding.set()
+                release.wait(20)
+        finally:
+            holding.set()
+            connection.close()
+
+    thread = threading.Thread(target=busy_worker)
+    thread.start()
+    holding.wait(20)
+    try:
+        assert runs.billing_run_chunk(second.pk) is True
+    finally:
+        release.set()
+        thread.join(30)
+    assert results == [True]
+    run.refresh_from_db()
+    assert (run.chunks_done, run.subscriptions_done, run.invoices_created) == (2, 4, 8)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_chunks_run_on_a_real_celery_worker_through_redis():
     """The asynchronous form end to end: the run is queued in Redis, a real worker (a thread here)
     plans it, bills its chunks and finalizes."""
