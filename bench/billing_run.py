@@ -179,7 +179,9 @@ def run_with_workers(n_workers: int, chunk: int, n_subs: int) -> float:
     celery = str(ROOT / ".venv" / "bin" / "celery")
     workers = [subprocess.Popen([celery, "-A", "billing_site", "worker", "--pool", "solo", "-l", "WARNING",
                                  "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle"],
-                                cwd=ROOT, env=env) for i in range(n_workers)]
+                                # each worker in its own session, as a daemonized worker is (with
+                                # sched_autogroup on, one session's processes share one CPU share)
+                                cwd=ROOT, env=env, start_new_session=True) for i in range(n_workers)]
     try:
         deadline = time.monotonic() + 60
         while len(app.control.ping(timeout=1.0) or []) < n_workers:
@@ -204,9 +206,15 @@ def run_with_workers(n_workers: int, chunk: int, n_subs: int) -> float:
             except subprocess.TimeoutExpired:
                 w.kill()
                 w.wait()
+    # How much chunk work overlapped: the sum of the chunks' own transaction times over the wall time
+    # from the first chunk's start to the last one's end (1.0 = one at a time).
+    spans = list(run.chunks.values_list("started_at", "done_at"))
+    busy = sum((done - began).total_seconds() for began, done in spans)
+    window = (max(d for _, d in spans) - min(b for b, _ in spans)).total_seconds() if spans else 0
     print(f"  {n_workers} worker process(es): {wall:.1f} s — {run.status}, {run.chunks_total} chunks, "
           f"{run.subscriptions_done:,}/{run.subscriptions_due:,} subscriptions, {run.invoices_created:,} invoices, "
-          f"{run.error_count} errors")
+          f"{run.error_count} errors; chunks {busy:.1f} s of work in {window:.1f} s (overlap × "
+          f"{busy / window if window else 0:.2f}); load average {os.getloadavg()[0]:.1f}")
     assert run.status == "succeeded" and run.invoices_created == n_subs
     return wall
 

@@ -268,15 +268,16 @@ def _execute_chunk(chunk_id: int) -> tuple[bool, bool, int | None]:
                  .filter(pk=chunk_id, done_at__isnull=True).order_by("pk").first())
         if chunk is None:
             return False, False, None
+        began = timezone.now()
         run = BillingRun.objects.get(pk=chunk.run_id)
         if run.status not in ACTIVE:
             return False, False, run.pk
         result = billing.RunResult()
         _bill_isolating(list(chunk.subscription_ids), run=run, result=result)
-        chunk.done_at = timezone.now()
+        chunk.started_at, chunk.done_at = began, timezone.now()
         chunk.invoices_created = result.invoices_created
         chunk.error_count = len(result.errors)
-        chunk.save(update_fields=["done_at", "invoices_created", "error_count"])
+        chunk.save(update_fields=["started_at", "done_at", "invoices_created", "error_count"])
         with connection.cursor() as cursor:
             cursor.execute(_PROGRESS_SQL, {
                 "subs": len(chunk.subscription_ids), "invoices": result.invoices_created,

@@ -100,6 +100,7 @@ class BillingRunChunk(models.Model):
     run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="chunks")
     position = models.PositiveIntegerField()
     subscription_ids = ArrayField(models.BigIntegerField())
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the transaction that billed it began")
     done_at = models.DateTimeField(null=True, blank=True)
     invoices_created = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)

@@ -88,6 +88,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('position', models.PositiveIntegerField()),
                 ('subscription_ids', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), size=None)),
+                ('started_at', models.DateTimeField(blank=True, help_text='When the transaction that billed it began', null=True)),
                 ('done_at', models.DateTimeField(blank=True, null=True)),
                 ('invoices_created', models.PositiveIntegerField(default=0)),
                 ('error_count', models.PositiveIntegerField(default=0)),
