@@ -96,7 +96,9 @@ def billing_run_enqueue(*, as_of: date, actor=None, now: datetime | None = None,
     billing_runs_take_over_stale(inline=False)
     run = _create(as_of=as_of, actor=actor, now=now, auto_finalize=auto_finalize, chunk_size=chunk_size,
                   subscription_ids=subscription_ids)
-    transaction.on_commit(lambda: billing_run_start.delay(run.pk))
+    # robust: a broker that is down must not turn the 202 into a 500; the queued run goes stale
+    # and is taken over by the next run or the beat job.
+    transaction.on_commit(lambda: billing_run_start.delay(run.pk), robust=True)
     return run
 
 
@@ -174,7 +176,7 @@ def billing_runs_take_over_stale(*, inline: bool = True) -> list[int]:
         else:
             from invoicing.tasks import billing_run_start
 
-            transaction.on_commit(lambda run_id=run_id: billing_run_start.delay(run_id))
+            transaction.on_commit(lambda run_id=run_id: billing_run_start.delay(run_id), robust=True)
     return ids
 
 
