@@ -291,3 +291,50 @@ def test_a_run_killed_before_its_chunks_were_recorded_is_finished(settings):
     assert (dead.status, dead.takeovers, dead.subscriptions_due, dead.subscriptions_done) == ("succeeded", 1, 2, 2)
     assert (dead.invoices_created, dead.invoices_finalized) == (8, 8)
     assert Invoice.objects.filter(billing_run=dead).count() == 8 and _numbers_gapless(8)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kill_9_of_run_billing_is_finished_by_the_next_run(settings):
+    """The real thing: `manage.py run_billing` in its own process, killed with SIGKILL after some of
+    its chunks committed; the next run takes the dead run over once its heartbeat is stale."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    subs = _subscriptions(40)
+    db = connection.settings_dict
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="billing_site.settings.test", BILLING_RUN_CHUNK_SIZE="1",
+               DATABASE_URL=f"postgres://{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "manage.py", "run_billing", "--as-of", "2026-02-01"], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if BillingRun.objects.filter(chunks_done__gte=3).exists():
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "run_billing finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+    dead = BillingRun.objects.get()
+    assert dead.status == "running" and 3 <= dead.chunks_done < 40
+    assert not Invoice.objects.exclude(status=InvoiceStatus.DRAFT).exists()  # killed before finalizing
+
+    settings.BILLING_RUN_STALE_SECONDS = 1
+    time.sleep(1.5)
+    new = billing_run(as_of=AS_OF, actor="manage.py run_billing")
+
+    dead.refresh_from_db()
+    assert (dead.status, dead.takeovers, dead.subscriptions_done, dead.chunks_done) == ("succeeded", 1, 40, 40)
+    assert (dead.invoices_created, dead.invoices_finalized) == (80, 80)
+    assert (new.status, new.invoices_created) == ("succeeded", 0)
+    assert Invoice.objects.filter(status=InvoiceStatus.FINALIZED).count() == 80 and _numbers_gapless(80)
+    assert _totals() == ["10.00"] * 40 + ["12.00"] * 40
+    assert set(Subscription.objects.filter(pk__in=[s.pk for s in subs]).values_list(
+        "usage_billed_through", "advance_billed_through")) == {(date(2026, 2, 1), date(2026, 3, 1))}
