@@ -162,6 +162,18 @@ class BillingRunCreateSerializer(serializers.Serializer):
 class BillingRunSerializer(serializers.ModelSerializer):
     subscriptions_total = serializers.IntegerField(source="subscriptions_due", read_only=True,
                                                    help_text="Subscriptions due in this run")
+    status = serializers.SerializerMethodField(
+        help_text="queued | running | succeeded | failed. A run that billed all but some isolated subscriptions "
+                  "is failed (never reported as success, DESIGN.md §6): `errors` names them, `error` sums up.")
+    error = serializers.SerializerMethodField()
+
+    def get_status(self, run) -> str:
+        return "failed" if run.status == "partial" else run.status
+
+    def get_error(self, run) -> str:
+        if run.error or run.status != "partial":
+            return run.error
+        return f"{run.error_count} subscription(s) could not be billed; see errors (the others were billed)."
 
     class Meta:
         model = BillingRun

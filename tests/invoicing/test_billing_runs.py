@@ -109,7 +109,8 @@ def test_a_subscription_that_overflows_is_reported_and_the_others_are_billed(adm
     response = admin_api.post("/api/v1/billing_runs/", {"as_of": "2026-02-01"}, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
-    assert body["status"] == "partial"  # finished, with errors: never reported as a clean success
+    assert body["status"] == "failed"  # finished with errors: never reported as success (API.md statuses)
+    assert "could not be billed" in body["error"]
     assert (body["subscriptions_total"], body["subscriptions_done"], body["invoices_created"]) == (5, 5, 8)
     assert body["error_count"] == 1
     (error,) = body["errors"]
