@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "dunning",
     "revrec",
     "analytics",
+    "django_htmx",
+    "backoffice",
     "demo",
 ]
 
@@ -57,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "billing_site.urls"
