@@ -3,6 +3,7 @@ built through the public API (the World helper of the invoicing tests)."""
 
 from __future__ import annotations
 
+import os
 from datetime import date
 
 import pytest
@@ -12,6 +13,9 @@ from django.test import Client
 from tests.invoicing.conftest import World
 
 PASSWORD = "correct horse battery"
+
+# The browser tests' live server listens on 127.0.0.1 (a port the OS picks), never on a public address.
+os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
 
 
 @pytest.fixture(autouse=True)
