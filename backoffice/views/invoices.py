@@ -27,6 +27,7 @@ from invoicing.services import (
     invoice_void,
 )
 
+TIERED_MODELS = {"graduated", "volume"}
 STATUS_CHOICES = [("", "any status"), ("review", "awaiting review")] + list(InvoiceStatus.choices)
 
 
@@ -65,7 +66,9 @@ def _lines(invoice: Invoice) -> list[dict]:
     rows = []
     for line in invoice.lines.order_by("position", "id"):
         model = (line.metadata or {}).get("model")
-        rows.append({"line": line, "tiers": line.tiers or [],
+        # The tier table is for tiered models; other models' breakdowns (percentage: rate and fixed
+        # fee) read better as the sentence alone.
+        rows.append({"line": line, "tiers": line.tiers if model in TIERED_MODELS else [],
                      "tier_text": tier_wording(line.tiers, model=model, fmt=fmt) if line.tiers else ""})
     return rows
 

@@ -13,7 +13,6 @@ from backoffice.selectors import dead_letters_open
 from backoffice import tasks
 from backoffice.views.base import form_errors, page, paginate, query_without_page, run_action
 from common.errors import ApplicationError
-from common.money import money_decimal
 from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceStatus
 from usage.models import DeadLetterEvent, RejectReason
 from usage.services import dead_letter_replay
@@ -25,10 +24,20 @@ REVIEW_RULES = {
 }
 
 
+MONEY_EVIDENCE = {"total", "previous_total", "amount", "previous_amount"}
+INVOICE_EVIDENCE = {"previous_invoice"}
+
+
 def describe_reason(reason: dict) -> dict:
-    """A review reason as finance reads it: a sentence and its evidence (the flagging rule's inputs)."""
+    """A review reason as finance reads it: a sentence and its evidence (the flagging rule's inputs),
+    each piece labelled and typed: money is formatted, a previous invoice is linked."""
     rule = reason.get("rule", "")
-    evidence = {k: v for k, v in reason.items() if k != "rule"}
+    evidence = []
+    for key, value in reason.items():
+        if key == "rule":
+            continue
+        kind = "money" if key in MONEY_EVIDENCE else "invoice" if key in INVOICE_EVIDENCE else "text"
+        evidence.append({"label": key.replace("_", " ").capitalize(), "value": value, "kind": kind})
     return {"rule": rule, "text": REVIEW_RULES.get(rule, rule.replace("_", " ")), "evidence": evidence}
 
 
@@ -39,8 +48,7 @@ def review_queue(request):
     rows = paginate(request, drafts)
     items = [{"invoice": inv, "reasons": [describe_reason(r) for r in (inv.review_reasons or []) if isinstance(r, dict)]}
              for inv in rows]
-    return page(request, "backoffice/review.html", "review", rows=rows, items=items, query=query_without_page(request),
-                evidence_money={"total", "previous_total", "amount", "previous_amount"}, money_decimal=money_decimal)
+    return page(request, "backoffice/review.html", "review", rows=rows, items=items, query=query_without_page(request))
 
 
 def _runs_context(request):

@@ -54,6 +54,10 @@ def test_anonymous_is_sent_to_sign_in_and_can_sign_in(finance_admin):
     good = client.post("/login/", {"username": "fin-admin", "password": PASSWORD, "next": "/invoices/"})
     assert good.status_code == 302 and good["Location"] == "/invoices/"
     assert client.get("/").status_code == 200
+    client.post("/logout/")
+    assert client.get("/").status_code == 302
+    plain = client.post("/login/", {"username": "fin-admin", "password": PASSWORD})
+    assert plain.status_code == 302 and plain["Location"] == "/"
 
 
 def test_staff_outside_the_finance_groups_is_refused(db):
