@@ -12,6 +12,7 @@ urlpatterns = [
     path("customers/", pages.customers, name="customers"),
     path("customers/<str:external_id>/", pages.customer, name="customer"),
     path("invoices/", invoices.invoices, name="invoices"),
+    path("invoices/export.csv", invoices.invoices_csv, name="invoices_csv"),
     path("invoices/<uuid:pk>/", invoices.invoice, name="invoice"),
     path("invoices/<uuid:pk>/pdf/", invoices.invoice_pdf, name="invoice_pdf"),
     path("invoices/<uuid:pk>/approve/", invoices.invoice_approve_view, name="invoice_approve"),

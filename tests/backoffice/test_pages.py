@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from backoffice.selectors import aging_bucket
 from common.models import AuditEvent
+from customers.models import Customer
 from invoicing.models import BillingRun, CreditNote, Invoice, InvoiceStatus, Payment
 from tests.backoffice.conftest import PASSWORD
 from usage.models import DeadLetterEvent
@@ -110,6 +111,17 @@ def test_invoice_page_formats_money_per_currency_and_shows_lines(books, admin_cl
     assert "¥1,500" in globex and "1500.0000" not in globex
     listing = _text(admin_client_bo.get("/invoices/?currency=JPY"))
     assert "¥1,500" in listing and "INV-2026-000001" not in listing
+
+
+def test_invoice_csv_follows_the_filters(books, viewer_client):
+    response = viewer_client.get("/invoices/export.csv?currency=JPY")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    rows = [line.split(",") for line in response.content.decode().strip().splitlines()]
+    assert rows[0][:3] == ["number", "status", "customer"] and len(rows) == 2
+    assert rows[1] == ["INV-2026-000002", "finalized", "globex", "Globex", "globex-main", "JPY", "2026-02-01",
+                       "2026-03-03", "2026-01-01", "2026-01-31", "1500", "0", "0", "1500", "0", "1500"]
+    Customer.objects.filter(external_id="globex").update(name="=HYPERLINK(1)")
+    assert "'=HYPERLINK(1)" in viewer_client.get("/invoices/export.csv?currency=JPY").content.decode()
 
 
 def test_invoice_pdf_is_served_inline_to_signed_in_staff_only(books, viewer_client):
