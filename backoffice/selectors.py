@@ -7,14 +7,15 @@ not aged; drafts are not receivables."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db.models import Count, DecimalField, Q, QuerySet, Sum, Value
+from django.db.models import Count, DecimalField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
 from common.models import AuditEvent
+from common.timeutil import local_midnight_utc
 from customers.models import Customer
 from customers.selectors import customer_credit_balance, prepaid_credit_available
 from invoicing.models import BillingRun, CreditNote, Invoice, InvoiceStatus, Payment
@@ -136,10 +137,15 @@ def dashboard_counts(*, today: date) -> DashboardCounts:
 # --- customers -----------------------------------------------------------------------------------
 
 def customers_page(*, q: str = "", currency: str = "", country: str = "", balance: str = "") -> QuerySet[Customer]:
+    # Subqueries, not two joined aggregates: joining invoices and subscriptions at once would add each
+    # invoice's amount once per subscription.
+    open_due = (Invoice.objects.filter(customer=OuterRef("pk"), status=InvoiceStatus.FINALIZED).order_by()
+                .values("customer").annotate(s=Sum("amount_due")).values("s"))
+    live = (Subscription.objects.filter(customer=OuterRef("pk"), end_date__isnull=True).order_by()
+            .values("customer").annotate(n=Count("id")).values("n"))
     qs = Customer.objects.annotate(
-        open_due=Coalesce(Sum("invoices__amount_due", filter=Q(invoices__status=InvoiceStatus.FINALIZED)),
-                          Value(ZERO, output_field=_MONEY)),
-        live_subscriptions=Count("subscriptions", filter=Q(subscriptions__end_date__isnull=True), distinct=True),
+        open_due=Coalesce(Subquery(open_due, output_field=_MONEY), Value(ZERO, output_field=_MONEY)),
+        live_subscriptions=Coalesce(Subquery(live), Value(0)),
     )
     if q:
         qs = qs.filter(Q(name__icontains=q) | Q(external_id__icontains=q) | Q(email__icontains=q)
@@ -191,11 +197,11 @@ class UsageSeries:
 
 
 def customer_usage_series(*, customer: Customer, today: date, days: int = 30) -> list[UsageSeries]:
-    """Daily usage per metric over the last `days` customer-local days: event count for count and
+    """Daily usage per metric over the `days` customer-local days ending `today` (the customer's date): event count for count and
     unique_count metrics (distinct values per day would mislead once summed), the value's sum otherwise."""
     tz = _zone(customer.timezone)
     first = today - timedelta(days=days - 1)
-    rows = (UsageEvent.objects.filter(customer_id=customer.pk, timestamp__gte=_start_of(first, tz))
+    rows = (UsageEvent.objects.filter(customer_id=customer.pk, timestamp__gte=local_midnight_utc(first, customer.timezone))
             .annotate(day=TruncDate("timestamp", tzinfo=tz))
             .values("metric_id", "metric__code", "metric__name", "metric__aggregation", "day")
             .annotate(n=Count("id"), total=Sum("value")).order_by("metric__code", "day"))
@@ -212,10 +218,6 @@ def customer_usage_series(*, customer: Customer, today: date, days: int = 30) ->
             value = by_day[metric_id].get(day, ZERO)
             metric.values.append(value.normalize() if value else ZERO)
     return list(series.values())
-
-
-def _start_of(day: date, tz) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=tz)
 
 
 def audit_timeline(*, customer: Customer, limit: int = 60) -> list[AuditEvent]:

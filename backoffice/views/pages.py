@@ -9,6 +9,7 @@ from backoffice import selectors
 from backoffice.roles import viewer_required
 from backoffice.views.base import page, paginate, query_without_page
 from common.money import format_money
+from common.timeutil import local_date
 from customers.models import Customer
 from invoicing.models import CreditNote, Invoice, Payment
 from subscriptions.models import Subscription
@@ -68,7 +69,7 @@ def customers(request):
 def customer(request, external_id: str):
     obj = get_object_or_404(Customer, external_id=external_id)
     today = timezone.localdate()
-    usage = selectors.customer_usage_series(customer=obj, today=today)
+    usage = selectors.customer_usage_series(customer=obj, today=local_date(timezone.now(), obj.timezone))
     usage_charts = [{"id": f"usage-{i}", "data_id": f"usage-{i}-data", "title": s.name, "metric": s.metric,
                      "chart": {"labels": s.labels, "datasets": [{"label": s.metric,
                                                                  "data": [_chart_number(v) for v in s.values]}]}}

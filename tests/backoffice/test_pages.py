@@ -274,10 +274,14 @@ def test_dashboard_figures(books, admin_client_bo):
 
 def test_customer_list_filters_and_360(books, world, admin_client_bo):
     """Usage chart: the last 30 customer-local days; 4 calls two days ago (noon UTC = 07:00/08:00 in
-    New York, the same day) and 1 yesterday."""
-    two_days_ago, yesterday = timezone.localdate() - timedelta(days=2), timezone.localdate() - timedelta(days=1)
+    New York, the same day) and 1 yesterday. A second subscription must not double the amount due."""
+    from common.timeutil import local_date
+
+    ny_today = local_date(timezone.now(), "America/New_York")
+    two_days_ago, yesterday = ny_today - timedelta(days=2), ny_today - timedelta(days=1)
+    world.subscription("acme-extra", customer="acme", plan="metered", start_date=date(2026, 3, 1))
     world.events("calls", [f"{two_days_ago.isoformat()}T12:00:{s:02d}Z" for s in range(4)]
-                 + [f"{yesterday.isoformat()}T12:00:00Z"], customer="acme")
+                 + [f"{yesterday.isoformat()}T12:00:00Z"], subscription="acme-main")
     listing = _text(admin_client_bo.get("/customers/?currency=JPY"))
     assert "Globex" in listing and "Acme" not in listing and "¥1,500" in listing
     partial = admin_client_bo.get("/customers/?q=acm", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="customer-table")
@@ -289,7 +293,9 @@ def test_customer_list_filters_and_360(books, world, admin_client_bo):
     (usage,) = page.context["usage_charts"]
     data = usage["chart"]["datasets"][0]["data"]
     assert usage["metric"] == "calls" and len(data) == 30 and data[-3:] == ["4", "1", "0"] and set(data[:-3]) == {"0"}
-    assert usage["chart"]["labels"][-1] == timezone.localdate().isoformat()
+    assert usage["chart"]["labels"][-1] == ny_today.isoformat()
+    (acme,) = [c for c in admin_client_bo.get("/customers/?currency=USD").context["rows"]]
+    assert (acme.open_due, acme.live_subscriptions) == (Decimal("30.00"), 2)
     assert admin_client_bo.get("/customers/nobody/").status_code == 404
 
 
