@@ -60,7 +60,7 @@ def _runs_context(request):
         wait = max(0, min(15, int(request.GET.get("wait", "15" if request.GET.get("started") == "1" else "0"))))
     except ValueError:
         wait = 0
-    return {"runs": runs, "polling": running or wait > 0, "wait": 15 if running else max(0, wait - 1)}
+    return {"runs": runs, "polling": running or wait > 0, "wait": 0 if running else max(0, wait - 1)}
 
 
 @viewer_required

@@ -231,6 +231,22 @@ def test_start_billing_run_from_the_page(world, admin_client_bo, django_capture_
     assert "as_of: Enter a valid date." in bad and BillingRun.objects.count() == 1
 
 
+def test_billing_runs_table_polls_while_a_run_is_running(admin_client_bo):
+    idle = admin_client_bo.get("/billing-runs/", HTTP_HX_REQUEST="true").content.decode()
+    assert "hx-trigger" not in idle
+    started = admin_client_bo.get("/billing-runs/?started=1").content.decode()
+    assert 'hx-get="/billing-runs/?wait=14" hx-trigger="every 2s"' in started  # waits for the worker
+    last = admin_client_bo.get("/billing-runs/?wait=1", HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-get="/billing-runs/?wait=0"' in last
+    assert "hx-trigger" not in admin_client_bo.get("/billing-runs/?wait=0", HTTP_HX_REQUEST="true").content.decode()
+    run = BillingRun.objects.create(as_of=date(2026, 3, 1), status="running")
+    running = admin_client_bo.get("/billing-runs/?wait=0", HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-get="/billing-runs/?wait=0" hx-trigger="every 2s"' in running and f'data-run="{run.pk}" data-status="running"' in running
+    run.status = "succeeded"
+    run.save()
+    assert "hx-trigger" not in admin_client_bo.get("/billing-runs/?wait=0", HTTP_HX_REQUEST="true").content.decode()
+
+
 def test_dead_letter_replay(world, admin_client_bo, usage_api):
     world.metric("calls")
     world.plan("metered", pay_in_advance=False,
