@@ -340,3 +340,13 @@ def test_pages_reference_only_local_assets(admin_client_bo):
 def test_viewer_group_is_not_admin(finance_viewer):
     assert not finance_viewer.groups.filter(name="finance-admin").exists()
     assert Group.objects.filter(name="finance-viewer").exists()
+
+
+def test_pages_and_pdfs_share_one_money_formatter():
+    import invoicing.pdf
+    from backoffice.templatetags.backoffice import money
+    from common.money import Formatter, format_money_display
+
+    assert invoicing.pdf.Formatter is Formatter
+    assert money(Decimal("1234.5"), "USD") == format_money_display(Decimal("1234.5"), "USD") == "$1,234.50"
+    assert money(Decimal("14300"), "JPY") == "¥14,300" and money("0.005", "USD") == "$0.01"
