@@ -175,6 +175,9 @@ def test_mark_uncollectible_then_void(books, admin_client_bo):
     assert "Only a finalized invoice can be marked uncollectible" in again
     admin_client_bo.post(f"/invoices/{globex}/void/", {"reason": "duplicate"})
     assert Invoice.objects.get(pk=globex).status == InvoiceStatus.VOID
+    page = _text(admin_client_bo.get(f"/invoices/{globex}/"))
+    assert '<span class="badge s-void">void</span>' in page and "Nothing to do on a void invoice." in page
+    assert "invoice.voided" in page and "invoice.marked_uncollectible" in page
 
 
 def test_resend_sends_the_invoice_email(books, admin_client_bo):
@@ -199,6 +202,9 @@ def test_review_queue_shows_reason_and_evidence_then_approve(world, admin_client
     world.run(date(2026, 3, 1))
     flagged = Invoice.objects.get(subscription__external_id="initech-1", period_start=date(2026, 2, 1))
     assert flagged.status == "draft" and flagged.needs_review
+    draft = _text(admin_client_bo.get(f"/invoices/{flagged.pk}/"))
+    assert "Invoice (draft)" in draft and "awaiting review" in draft and "Approve and finalize" in draft
+    assert "preview (watermarked)" in draft and "Record payment" not in draft
     text = _text(admin_client_bo.get("/review/"))
     assert "Total is more than 3× the previous invoice" in text and "$20.00" in text and "$2.00" in text
     dashboard = _text(admin_client_bo.get("/"))
