@@ -19,6 +19,7 @@ app.conf.beat_schedule = {
     "billing-run-hourly": {"task": "invoicing.tasks.run_billing_today", "schedule": crontab(minute=5)},
     "invoices-auto-finalize": {"task": "invoicing.tasks.auto_finalize", "schedule": crontab(minute=35)},
     "usage-partitions-ahead": {"task": "usage.ensure_partitions_ahead", "schedule": crontab(minute=15, hour=3)},
+    "analytics-rebuild-mrr-ledger": {"task": "analytics.rebuild_mrr_ledger", "schedule": crontab(minute=30, hour=2)},
 }
 
 
