@@ -1,8 +1,5 @@
 """Reads behind the back-office pages. Money stays Decimal; sums are per currency (never mixed).
-
-AR aging (dashboard): open invoices (finalized, amount due > 0) bucketed by days past their due date
-on `today`: not yet due, 1–30, 31–60, 61–90, over 90 days. Uncollectible invoices are written off and
-not aged; drafts are not receivables."""
+Figures that analytics owns (AR aging, MRR bridge, usage revenue) are read from `analytics.selectors`."""
 
 from __future__ import annotations
 
@@ -14,6 +11,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db.models import Count, DecimalField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
+from analytics.selectors import AGING_BUCKETS as ANALYTICS_AGING_BUCKETS
+from analytics.selectors import ar_aging as analytics_ar_aging
+from analytics.selectors import mrr_bridge, usage_revenue
 from common.models import AuditEvent
 from common.timeutil import local_midnight_utc
 from customers.models import Customer
@@ -25,6 +25,7 @@ from usage.models import DeadLetterEvent, ReplayStatus, UsageEvent
 ZERO = Decimal(0)
 ISSUED = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
 AGING_BUCKETS = ("Not yet due", "1–30 days", "31–60 days", "61–90 days", "Over 90 days")
+ANALYTICS_AGING_KEYS = ANALYTICS_AGING_BUCKETS  # same order as AGING_BUCKETS
 _MONEY = DecimalField(max_digits=20, decimal_places=4)
 
 
@@ -45,27 +46,11 @@ def _next_month(day: date) -> date:
 
 # --- dashboard -----------------------------------------------------------------------------------
 
-def aging_bucket(days_past_due: int) -> int:
-    if days_past_due <= 0:
-        return 0
-    if days_past_due <= 30:
-        return 1
-    if days_past_due <= 60:
-        return 2
-    if days_past_due <= 90:
-        return 3
-    return 4
-
-
 def ar_aging(*, currency: str, today: date) -> list[Decimal]:
-    """Open amount due per aging bucket (AGING_BUCKETS order) for one currency."""
-    buckets = [ZERO] * len(AGING_BUCKETS)
-    rows = Invoice.objects.filter(status=InvoiceStatus.FINALIZED, currency=currency, amount_due__gt=0).values_list(
-        "due_date", "amount_due")
-    for due, amount in rows:
-        index = aging_bucket((today - due).days) if due else 0
-        buckets[index] += amount
-    return buckets
+    """Open amount due per aging bucket (AGING_BUCKETS order) for one currency: analytics' AR aging
+    (the one definition, also behind GET /api/v1/analytics/ar_aging/)."""
+    buckets = analytics_ar_aging(currency=currency, as_of=today)["buckets"]
+    return [buckets[key] for key in ANALYTICS_AGING_KEYS]
 
 
 def invoice_currencies() -> list[str]:
@@ -108,6 +93,15 @@ def monthly_series(*, currency: str, today: date, months: int = 6) -> dict:
                                                     issue_date__lt=end), "total"))
         cash.append(_sum(Payment.objects.filter(currency=currency, paid_on__gte=start, paid_on__lt=end), "amount"))
     return {"labels": labels, "invoiced": invoiced, "cash": cash}
+
+
+def mrr_series(*, currency: str, today: date, months: int = 6) -> dict:
+    """The MRR bridge of the last `months` months (analytics' ledger) and invoiced usage revenue."""
+    start, end = month_start(today, months - 1), month_start(today)
+    bridge = mrr_bridge(currency=currency, start=start, end=end)
+    usage = usage_revenue(currency=currency, start=start, end=end)
+    return {"labels": [b.month.strftime("%b %Y") for b in bridge], "bridge": bridge,
+            "usage": [u["usage_revenue"] for u in usage]}
 
 
 def dead_letters_open() -> QuerySet[DeadLetterEvent]:

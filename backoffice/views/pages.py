@@ -30,19 +30,32 @@ def dashboard(request):
         currency = currencies[0] if currencies else "USD"
     aging = selectors.ar_aging(currency=currency, today=today)
     series = selectors.monthly_series(currency=currency, today=today)
+    mrr = selectors.mrr_series(currency=currency, today=today)
+    money = lambda values: [_chart_number(v, currency) for v in values]  # noqa: E731
+    bridge = mrr["bridge"]
     charts = {
         "aging": {"labels": list(selectors.AGING_BUCKETS), "currency": currency,
                   "datasets": [{"label": f"Amount due ({currency})", "data": [_chart_number(v, currency) for v in aging]}]},
         "cash": {"labels": series["labels"], "currency": currency,
                  "datasets": [{"label": f"Invoiced ({currency})", "data": [_chart_number(v, currency) for v in series["invoiced"]]},
                               {"label": f"Cash recorded ({currency})", "data": [_chart_number(v, currency) for v in series["cash"]]}]},
+        "mrr": {"labels": mrr["labels"], "currency": currency, "stacked": True, "datasets": [
+            {"label": "New", "data": money(b.new for b in bridge)},
+            {"label": "Expansion", "data": money(b.expansion for b in bridge)},
+            {"label": "Reactivation", "data": money(b.reactivation for b in bridge)},
+            {"label": "Contraction", "data": money(-b.contraction for b in bridge)},
+            {"label": "Churn", "data": money(-b.churn for b in bridge)},
+            {"label": "MRR at month end", "data": money(b.mrr for b in bridge), "type": "line"}]},
+        "usage": {"labels": mrr["labels"], "currency": currency,
+                  "datasets": [{"label": f"Usage revenue ({currency})", "data": money(mrr["usage"])}]},
     }
     return page(request, "backoffice/dashboard.html", "dashboard",
                 counts=selectors.dashboard_counts(today=today), currency=currency, currencies=currencies,
                 month=selectors.month_start(today), aging=list(zip(selectors.AGING_BUCKETS, aging)),
                 figures=[selectors.month_figures(currency=c, today=today) for c in currencies] or
                 [selectors.month_figures(currency=currency, today=today)],
-                series=list(zip(series["labels"], series["invoiced"], series["cash"])), charts=charts)
+                series=list(zip(series["labels"], series["invoiced"], series["cash"])), charts=charts,
+                bridge=list(zip(mrr["labels"], bridge, mrr["usage"])))
 
 
 @viewer_required

@@ -19,8 +19,10 @@
     var fmt = spec.currency ? money(spec.currency) : null;
     var datasets = spec.datasets.map(function (ds, i) {
       var color = palette[i % palette.length];
-      return { label: ds.label, data: ds.data.map(Number), backgroundColor: type === "line" ? color + "33" : color,
-               borderColor: color, borderWidth: type === "line" ? 2 : 0, fill: type === "line", pointRadius: 0, tension: 0.2 };
+      var line = (ds.type || type) === "line";
+      return { label: ds.label, type: ds.type, data: ds.data.map(Number), backgroundColor: line ? color + "33" : color,
+               borderColor: line ? (ds.type ? "#1d2330" : color) : color, borderWidth: line ? 2 : 0,
+               fill: line && !ds.type, pointRadius: ds.type ? 3 : 0, tension: 0.2, order: ds.type ? 0 : 1 };
     });
     new Chart(canvas, {
       type: type,
@@ -30,8 +32,8 @@
         plugins: { legend: { display: datasets.length > 1, position: "bottom" },
                    tooltip: { callbacks: { label: function (ctx) {
                      return ctx.dataset.label + ": " + (fmt ? fmt.format(ctx.parsed.y) : ctx.parsed.y); } } } },
-        scales: { y: { beginAtZero: true, ticks: { callback: function (v) { return fmt ? fmt.format(v) : v; } } },
-                  x: { ticks: { maxRotation: 0, autoSkip: true } } }
+        scales: { y: { beginAtZero: true, stacked: !!spec.stacked, ticks: { callback: function (v) { return fmt ? fmt.format(v) : v; } } },
+                  x: { stacked: !!spec.stacked, ticks: { maxRotation: 0, autoSkip: true } } }
       }
     });
   }

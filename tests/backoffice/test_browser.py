@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 from django.utils import timezone
 
-from backoffice.selectors import aging_bucket
+from backoffice.selectors import month_start
 from tests.backoffice.conftest import PASSWORD
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
@@ -112,14 +112,17 @@ def test_sign_in_and_dashboard_charts_equal_the_api(books, billing_api, finance_
 
     today = timezone.localdate()
     invoices = billing_api.get("/api/v1/invoices/", {"status": "finalized"}).json()["results"]
-    expected_aging = [Decimal(0)] * 5
-    for invoice in invoices:
-        if invoice["currency"] == "USD" and Decimal(invoice["amount_due"]) > 0:
-            expected_aging[aging_bucket((today - date.fromisoformat(invoice["due_date"])).days)] += Decimal(
-                invoice["amount_due"])
+    api_aging = billing_api.get("/api/v1/analytics/ar_aging/", {"currency": "USD"}).json()
+    expected_aging = [Decimal(api_aging["buckets"][k]) for k in ("current", "1_30", "31_60", "61_90", "over_90")]
     assert expected_aging == [0, 0, 0, 0, Decimal("17.50")]  # hand check: $30.00 − $12.50, due Feb 15, 2026
     (aging,) = _chart_data(browse, "chart-aging")
     assert [Decimal(str(v)) for v in aging] == expected_aging
+
+    api_mrr = billing_api.get("/api/v1/analytics/mrr/", {"currency": "USD", "from": f"{month_start(today, 5):%Y-%m}",
+                                                         "to": f"{today:%Y-%m}"}).json()["results"]
+    *movements, mrr_line = _chart_data(browse, "chart-mrr")
+    assert [Decimal(str(v)) for v in mrr_line] == [Decimal(r["mrr"]) for r in api_mrr] == [Decimal("20.00")] * 6
+    assert [Decimal(str(v)) for v in movements[0]] == [Decimal(r["new"]) for r in api_mrr]
 
     invoiced, cash = _chart_data(browse, "chart-cash")
     api_acme = billing_api.get(f"/api/v1/invoices/{books['acme-main']}/").json()

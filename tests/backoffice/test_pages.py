@@ -14,7 +14,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from backoffice.selectors import aging_bucket
 from common.models import AuditEvent
 from customers.models import Customer
 from invoicing.models import BillingRun, CreditNote, Invoice, InvoiceStatus, Payment
@@ -273,10 +272,6 @@ def test_dead_letter_replay(world, admin_client_bo, usage_api):
 
 # --- dashboard, customers, search ----------------------------------------------------------------
 
-def test_aging_buckets():
-    assert [aging_bucket(d) for d in (-5, 0, 1, 30, 31, 60, 61, 90, 91, 400)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
-
-
 def test_dashboard_figures(books, admin_client_bo):
     """Acme's $30.00 was due Feb 15, 2026 and Globex's ¥1,500 Mar 3, 2026; today (the test clock is the
     real one, months later) both are over 90 days past due. A $10.00 payment today lands in this month."""
@@ -289,6 +284,9 @@ def test_dashboard_figures(books, admin_client_bo):
     text = _text(response)
     assert '<tr data-currency="USD"><td>USD</td><td class="r">$0.00</td><td class="r">$10.00</td>' in text
     assert "¥1,500" in text
+    # MRR: Acme's plan has a $20.00 base fee since Jan 2026; no movement in the last six months.
+    mrr = {d["label"]: d["data"] for d in response.context["charts"]["mrr"]["datasets"]}
+    assert mrr["MRR at month end"] == ["20.00"] * 6 and mrr["New"] == ["0.00"] * 6
     jpy = admin_client_bo.get("/?currency=JPY").context["charts"]["aging"]["datasets"][0]["data"]
     assert jpy == ["0", "0", "0", "0", "1500"]
     assert response.context["charts"]["cash"]["labels"][-1] == timezone.localdate().strftime("%b %Y")
