@@ -1,6 +1,6 @@
 from django.urls import path
 
-from backoffice.views import auth, invoices, operations, pages
+from backoffice.views import analytics, auth, invoices, operations, pages
 
 app_name = "backoffice"
 
@@ -28,4 +28,6 @@ urlpatterns = [
     path("billing-runs/<int:pk>/", operations.billing_run_detail, name="billing_run"),
     path("dead-letters/", operations.dead_letters, name="dead_letters"),
     path("dead-letters/<int:pk>/replay/", operations.dead_letter_replay_view, name="dead_letter_replay"),
+    path("analytics/", analytics.analytics_page, name="analytics"),
+    path("analytics/<str:name>.csv", analytics.analytics_csv, name="analytics_csv"),
 ]

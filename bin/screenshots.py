@@ -31,6 +31,7 @@ PAGES = [  # (file, path, what to wait for)
     ("invoice.png", "/invoices/{invoice}/", "#actions"),
     ("review-queue.png", "/review/", "h1"),
     ("billing-runs.png", "/billing-runs/", "#runs"),
+    ("analytics.png", "/analytics/", "#chart-mrr"),
     ("dead-letters.png", "/dead-letters/?state=all", "h1"),
 ]
 

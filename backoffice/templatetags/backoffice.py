@@ -77,3 +77,11 @@ def period(start, end) -> str:
 @register.filter
 def get_item(mapping, key):
     return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
+def ratio(value) -> str:
+    """A rate stored as a fraction ("0.9500") → "95.0%"; empty when there is none."""
+    if value is None or value == "":
+        return "—"
+    return f"{(Decimal(str(value)) * 100).quantize(Decimal('0.1'))}%"

@@ -21,6 +21,25 @@ def _chart_number(value, currency: str | None = None) -> str:
     return format_money(value, currency) if currency else format(value, "f")
 
 
+def mrr_charts(currency: str, mrr: dict) -> dict:
+    """The MRR bridge (movements stacked, MRR at month end as a line) and usage revenue charts."""
+    bridge = mrr["bridge"]
+
+    def money(values):
+        return [_chart_number(v, currency) for v in values]
+    return {
+        "mrr": {"labels": mrr["labels"], "currency": currency, "stacked": True, "datasets": [
+            {"label": "New", "data": money(b.new for b in bridge)},
+            {"label": "Expansion", "data": money(b.expansion for b in bridge)},
+            {"label": "Reactivation", "data": money(b.reactivation for b in bridge)},
+            {"label": "Contraction", "data": money(-b.contraction for b in bridge)},
+            {"label": "Churn", "data": money(-b.churn for b in bridge)},
+            {"label": "MRR at month end", "data": money(b.mrr for b in bridge), "type": "line"}]},
+        "usage": {"labels": mrr["labels"], "currency": currency,
+                  "datasets": [{"label": f"Usage revenue ({currency})", "data": money(mrr["usage"])}]},
+    }
+
+
 @viewer_required
 def dashboard(request):
     today = timezone.localdate()
@@ -31,7 +50,6 @@ def dashboard(request):
     aging = selectors.ar_aging(currency=currency, today=today)
     series = selectors.monthly_series(currency=currency, today=today)
     mrr = selectors.mrr_series(currency=currency, today=today)
-    money = lambda values: [_chart_number(v, currency) for v in values]  # noqa: E731
     bridge = mrr["bridge"]
     charts = {
         "aging": {"labels": list(selectors.AGING_BUCKETS), "currency": currency,
@@ -39,15 +57,7 @@ def dashboard(request):
         "cash": {"labels": series["labels"], "currency": currency,
                  "datasets": [{"label": f"Invoiced ({currency})", "data": [_chart_number(v, currency) for v in series["invoiced"]]},
                               {"label": f"Cash recorded ({currency})", "data": [_chart_number(v, currency) for v in series["cash"]]}]},
-        "mrr": {"labels": mrr["labels"], "currency": currency, "stacked": True, "datasets": [
-            {"label": "New", "data": money(b.new for b in bridge)},
-            {"label": "Expansion", "data": money(b.expansion for b in bridge)},
-            {"label": "Reactivation", "data": money(b.reactivation for b in bridge)},
-            {"label": "Contraction", "data": money(-b.contraction for b in bridge)},
-            {"label": "Churn", "data": money(-b.churn for b in bridge)},
-            {"label": "MRR at month end", "data": money(b.mrr for b in bridge), "type": "line"}]},
-        "usage": {"labels": mrr["labels"], "currency": currency,
-                  "datasets": [{"label": f"Usage revenue ({currency})", "data": money(mrr["usage"])}]},
+        **mrr_charts(currency, mrr),
     }
     return page(request, "backoffice/dashboard.html", "dashboard",
                 counts=selectors.dashboard_counts(today=today), currency=currency, currencies=currencies,

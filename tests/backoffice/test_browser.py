@@ -184,7 +184,7 @@ def test_start_a_billing_run_and_watch_it_finish(world, finance_admin, browse, l
 def test_viewer_sees_pages_but_no_action_and_is_refused(books, finance_viewer, browse, live_server):
     _sign_in(browse, live_server, "fin-viewer")
     nav = [a.text for a in browse.find_elements(By.CSS_SELECTOR, ".mainnav a")]
-    assert nav == ["Dashboard", "Customers", "Invoices", "Review queue", "Billing runs", "Dead letters"]
+    assert nav == ["Dashboard", "Customers", "Invoices", "Review queue", "Billing runs", "Analytics", "Dead letters"]
     invoice_id = books["acme-main"]
     browse.get(f"{live_server.url}/invoices/{invoice_id}/")
     assert "read-only access" in browse.find_element(By.ID, "actions").text
@@ -211,7 +211,7 @@ def test_every_page_stays_on_the_machine(books, finance_admin, browse, live_serv
     """Each main page loads with its scripts and charts; the fixture then checks no request left 127.0.0.1."""
     _sign_in(browse, live_server, "fin-admin")
     for path in ("/", "/customers/", "/customers/acme/", "/invoices/", f"/invoices/{books['globex-main']}/",
-                 "/review/", "/billing-runs/", "/dead-letters/"):
+                 "/review/", "/billing-runs/", "/analytics/", "/dead-letters/"):
         browse.get(live_server.url + path)
         assert browse.execute_script("return typeof htmx !== 'undefined' && typeof Chart !== 'undefined'"), path
         errors = [e for e in browse.get_log("browser") if e["level"] == "SEVERE"]

@@ -330,7 +330,8 @@ def test_navigation_links_only_built_pages(admin_client_bo):
     text = _text(admin_client_bo.get("/"))
     for key in ("dashboard", "customers", "invoices", "review", "billing_runs", "dead_letters"):
         assert f'data-nav="{key}"' in text
-    for key in ("payments", "dunning", "revenue", "analytics"):
+    assert 'data-nav="analytics"' in text  # analytics has landed
+    for key in ("payments", "dunning", "revenue"):
         assert f'data-nav="{key}"' not in text
 
 
@@ -354,3 +355,26 @@ def test_pages_and_pdfs_share_one_money_formatter():
     assert invoicing.pdf.Formatter is Formatter
     assert money(Decimal("1234.5"), "USD") == format_money_display(Decimal("1234.5"), "USD") == "$1,234.50"
     assert money(Decimal("14300"), "JPY") == "¥14,300" and money("0.005", "USD") == "$0.01"
+
+
+def test_analytics_page_and_csv_downloads(books, viewer_client, billing_api):
+    """Acme's $20.00 base fee is the USD MRR since Jan 2026 (ARR $240.00): over the 12 months to
+    November 2026 the bridge starts in December 2025 at $0.00 and January's new MRR is $20.00. The CSVs
+    are the analytics API's own, served to the session."""
+    response = viewer_client.get("/analytics/?currency=USD")
+    text = _text(response)
+    assert response.status_code == 200 and "$20.00" in text and "$240.00" in text
+    mrr = {d["label"]: d["data"] for d in response.context["charts"]["mrr"]["datasets"]}
+    from backoffice.selectors import month_start
+
+    months = [month_start(timezone.localdate(), back) for back in range(11, -1, -1)]
+    assert response.context["charts"]["mrr"]["labels"] == [m.strftime("%b %Y") for m in months]
+    assert mrr["MRR at month end"] == ["20.00" if m >= date(2026, 1, 1) else "0.00" for m in months]
+    assert mrr["New"] == ["20.00" if m == date(2026, 1, 1) else "0.00" for m in months]
+    aging_csv = viewer_client.get("/analytics/ar_aging.csv?currency=USD")
+    assert aging_csv.status_code == 200 and aging_csv["Content-Type"].startswith("text/csv")
+    api_csv = billing_api.get("/api/v1/analytics/ar_aging.csv", {"currency": "USD"})
+    assert aging_csv.content == api_csv.content and b"acme" in aging_csv.content
+    assert viewer_client.get("/analytics/nothing.csv").status_code == 404
+    assert Client().get("/analytics/mrr.csv").status_code == 302
+
