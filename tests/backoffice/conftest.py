@@ -70,8 +70,8 @@ def at(month: int, day: int, hour: int = 12) -> str:
 @pytest.fixture
 def books(world):
     """Acme (USD, net 14): 10 API calls in January at $1.00 plus a $20 base fee billed in arrears → a
-    draft of $30.00 for January, finalized as INV-2026-000001 due Feb 15, 2026.
-    Globex (JPY): 3 calls at ¥500 → ¥1,500, finalized as INV-2026-000002."""
+    draft of $30.00 for January, finalized today as INV-2026-000001 (issue date = finalize date, due
+    14 days later). Globex (JPY, net 30): 3 calls at ¥500 → ¥1,500, finalized today as INV-2026-000002."""
     world.metric("calls")
     world.plan("metered", pay_in_advance=False, amount="20.00",
                charges=[{"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "1.00"}}])

@@ -114,7 +114,7 @@ def test_sign_in_and_dashboard_charts_equal_the_api(books, billing_api, finance_
     invoices = billing_api.get("/api/v1/invoices/", {"status": "finalized"}).json()["results"]
     api_aging = billing_api.get("/api/v1/analytics/ar_aging/", {"currency": "USD"}).json()
     expected_aging = [Decimal(api_aging["buckets"][k]) for k in ("current", "1_30", "31_60", "61_90", "over_90")]
-    assert expected_aging == [0, 0, 0, 0, Decimal("17.50")]  # hand check: $30.00 − $12.50, due Feb 15, 2026
+    assert expected_aging == [Decimal("17.50"), 0, 0, 0, 0]  # hand check: $30.00 − $12.50, finalized today, net 14
     (aging,) = _chart_data(browse, "chart-aging")
     assert [Decimal(str(v)) for v in aging] == expected_aging
 
@@ -129,7 +129,7 @@ def test_sign_in_and_dashboard_charts_equal_the_api(books, billing_api, finance_
     assert cash[-1] == float(Decimal(api_acme["amount_paid"])) == 12.5
     issued_this_month = sum((Decimal(i["total"]) for i in invoices if i["currency"] == "USD"
                              and i["issue_date"][:7] == today.isoformat()[:7]), Decimal(0))
-    assert Decimal(str(invoiced[-1])) == issued_this_month
+    assert Decimal(str(invoiced[-1])) == issued_this_month == Decimal("30.00")  # finalized today
     # The same figures as text, formatted per currency.
     row = browse.find_element(By.CSS_SELECTOR, "#month-figures tr[data-currency='USD']").text
     assert "$12.50" in row and "$17.50" in row

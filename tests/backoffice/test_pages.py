@@ -117,8 +117,12 @@ def test_invoice_csv_follows_the_filters(books, viewer_client):
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     rows = [line.split(",") for line in response.content.decode().strip().splitlines()]
     assert rows[0][:3] == ["number", "status", "customer"] and len(rows) == 2
-    assert rows[1] == ["INV-2026-000002", "finalized", "globex", "Globex", "globex-main", "JPY", "2026-02-01",
-                       "2026-03-03", "2026-01-01", "2026-01-31", "1500", "0", "0", "1500", "0", "1500"]
+    from common.timeutil import local_date
+
+    issued = local_date(timezone.now(), "Asia/Tokyo")  # finalized today, in the customer's timezone
+    assert rows[1] == ["INV-2026-000002", "finalized", "globex", "Globex", "globex-main", "JPY", issued.isoformat(),
+                       (issued + timedelta(days=30)).isoformat(), "2026-01-01", "2026-01-31", "1500", "0", "0",
+                       "1500", "0", "1500"]
     Customer.objects.filter(external_id="globex").update(name="=HYPERLINK(1)")
     assert "'=HYPERLINK(1)" in viewer_client.get("/invoices/export.csv?currency=JPY").content.decode()
 
@@ -273,22 +277,23 @@ def test_dead_letter_replay(world, admin_client_bo, usage_api):
 # --- dashboard, customers, search ----------------------------------------------------------------
 
 def test_dashboard_figures(books, admin_client_bo):
-    """Acme's $30.00 was due Feb 15, 2026 and Globex's ¥1,500 Mar 3, 2026; today (the test clock is the
-    real one, months later) both are over 90 days past due. A $10.00 payment today lands in this month."""
+    """Both invoices were finalized today (issue date = finalize date), so they are issued this month
+    and not yet due (net 14 and net 30). A $10.00 payment today lands in this month's cash."""
     admin_client_bo.post(f"/invoices/{books['acme-main']}/pay/", {"amount": "10.00"})
     response = admin_client_bo.get("/?currency=USD")
     aging = response.context["charts"]["aging"]
-    assert aging["datasets"][0]["data"] == ["0.00", "0.00", "0.00", "0.00", "20.00"]
+    assert aging["datasets"][0]["data"] == ["20.00", "0.00", "0.00", "0.00", "0.00"]
     cash = response.context["charts"]["cash"]["datasets"][1]["data"]
     assert cash[-1] == "10.00"
     text = _text(response)
-    assert '<tr data-currency="USD"><td>USD</td><td class="r">$0.00</td><td class="r">$10.00</td>' in text
+    assert '<tr data-currency="USD"><td>USD</td><td class="r">$30.00</td><td class="r">$10.00</td>' in text
+    assert '<a href="/invoices/?due=open&currency=USD">$20.00</a>' in text
     assert "¥1,500" in text
     # MRR: Acme's plan has a $20.00 base fee since Jan 2026; no movement in the last six months.
     mrr = {d["label"]: d["data"] for d in response.context["charts"]["mrr"]["datasets"]}
     assert mrr["MRR at month end"] == ["20.00"] * 6 and mrr["New"] == ["0.00"] * 6
     jpy = admin_client_bo.get("/?currency=JPY").context["charts"]["aging"]["datasets"][0]["data"]
-    assert jpy == ["0", "0", "0", "0", "1500"]
+    assert jpy == ["1500", "0", "0", "0", "0"]
     assert response.context["charts"]["cash"]["labels"][-1] == timezone.localdate().strftime("%b %Y")
 
 
