@@ -78,7 +78,7 @@ def books(world):
     world.plan("metered_jpy", currency="JPY", pay_in_advance=False,
                charges=[{"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "500"}}])
     world.customer("acme", net_terms_days=14, billing_email="ap@acme.test", country="US", timezone="America/New_York")
-    world.customer("globex", currency="JPY", net_terms_days=30, country="JP", timezone="Asia/Tokyo")
+    world.customer("globex", currency="JPY", net_terms_days=30, country="JP", timezone="UTC")  # issued on the server's date
     world.subscription("acme-main", customer="acme", plan="metered", start_date=date(2026, 1, 1))
     world.subscription("globex-main", customer="globex", plan="metered_jpy", start_date=date(2026, 1, 1))
     world.events("calls", [at(1, 2, h) for h in range(10)], customer="acme")
