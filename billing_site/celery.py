@@ -25,6 +25,8 @@ app.conf.beat_schedule = {
     "analytics-rebuild-mrr-ledger": {"task": "analytics.rebuild_mrr_ledger", "schedule": crontab(minute=30, hour=2)},
     "webhooks-deliver": {"task": "webhooks.deliver", "schedule": 60.0},
     "idempotency-keys-purge": {"task": "common.purge_idempotency_keys", "schedule": crontab(minute=25)},
+    "billing-runs-take-over-stale": {"task": "invoicing.tasks.billing_runs_take_over_stale",
+                                     "schedule": crontab(minute="*/10")},
 }
 
 
