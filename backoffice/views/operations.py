@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -10,9 +9,9 @@ from django.utils import timezone
 from backoffice.forms import BillingRunForm
 from backoffice.roles import admin_required, viewer_required
 from backoffice.selectors import dead_letters_open
-from backoffice import tasks
 from backoffice.views.base import form_errors, page, paginate, query_without_page, run_action
 from common.errors import ApplicationError
+from invoicing.billing_run import billing_run_enqueue
 from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceStatus
 from usage.models import DeadLetterEvent, RejectReason
 from usage.services import dead_letter_replay
@@ -55,7 +54,7 @@ def _runs_context(request):
     """Polls every 2 s while a run is running; right after a start it also waits (up to ~30 s) for the
     worker to pick the run up, counting down in `wait`."""
     runs = paginate(request, BillingRun.objects.order_by("-started_at", "-id"), size=25)
-    running = any(r.status == BillingRunStatus.RUNNING for r in runs)
+    running = any(r.status in (BillingRunStatus.QUEUED, BillingRunStatus.RUNNING) for r in runs)
     try:
         wait = max(0, min(15, int(request.GET.get("wait", "15" if request.GET.get("started") == "1" else "0"))))
     except ValueError:
@@ -81,15 +80,15 @@ def billing_run_detail(request, pk: int):
 
 @admin_required
 def billing_run_start(request):
-    """Start a billing run for a date: queued to the Celery worker after commit; the page polls the runs."""
+    """Start a billing run for a date: the asynchronous form (a queued run handed to the workers after
+    commit, credited to the user); the page polls the run's progress."""
     form = BillingRunForm(request.POST)
 
     def act():
         if not form.is_valid():
             raise ApplicationError(form_errors(form))
-        as_of, user_id = form.cleaned_data["as_of"].isoformat(), request.user.pk
-        transaction.on_commit(lambda: tasks.billing_run_start.delay(as_of, user_id))
-        return f"Billing run up to {as_of} started."
+        run = billing_run_enqueue(as_of=form.cleaned_data["as_of"], actor=request.user)
+        return f"Billing run #{run.pk} up to {run.as_of.isoformat()} started."
     return run_action(request, act, back=reverse("backoffice:billing_runs") + "?started=1")
 
 

@@ -173,7 +173,7 @@ def test_start_a_billing_run_and_watch_it_finish(world, finance_admin, browse, l
     field = browse.find_element(By.CSS_SELECTOR, "#start-run input[name=as_of]")
     browse.execute_script("arguments[0].value = '2026-03-01'", field)
     browse.find_element(By.CSS_SELECTOR, "#start-run button").click()
-    _expect_message(browse, "Billing run up to 2026-03-01 started.")
+    _expect_message(browse, "up to 2026-03-01 started.")
     row = _wait(browse, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#runs tr[data-status=succeeded]")))
     assert "Mar 1, 2026" in row.text and "fin-admin" in row.text
     row.find_element(By.CSS_SELECTOR, "a").click()

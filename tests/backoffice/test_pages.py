@@ -229,7 +229,7 @@ def test_start_billing_run_from_the_page(world, admin_client_bo, django_capture_
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client_bo.post("/billing-runs/start/", {"as_of": "2026-02-01"})
     assert response.status_code == 302 and response["Location"] == "/billing-runs/?started=1"
-    run = BillingRun.objects.get()  # Celery runs eagerly in tests, on commit
+    run = BillingRun.objects.get()  # the async form; Celery runs eagerly in tests, on commit
     assert (run.as_of, run.status, run.invoices_created, run.triggered_by) == (date(2026, 2, 1), "succeeded", 1,
                                                                                 "user:fin-admin")
     page = _text(admin_client_bo.get(f"/billing-runs/{run.pk}/"))
