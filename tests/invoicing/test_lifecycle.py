@@ -7,7 +7,8 @@ import pytest
 from django.core.management import call_command
 
 from common.models import AuditEvent
-from invoicing.models import Invoice, InvoiceStatus, Payment
+from invoicing.models import Invoice, InvoiceStatus
+from payments.models import Payment  # manual payments are payments.Payment rows (issue 13)
 from invoicing.services import invoice_approve, invoice_mark_uncollectible, invoices_auto_finalize
 from tests.invoicing.conftest import lines_of
 
