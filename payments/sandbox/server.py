@@ -232,13 +232,41 @@ async def idempotency_middleware(request, handler):
         return response
 
 
+_state_file: str | None = None  # None: in memory only (tests); the demo keeps its state under .run/
+
+
+def _store_dump(self) -> None:
+    if _state_file:
+        import pickle
+
+        tmp = _state_file + ".tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump(dict(self), f, protocol=pickle.HIGHEST_PROTOCOL)
+        import os
+
+        os.replace(tmp, _state_file)
+
+
+def _store_load(self) -> None:
+    if _state_file:
+        import pickle
+
+        try:
+            with open(_state_file, "rb") as f:
+                data = pickle.load(f)
+        except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+            return
+        dict.clear(self)
+        dict.update(self, data)
+
+
 def _install() -> None:
     """Patch localstripe once (idempotent)."""
     if getattr(resources, "_ledgerline_sandbox", False):
         return
     resources._ledgerline_sandbox = True
-    resources.Store.dump_to_disk = lambda self: None
-    resources.Store.try_load_from_disk = lambda self: None
+    resources.Store.dump_to_disk = _store_dump
+    resources.Store.try_load_from_disk = _store_load
     PaymentMethod._try_get_canonical_test_article = classmethod(_canonical)
     PaymentMethod._attaching_is_declined = _attaching_is_declined
     PaymentMethod._charging_is_declined = _charging_is_declined
@@ -266,10 +294,14 @@ def build_app() -> web.Application:
 
 
 def serve(*, host: str = "127.0.0.1", port: int, webhook_url: str | None = None,
-          webhook_secret: str | None = None, ready=None) -> None:
-    """Run the sandbox in the foreground until interrupted (or the process is killed)."""
+          webhook_secret: str | None = None, state_file: str | None = None, ready=None) -> None:
+    """Run the sandbox in the foreground until interrupted (or the process is killed). With
+    `state_file` its objects survive a restart (the demo); without, it starts empty (tests)."""
+    global _state_file
     app = build_app()
-    store.clear()
+    dict.clear(store)
+    _state_file = state_file
+    store.try_load_from_disk()
     if webhook_url:
         register_webhook("ledgerline", webhook_url, webhook_secret or "", None)
 

@@ -14,8 +14,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--webhook-url", default="")
         parser.add_argument("--webhook-secret", default="")
+        parser.add_argument("--state-file", default="", help="keep the sandbox's objects across restarts (demo)")
 
-    def handle(self, *args, port, host, webhook_url, webhook_secret, **options):
+    def handle(self, *args, port, host, webhook_url, webhook_secret, state_file, **options):
         if webhook_url and not webhook_secret:
             raise CommandError("--webhook-url needs --webhook-secret (the STRIPE_WEBHOOK_SECRET the app verifies with)")
         from payments.sandbox.server import serve
@@ -27,6 +28,6 @@ class Command(BaseCommand):
 
         try:
             serve(host=host, port=port, webhook_url=webhook_url or None, webhook_secret=webhook_secret or None,
-                  ready=ready)
+                  state_file=state_file or None, ready=ready)
         except KeyboardInterrupt:
             pass
