@@ -15,7 +15,7 @@ from invoicing.services import invoice_mark_uncollectible
 from payments.models import Payment, PaymentMethod
 from payments.selectors import payment_get, payment_methods_for, payments_list
 from payments.serializers import (ManualPaymentSerializer, PaymentMethodCreateSerializer, PaymentMethodSerializer,
-                                  PaymentSerializer, PayNowSerializer, ReasonSerializer)
+                                  PaymentSerializer, PayNowSerializer, UncollectibleReasonSerializer)
 from payments.services import payment_charge_invoice, payment_method_attach, payment_record_manual
 from payments.webhooks import webhook_receive
 
@@ -96,9 +96,9 @@ class InvoicePayView(APIView):
 
 
 class InvoiceMarkUncollectibleView(APIView):
-    @extend_schema(request=ReasonSerializer, responses={200: InvoiceSerializer})
+    @extend_schema(request=UncollectibleReasonSerializer, responses={200: InvoiceSerializer})
     def post(self, request, pk):
-        serializer = ReasonSerializer(data=request.data)
+        serializer = UncollectibleReasonSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         invoice_mark_uncollectible(invoice=invoice_get(invoice_id=pk), actor=request.auth,
                                    reason=serializer.validated_data["reason"])

@@ -105,5 +105,5 @@ class PayNowSerializer(serializers.Serializer):
                                                                         "(default: the default method)")
 
 
-class ReasonSerializer(serializers.Serializer):
+class UncollectibleReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
