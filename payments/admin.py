@@ -218,4 +218,7 @@ class InvoiceAttemptInline(ReadOnlyInlineMixin, admin.TabularInline):
     readonly_fields = fields
 
 
-InvoiceAdmin.inlines = [*InvoiceAdmin.inlines, InvoicePaymentInline, InvoiceAttemptInline]
+# The legacy `invoicing.Payment` inline gives way to the payments app's records (its rows were
+# copied by payments migration 0002).
+InvoiceAdmin.inlines = [*(i for i in InvoiceAdmin.inlines if i.model._meta.label != "invoicing.Payment"),
+                        InvoicePaymentInline, InvoiceAttemptInline]

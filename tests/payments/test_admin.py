@@ -50,3 +50,22 @@ def test_viewer_cannot_record_or_charge(client):
     denied = client.post(reverse("admin:payments_payment_add"), {"invoice": invoice.pk, "amount": "70.00",
                                                                  "paid_on": "2026-03-04", "method": "bank_transfer"})
     assert denied.status_code == 403 and not Payment.objects.exists()
+
+
+def test_legacy_manual_payments_are_copied_once():
+    import importlib
+
+    from django.apps import apps
+
+    from invoicing.models import Payment as LegacyPayment
+
+    copy = importlib.import_module("payments.migrations.0002_copy_legacy_manual_payments").copy_legacy
+    cust = customer(collection_method="send_invoice")
+    invoice = invoice_finalize(invoice=draft_invoice(cust, "70.00"))
+    LegacyPayment.objects.create(invoice=invoice, amount=Decimal("25.00"), currency="USD", paid_on="2026-03-02",
+                                 reference="old wire", method="manual", recorded_by="api")
+    copy(apps, None)
+    copy(apps, None)
+    (payment,) = Payment.objects.all()
+    assert (payment.amount, payment.method, payment.reference, payment.status, payment.customer_id) == (
+        Decimal("25.0000"), "bank_transfer", "old wire", "succeeded", cust.pk)
