@@ -196,6 +196,13 @@ async def dispute_charge(request):
     return ls_server.json_response(_open_dispute(charge, reason=data.get("reason", "fraudulent"))._export())
 
 
+async def unregister_webhook(request):
+    from localstripe import webhooks
+
+    webhooks._webhooks.pop(request.match_info["id"], None)
+    return web.Response()
+
+
 # --- Idempotency-Key -------------------------------------------------------------------------------
 
 _idempotent: dict[str, tuple[str, str, int, bytes]] = {}  # key → (path, params hash, status, body)
@@ -289,6 +296,7 @@ def build_app() -> web.Application:
         app.middlewares.remove(ls_server.error_middleware)
         app.middlewares.insert(1, ls_server.error_middleware)
         app.router.add_post("/_sandbox/charges/{id}/dispute", dispute_charge)
+        app.router.add_delete("/_config/webhooks/{id}", unregister_webhook)
         app._ledgerline_wrapped = True
     return app
 
