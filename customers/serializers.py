@@ -29,7 +29,8 @@ class CustomerUpdateSerializer(CustomerSerializer):
 
 
 class CreditGrantCreateSerializer(serializers.Serializer):
-    amount = serializers.CharField(max_length=40, help_text="Decimal string in the customer's currency")
+    amount = serializers.DecimalField(max_digits=20, decimal_places=4, coerce_to_string=False,
+                                      help_text="Decimal string in the customer's currency")
     expires_on = serializers.DateField(required=False, allow_null=True,
                                        help_text="Last day the credit can be used (inclusive); none = no expiry")
     reference = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")

@@ -117,7 +117,8 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
 
 class PriceOverrideSerializer(serializers.Serializer):
-    amount = serializers.CharField(required=False, max_length=40, help_text="Base fee per seat per period")
+    amount = serializers.DecimalField(required=False, max_digits=20, decimal_places=4, coerce_to_string=False,
+                                      help_text="Base fee per seat per period")
     charges = serializers.ListField(child=serializers.DictField(), required=False,
                                     help_text="The full list of charges, as in POST /plans/")
     date = serializers.DateField(required=False, help_text="In force from (customer-local), default today")
