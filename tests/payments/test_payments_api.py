@@ -300,11 +300,21 @@ def test_refund_credit_note_refunds_through_stripe(billing_api, stripe_sandbox, 
 
     with django_capture_on_commit_callbacks(execute=True):
         rest = billing_api.post(f"/api/v1/invoices/{invoice['id']}/credit_notes/",
-                                {"amount": "150.00", "reason": "goodwill", "outcome": "refund"}, format="json")
+                                {"amount": "150.00", "reason": "goodwill", "refund": True}, format="json")
     assert rest.status_code == 201, rest.content
+    assert rest.json()["outcome"] == "refund"
     body = billing_api.get(f"/api/v1/payments/{payment.pk}/").json()
     assert (body["status"], body["amount_refunded"]) == ("refunded", "200.00")
     assert AuditEvent.objects.filter(action="refund.created").count() == 2
+
+
+def test_refund_flag_contradicting_outcome_is_400(billing_api, django_capture_on_commit_callbacks):
+    cust = customer(collection_method="send_invoice")
+    invoice = _finalize(billing_api, draft_invoice(cust, "40.00"), django_capture_on_commit_callbacks)
+    response = billing_api.post(f"/api/v1/invoices/{invoice['id']}/credit_notes/",
+                                {"amount": "5.00", "reason": "x", "refund": True, "outcome": "credit_balance"},
+                                format="json")
+    assert response.status_code == 400 and "refund" in response.json()["error"]["fields"]
 
 
 def test_manual_payment_refund_is_recorded_as_paid_out(billing_api, django_capture_on_commit_callbacks):
