@@ -150,7 +150,7 @@ def _attempt_create_locked(*, invoice: Invoice, payment_method: PaymentMethod | 
                            currency=attempt.currency, method=PaymentKind.CARD, attempt=attempt,
                            recorded_by=actor_label(actor))
     audit_record(action="payment.attempted", obj=attempt, actor=actor_label(actor), actor_user=actor_user(actor),
-                 rule=rule, inputs={"invoice": str(invoice.pk), "customer": invoice.customer_id,
+                 rule=rule, inputs={"invoice": str(invoice.pk), "customer": invoice.customer_id, "customer_external_id": invoice.customer.external_id,
                                     "amount": str(attempt.amount), "currency": attempt.currency,
                                     "attempt_number": number, "payment_method": payment_method.pk})
     return attempt
@@ -221,7 +221,7 @@ def _attempt_fail(attempt: PaymentAttempt, *, invoice: Invoice, payment: Payment
                                     "stripe_payment_intent", "stripe_charge", "updated_at"])
     audit_record(action="payment.failed", obj=attempt, actor=actor_label(actor) if actor else "system",
                  actor_user=actor_user(actor), rule=attempt.rule or source,
-                 inputs={"invoice": str(invoice.pk), "invoice_number": invoice.number, "customer": invoice.customer_id,
+                 inputs={"invoice": str(invoice.pk), "invoice_number": invoice.number, "customer": invoice.customer_id, "customer_external_id": invoice.customer.external_id,
                          "amount": str(attempt.amount), "currency": attempt.currency,
                          "attempt_number": attempt.attempt_number, "failure_code": attempt.failure_code,
                          "decline_code": attempt.decline_code, "advice_code": attempt.advice_code,
@@ -290,7 +290,7 @@ def _attempt_succeed(attempt: PaymentAttempt, *, invoice: Invoice, payment: Paym
                                       "attempt_number": attempt.attempt_number})
     audit_record(action="payment.succeeded", obj=payment, actor=actor_label(actor) if actor else "system",
                  actor_user=actor_user(actor), rule=attempt.rule or source,
-                 inputs={"invoice": str(invoice.pk), "invoice_number": invoice.number, "customer": invoice.customer_id,
+                 inputs={"invoice": str(invoice.pk), "invoice_number": invoice.number, "customer": invoice.customer_id, "customer_external_id": invoice.customer.external_id,
                          "amount": str(payment.amount), "applied": str(applied), "currency": payment.currency,
                          "method": PaymentKind.CARD, "attempt_number": attempt.attempt_number,
                          "payment_intent": payment.stripe_payment_intent, "source": source})
@@ -330,7 +330,7 @@ def payment_record_manual(*, invoice: Invoice, amount: Decimal | None, paid_on: 
 def _audit_manual(payment: Payment, *, invoice: Invoice, actor) -> None:
     audit_record(action="payment.succeeded", obj=payment, actor=actor_label(actor), actor_user=actor_user(actor),
                  rule="manual_payment",
-                 inputs={"invoice": str(invoice.pk), "invoice_number": invoice.number, "customer": invoice.customer_id,
+                 inputs={"invoice": str(invoice.pk), "invoice_number": invoice.number, "customer": invoice.customer_id, "customer_external_id": invoice.customer.external_id,
                          "amount": str(payment.amount), "currency": payment.currency, "method": payment.method,
                          "date": payment.paid_on.isoformat(), "reference": payment.reference})
 
@@ -486,6 +486,6 @@ def payment_dispute_open(*, payment: Payment, amount: Decimal, dispute_id: str, 
                                 inputs={"payment": str(payment.pk), "dispute": dispute_id})
         audit_record(action="invoice.disputed", obj=invoice, actor=actor_label(actor), rule="stripe_dispute_created",
                      inputs={"payment": str(payment.pk), "dispute": dispute_id, "amount": str(amount),
-                             "reopened": str(reopened), "reason": reason, "customer": invoice.customer_id,
+                             "reopened": str(reopened), "reason": reason, "customer": invoice.customer_id, "customer_external_id": invoice.customer.external_id,
                              "amount_due": str(invoice.amount_due)})
     return True
