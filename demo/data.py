@@ -245,6 +245,9 @@ def seed_demo(*, today: date | None = None, bill: bool = True) -> dict:
         from demo.payments import seed_payments
 
         summary.update({f"payments: {k}": v for k, v in seed_payments().items()})
+    from demo.analytics import seed_analytics
+
+    summary.update(seed_analytics(today=today, bill=bill))
     # Each later area (payments, dunning, revenue, analytics, ...) seeds its part in its own module
     # `demo/<area>.py`, called from here after the billing cycle, and adds its counts to `summary`.
     return summary
