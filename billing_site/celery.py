@@ -22,6 +22,8 @@ app.conf.beat_schedule = {
     # Charges left pending (worker died, broker down at enqueue) are retried with their own idempotency key.
     "payments-sweep-pending-attempts": {"task": "payments.tasks.sweep_pending_attempts", "schedule": crontab(minute="*/15")},
     "analytics-rebuild-mrr-ledger": {"task": "analytics.rebuild_mrr_ledger", "schedule": crontab(minute=30, hour=2)},
+    "webhooks-deliver": {"task": "webhooks.deliver", "schedule": 60.0},
+    "idempotency-keys-purge": {"task": "common.purge_idempotency_keys", "schedule": crontab(minute=25)},
 }
 
 
