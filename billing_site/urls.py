@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("subscriptions.urls")),
     path("", include("payments.urls")),
     path("", include("invoicing.urls")),
+    path("", include("revrec.urls")),
     path("", include("analytics.urls")),
     path("", include("webhooks.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
