@@ -63,7 +63,9 @@ class InvoiceAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     date_hierarchy = "billing_date"
     inlines = [InvoiceLineInline, PaymentInline, InvoiceEmailInline]
     actions = ["finalize_selected", "approve_selected", "void_selected", "resend_email_selected"]
-    readonly_fields = ["pdf_download"] + [f.name for f in Invoice._meta.fields]
+    # The stored file is not listed (its /media/ URL is not served): `pdf_download` goes through `pdf_view`.
+    exclude = ("pdf",)
+    readonly_fields = ["pdf_download"] + [f.name for f in Invoice._meta.fields if f.name != "pdf"]
 
     def get_urls(self):
         return [path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_invoice_pdf"),
@@ -90,6 +92,9 @@ class InvoiceAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
     def has_add_permission(self, request):
         return False  # invoices come from billing runs and subscription changes
+
+    def has_change_permission(self, request, obj=None):
+        return False  # every field is read-only: no Save; transitions are the actions
 
     def _each(self, request, queryset, service, verb):
         for invoice in queryset.order_by("pk"):
@@ -162,10 +167,14 @@ class CreditNoteAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     date_hierarchy = "issue_date"
     inlines = [CreditNoteLineInline]
     actions = ["void_selected"]
-    readonly_fields = [f.name for f in CreditNote._meta.fields]
+    exclude = ("pdf",)  # its /media/ URL is not served; the document goes out by e-mail
+    readonly_fields = [f.name for f in CreditNote._meta.fields if f.name != "pdf"]
 
     def has_add_permission(self, request):
         return False  # issued through the API (POST /api/v1/invoices/{id}/credit_notes/) and the service
+
+    def has_change_permission(self, request, obj=None):
+        return False  # every field is read-only: no Save; voiding is the action
 
     @admin.action(description="Void selected credit notes")
     def void_selected(self, request, queryset):

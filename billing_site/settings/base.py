@@ -21,7 +21,7 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "common.admin_site.LedgerlineAdminConfig",  # django.contrib.admin with the guarded site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
