@@ -75,9 +75,7 @@ def invoice_documents_sweep() -> int:
     from invoicing.selectors import invoices_missing_documents
 
     ids = invoices_missing_documents(now=timezone.now(), grace=DOCUMENTS_GRACE, max_age=DOCUMENTS_MAX_AGE)
-    for invoice_id in ids:
-        invoice_pdf_render.delay(str(invoice_id))
-    return len(ids)
+    return invoice_documents_fan_out([str(invoice_id) for invoice_id in ids])
 
 
 @shared_task(name="invoicing.tasks.invoice_pdf_render", bind=True, max_retries=3, default_retry_delay=60,
