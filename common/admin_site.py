@@ -1,5 +1,5 @@
 """The back-office admin site. Every ModelAdmin registered on it, ours and third-party, present and
-future, is wrapped in `GuardedModelAdmin` at registration (see `LedgerlineAdminSite.register`):
+future, is wrapped at registration (`LedgerlineAdminSite.register`):
 
 - **Actions need the model's change permission** (`<app>.change_<model>`, a Django permission the
   finance-viewer group never has), whatever the action declares (`permissions=["view"]` included)
@@ -28,7 +28,7 @@ def user_may_change(user, model) -> bool:
 
 class GuardedModelAdmin:
     """Mixed in front of every registered ModelAdmin by `LedgerlineAdminSite.register`: actions
-need the model's change permission."""
+    need the model's change permission."""
 
     def get_actions(self, request):
         actions = super().get_actions(request)

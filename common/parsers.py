@@ -1,4 +1,5 @@
 import json
+import re
 from decimal import Decimal
 
 from django.conf import settings
@@ -7,15 +8,10 @@ from rest_framework.parsers import JSONParser
 
 NUL = "\x00"
 NUL_MESSAGE = "Text may not contain NUL (\\u0000) characters."
-
-
 MAX_JSON_DEPTH = 32
 DEPTH_MESSAGE = f"JSON nested deeper than {MAX_JSON_DEPTH} levels."
 SURROGATE_MESSAGE = "Text may not contain lone UTF-16 surrogates (\\ud800-\\udfff)."
-
-
-def _is_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def json_document_problem(data) -> str | None:
@@ -28,7 +24,7 @@ def json_document_problem(data) -> str | None:
         if isinstance(value, str):
             if NUL in value:
                 return NUL_MESSAGE
-            if _is_surrogate(value):
+            if _SURROGATE.search(value):
                 return SURROGATE_MESSAGE
         elif isinstance(value, (dict, list)):
             if depth > MAX_JSON_DEPTH:

@@ -2,6 +2,8 @@
 every registered ModelAdmin is walked), nobody can revert a record through django-simple-history,
 and read-only invoices offer no Save."""
 
+from decimal import Decimal
+
 import pytest
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -134,3 +136,21 @@ def test_finalized_invoice_change_page_offers_no_save_and_a_post_changes_nothing
     assert client.post(url, {"_save": "Save"}).status_code == 403
     invoice.refresh_from_db()
     assert invoice.updated_at == updated_at and invoice.history.count() == versions
+
+
+def test_document_pdfs_download_through_the_authenticated_admin_view(demo_data, client, django_user_model):
+    from invoicing.credit_notes import credit_note_create
+
+    invoice = Invoice.objects.filter(status=InvoiceStatus.FINALIZED, total__gt=1).order_by("pk").first()
+    note = credit_note_create(invoice=invoice, amount=Decimal("1.00"), reason="goodwill", actor="test")
+    urls = [reverse("admin:invoicing_invoice_pdf", args=[invoice.pk]),
+            reverse("admin:invoicing_creditnote_pdf", args=[note.pk])]
+    for url in urls:
+        assert client.get(url).status_code == 302  # to the login page
+    client.force_login(_user(django_user_model, "guard-pdf-viewer", "finance-viewer"))
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+        assert response.content.startswith(b"%PDF")
+    page = client.get(reverse("admin:invoicing_creditnote_change", args=[note.pk])).content.decode()
+    assert urls[1] in page and "/media/" not in page
