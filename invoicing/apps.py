@@ -3,3 +3,7 @@ from django.apps import AppConfig
 
 class InvoicingConfig(AppConfig):
     name = "invoicing"
+
+    def ready(self) -> None:
+        # Register the tasks in every process (web, scripts, workers): lower apps enqueue them by name.
+        from invoicing import tasks  # noqa: F401

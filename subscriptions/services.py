@@ -243,17 +243,22 @@ def _apply_due(subscription: Subscription, *, on: date, actor: str = "rule:pendi
     return applied
 
 
+INVOICE_NOW_TASK = "invoicing.tasks.invoice_subscription_now"
+
+
 # --- create and trials ------------------------------------------------------------------------
 
 def _invoice_closed_part_on_commit(subscription: Subscription, *, on: date, reason: str) -> None:
     """DESIGN §5: an immediate plan change or cancel closes the period on `on`; its usage (on the old
     plan), the proration items and any late usage go on one invoice right away. Queued after commit;
-    if the queue is down the change still stands and the next billing run picks the items up."""
-    from invoicing.tasks import invoice_subscription_now_task
+    if the queue is down the change still stands and the next billing run picks the items up.
+    The task is named, not imported: invoicing sits above subscriptions (DESIGN.md §1)."""
+    from celery import current_app
 
-    transaction.on_commit(
-        lambda: invoice_subscription_now_task.delay(subscription.pk, on.isoformat(), reason), robust=True
-    )
+    def enqueue():
+        current_app.tasks[INVOICE_NOW_TASK].delay(subscription.pk, on.isoformat(), reason)
+
+    transaction.on_commit(enqueue, robust=True)
 
 
 def subscription_create(*, external_id: str, customer: Customer, plan_code: str, plan_version: PlanVersion | int | None = None,
