@@ -85,7 +85,7 @@ class PlanOutputSerializer(serializers.Serializer):
     minimum_commitment = serializers.SerializerMethodField()
     charges = ChargeOutputSerializer(many=True)
     version = serializers.IntegerField()
-    customer = serializers.CharField(source="customer.external_id", default=None)
+    customer = serializers.CharField(source="customer.external_id", default=None, allow_null=True)
     created_at = serializers.DateTimeField(source="plan.created_at")
     version_created_at = serializers.DateTimeField(source="created_at")
 

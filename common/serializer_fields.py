@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common.money import is_valid_currency
@@ -21,6 +22,18 @@ class CurrencyField(serializers.CharField):
         if not is_valid_currency(value):
             raise serializers.ValidationError(f"'{data}' is not an ISO 4217 currency code.")
         return value
+
+
+@extend_schema_field({"anyOf": [{"type": "string", "format": "email", "maxLength": 254},
+                               {"type": "string", "maxLength": 0}]})
+class OptionalEmailField(serializers.EmailField):
+    """An e-mail address or "" (none): the schema says so, so an empty address is not a violation."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("max_length", 254)
+        super().__init__(**kwargs)
 
 
 class UpperCaseCharField(serializers.CharField):
