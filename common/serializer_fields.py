@@ -7,7 +7,6 @@ from common.timeutil import DATE_MAX, DATE_MIN, date_in_bounds
 INT32_MAX = 2**31 - 1  # PostgreSQL `integer`
 INT64_MAX = 2**63 - 1  # PostgreSQL `bigint` (ids)
 MAX_TRIAL_DAYS = 3660  # ten years; more would run past DATE_MAX from a recent start
-BOUNDS_MESSAGE = f"must be between {DATE_MIN} and {DATE_MAX}"
 
 
 class CurrencyField(serializers.CharField):
@@ -47,18 +46,6 @@ class BoundedDateField(serializers.DateField):
     def to_internal_value(self, value):
         day = super().to_internal_value(value)
         if not date_in_bounds(day):
-            raise serializers.ValidationError(f"{day} is out of range: dates {BOUNDS_MESSAGE}.")
+            raise serializers.ValidationError(f"{day} is out of range: dates must be between {DATE_MIN} and {DATE_MAX}.")
         return day
 
-
-class BoundedDateTimeField(serializers.DateTimeField):
-    """A timestamp within DATE_MIN..DATE_MAX (year 1 with an offset does not even convert to UTC)."""
-
-    def to_internal_value(self, value):
-        try:
-            instant = super().to_internal_value(value)
-        except OverflowError:
-            instant = None
-        if instant is None or not date_in_bounds(instant.date()):
-            raise serializers.ValidationError(f"Timestamps {BOUNDS_MESSAGE}.")
-        return instant

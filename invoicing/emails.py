@@ -5,7 +5,8 @@ delivery log finance looks at, and a resend (admin action, `POST /api/v1/invoice
 simply another attempt. A missing address or a transport error is a `failed` row, never an
 exception: the caller (a Celery task after finalize) has nothing better to do with it than record
 it. A resend someone asks for (admin action, API) with no address at all is refused instead (409
-`no_email_address` naming `to`), so the caller learns it at once. The recipient comes from the snapshot frozen at finalize, like the PDF.
+`no_email_address` naming `to`), so the caller learns it at once. The recipient comes from the
+snapshot frozen at finalize, like the PDF.
 
 The backend is Django's (`EMAIL_BACKEND`: console by default, SMTP by settings, locmem in tests)."""
 
