@@ -154,3 +154,15 @@ def test_document_pdfs_download_through_the_authenticated_admin_view(demo_data, 
         assert response.content.startswith(b"%PDF")
     page = client.get(reverse("admin:invoicing_creditnote_change", args=[note.pk])).content.decode()
     assert urls[1] in page and "/media/" not in page
+
+
+@pytest.mark.parametrize("model,model_admin", MODEL_ADMINS, ids=[m._meta.label for m, _ in MODEL_ADMINS])
+def test_a_change_page_offers_save_only_when_something_is_editable(demo_data, django_user_model, model, model_admin):
+    request = RequestFactory().get("/admin/")
+    request.user = _user(django_user_model, "guard-save", is_superuser=True)
+    obj = model_admin.get_queryset(request).order_by("pk").first()
+    if obj is None or not model_admin.has_change_permission(request, obj):
+        return  # view-only page: Django renders no Save
+    readonly = set(model_admin.get_readonly_fields(request, obj))
+    editable = [name for name in model_admin.get_form(request, obj).base_fields if name not in readonly]
+    assert editable, f"{model._meta.label} offers Save with nothing to edit"
