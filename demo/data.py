@@ -243,6 +243,9 @@ def seed_demo(*, today: date | None = None, bill: bool = True) -> dict:
 
         run = billing_run(as_of=today, actor="seed_demo")
         summary["invoices created by the billing run"] = run.invoices_created
+    from demo.analytics import seed_analytics
+
+    summary.update(seed_analytics(today=today, bill=bill))
     # Each later area (payments, dunning, revenue, analytics, ...) seeds its part in its own module
     # `demo/<area>.py`, called from here after the billing cycle, and adds its counts to `summary`.
     return summary
