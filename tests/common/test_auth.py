@@ -104,7 +104,8 @@ def test_revoke_bumps_the_key_set_version_on_commit(django_capture_on_commit_cal
     assert int(redis_client().get(KEY_VERSION_REDIS_KEY)) == before + 1
 
 
-def test_admin_login_is_throttled_after_repeated_failures(client, django_user_model, settings):
+@pytest.mark.parametrize("login_url", ["/admin/login/", "/login/"])
+def test_logins_are_throttled_after_repeated_failures(client, django_user_model, settings, login_url):
     from common.redis import redis_client
     from common.throttle import PREFIX
 
@@ -114,14 +115,14 @@ def test_admin_login_is_throttled_after_repeated_failures(client, django_user_mo
         redis_client().delete(key)
     try:
         for _ in range(3):
-            response = client.post("/admin/login/", {"username": "throttled", "password": "wrong"})
+            response = client.post(login_url, {"username": "throttled", "password": "wrong"})
             assert response.status_code == 200  # the form again, with its error
-        locked = client.post("/admin/login/", {"username": "throttled", "password": "right-password"})
+        locked = client.post(login_url, {"username": "throttled", "password": "right-password"})
         assert locked.status_code == 429
         assert 0 < int(locked["Retry-After"]) <= 900
         assert "_auth_user_id" not in client.session
         redis_client().delete(PREFIX + "user:throttled", PREFIX + "addr:127.0.0.1")
-        assert client.post("/admin/login/", {"username": "throttled", "password": "right-password"}).status_code == 302
+        assert client.post(login_url, {"username": "throttled", "password": "right-password"}).status_code == 302
     finally:
         for key in redis_client().scan_iter(PREFIX + "*"):
             redis_client().delete(key)
