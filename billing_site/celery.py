@@ -20,6 +20,8 @@ app.conf.beat_schedule = {
     "invoices-auto-finalize": {"task": "invoicing.tasks.auto_finalize", "schedule": crontab(minute=35)},
     "usage-partitions-ahead": {"task": "usage.ensure_partitions_ahead", "schedule": crontab(minute=15, hour=3)},
     "analytics-rebuild-mrr-ledger": {"task": "analytics.rebuild_mrr_ledger", "schedule": crontab(minute=30, hour=2)},
+    "analytics-detect-anomalies": {"task": "analytics.detect_anomalies", "schedule": crontab(minute=20, hour=1)},
+    "analytics-usage-alerts": {"task": "analytics.evaluate_usage_alerts", "schedule": crontab()},
 }
 
 
