@@ -11,7 +11,9 @@ metrics: a gauge — max, latest — has no daily usage to score), per customer-
   median of the whole window);
 - spread = 1.4826 × the median absolute deviation of every window day from its own weekday's
   median (the robust σ), floored at 10 % of the window's overall median and at 1 unit, so a flat
-  or weekend-idle series does not turn noise into a huge score;
+  or weekend-idle series does not turn noise into a huge score, and — unless the day is zero — at
+  √expected (counting noise: a day at level λ varies by about √λ, which a 28-day MAD underestimates
+  on small volumes);
 - score = (observed − expected) / spread (signed).
 Kinds (threshold T = settings.ANOMALY_SCORE_THRESHOLD, default 5):
 - `zero_usage`: observed 0, expected > 0 and score ≤ −T;
@@ -29,8 +31,9 @@ above the dismissed observed value; a drop at most 20 % below it; zero usage on 
 invoice spike at most 25 % above the dismissed total).
 
 `detect_anomalies(as_of=D)` scores day D and every day since the last scan (at most 35 days back),
-writes each new anomaly once (unique per subscription, metric, day and kind) with an
-`anomaly.detected` audit event, so reruns change nothing. Scans are serialized by an advisory lock.
+writes each new anomaly once (unique per subscription, metric, day and kind; inserted with ON
+CONFLICT DO NOTHING) with an `anomaly.detected` audit event, so reruns change nothing. Full scans
+are serialized by an advisory lock.
 """
 
 from __future__ import annotations
@@ -120,6 +123,8 @@ def score_series(*, values: np.ndarray, first_day: date, days: list[date], thres
         mad = float(np.median(np.abs(residuals)))
         spread = max(MAD_SCALE * mad, SPREAD_FLOOR_FRACTION * overall, 1.0)
         observed = float(values[i])
+        if observed > 0:  # counting noise: a level-λ day varies by about √λ (not for a day of nothing)
+            spread = max(spread, float(np.sqrt(max(expected, 0.0))))
         score = (observed - expected) / spread
         kind = None
         if observed == 0 and expected > 0 and score <= -threshold:
@@ -220,8 +225,11 @@ def anomalies_detect(*, as_of: date, days: list[date] | None = None, subscriptio
     from usage.selectors import usage_daily
 
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        if subscription_ids is None:
+            # A full scan; the billing run's per-chunk scoring takes no lock (it holds its subscription
+            # rows, and waiting here while holding them could deadlock with another run's chunk).
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
         if days is None:
             earliest = as_of - timedelta(days=MAX_LOOKBACK_DAYS - 1)
             last = AnomalyScan.objects.filter(as_of__lt=as_of).order_by("-as_of").values_list("as_of", flat=True).first()
@@ -274,7 +282,17 @@ def _store(findings: list[Finding], *, subs, actor) -> ScanResult:
 def _insert(anomalies: list[Anomaly], *, actor) -> list[Anomaly]:
     if not anomalies:
         return []
-    Anomaly.objects.bulk_create(anomalies)
+    # ON CONFLICT DO NOTHING: a scan and a billing run may score the same day at once; the rows this
+    # call wrote are the ones carrying its detected_at.
+    stamp = anomalies[0].detected_at
+    Anomaly.objects.bulk_create(anomalies, ignore_conflicts=True)
+    mine = {(a.subscription_id, a.billable_metric_id, a.invoice_id, a.date, a.kind): a.pk
+            for a in Anomaly.objects.filter(detected_at=stamp, subscription_id__in={a.subscription_id for a in anomalies})}
+    anomalies = [a for a in anomalies if (a.subscription_id, a.billable_metric_id, a.invoice_id, a.date, a.kind) in mine]
+    for a in anomalies:
+        a.pk = a.id = mine[(a.subscription_id, a.billable_metric_id, a.invoice_id, a.date, a.kind)]
+    if not anomalies:
+        return []
     label = actor_label(actor) if actor is not None else "system"
     audit_bulk_create([
         AuditEvent(action="anomaly.detected", object_type=Anomaly._meta.label_lower, object_id=str(a.pk), actor=label,

@@ -36,8 +36,8 @@ def test_flat_series_spike_drop_zero_and_noise_by_hand():
 
 def test_fourteen_days_of_history_before_a_flag():
     assert flags([10.0] * 13 + [90], [13]) == []
-    # day 14: window = 14 days of 10 → expected 10, spread max(0, 1, 1) = 1, score 80
-    assert flags([10.0] * 14 + [90], [14]) == [(14, "spike", 90, 10, 80.0)]
+    # day 14: window = 14 days of 10 → expected 10, spread max(0, 1, 1, √10) = 3.1623, score 80 / √10
+    assert flags([10.0] * 14 + [90], [14]) == [(14, "spike", 90, 10, 25.2982)]
 
 
 def test_weekday_aware_baseline():
@@ -78,8 +78,8 @@ def test_detect_command_flags_the_spike_once_with_its_inputs(world, billing_api)
     scan = AnomalyScan.objects.get()
     assert (scan.as_of, scan.days_scored) == (date(2026, 1, 31), 35)  # first scan: 35 days back
     a = Anomaly.objects.get()
-    # Jan 25 (index 24): window Jan 1–24 all 10 → expected 10, spread 1, score 50
-    assert (a.kind, a.date, a.observed, a.expected, a.score) == ("spike", date(2026, 1, 25), 60, 10, Decimal("50"))
+    # Jan 25 (index 24): window Jan 1–24 all 10 → expected 10, spread √10 (counting noise), score 50 / √10
+    assert (a.kind, a.date, a.observed, a.expected, a.score) == ("spike", date(2026, 1, 25), 60, 10, Decimal("15.8114"))
     assert a.method == "robust_weekday_mad_v1" and a.inputs["window_days"] == 24
     audit = AuditEvent.objects.get(action="anomaly.detected")
     assert (audit.object_type, audit.object_id) == ("analytics.anomaly", str(a.pk))
@@ -94,7 +94,7 @@ def test_detect_command_flags_the_spike_once_with_its_inputs(world, billing_api)
     assert {k: row[k] for k in ("customer", "subscription", "billable_metric", "date", "kind", "observed", "expected",
                                 "score", "method", "status")} == {
         "customer": "c1", "subscription": "s1", "billable_metric": "calls", "date": "2026-01-25", "kind": "spike",
-        "observed": "60", "expected": "10", "score": "50.0000", "method": "robust_weekday_mad_v1", "status": "open"}
+        "observed": "60", "expected": "10", "score": "15.8114", "method": "robust_weekday_mad_v1", "status": "open"}
     assert billing_api.get("/api/v1/anomalies/?status=dismissed").json()["results"] == []
     assert billing_api.get("/api/v1/anomalies/?status=nope").status_code == 400
 
