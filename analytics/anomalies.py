@@ -372,16 +372,23 @@ def _reason(a: Anomaly) -> dict:
 
 
 def _invoice_spikes(drafts) -> dict:
-    from invoicing.models import Invoice, InvoiceReason, InvoiceStatus
+    from django.db.models import OuterRef, Subquery
+
+    from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus
 
     cycle = [d for d in drafts if d.invoice.reason == InvoiceReason.SUBSCRIPTION_CYCLE and d.invoice.total > 0]
     if not cycle:
         return {}
     history: dict[int, list[tuple]] = defaultdict(list)
+    # Spans are the days an invoice's lines cover (as invoicing measures them: an in-advance fee reaches
+    # into the next period, so a first full invoice covers the closed short period and a whole one).
+    dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
     rows = (Invoice.objects.filter(subscription_id__in={d.subscription.pk for d in cycle},
                                    reason=InvoiceReason.SUBSCRIPTION_CYCLE)
             .exclude(status=InvoiceStatus.VOID).exclude(pk__in=[d.invoice.pk for d in cycle])
-            .values_list("subscription_id", "billing_date", "pk", "total", "period_start", "period_end"))
+            .annotate(first_day=Subquery(dated.order_by("period_start").values("period_start")[:1]),
+                      last_day=Subquery(dated.order_by("-period_end").values("period_end")[:1]))
+            .values_list("subscription_id", "billing_date", "pk", "total", "first_day", "last_day"))
     for sub_id, billing_date, pk, total, start, end in rows:
         history[sub_id].append((billing_date, str(pk), total, (end - start).days if start and end else 0))
     dismissed = _dismissed_by_key({d.subscription.pk for d in cycle})
@@ -390,7 +397,8 @@ def _invoice_spikes(drafts) -> dict:
     new = []
     for d in sorted(cycle, key=lambda d: (d.subscription.pk, d.invoice.billing_date)):
         inv = d.invoice
-        days = (inv.period_end - inv.period_start).days
+        dated = [ln for ln in d.lines if ln.period_start and ln.period_end]
+        days = (max(ln.period_end for ln in dated) - min(ln.period_start for ln in dated)).days if dated else 0
         recent = sorted(h for h in history[d.subscription.pk] if h[0] < inv.billing_date)[-RECENT_INVOICES:]
         history[d.subscription.pk].append((inv.billing_date, str(inv.pk), inv.total, days))
         if not recent:
