@@ -22,7 +22,7 @@ class AnomalyListView(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("customer", str), OpenApiParameter("status", str),
                                OpenApiParameter("subscription", str), OpenApiParameter("kind", str)],
-                   responses={200: OpenApiTypes.OBJECT})
+                   responses={200: OpenApiTypes.OBJECT}, operation_id="anomalies_list")
     def get(self, request):
         p = request.query_params
         qs = selectors_intel.anomalies_list(customer=p.get("customer"), status=p.get("status"),

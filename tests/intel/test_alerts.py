@@ -75,3 +75,12 @@ def test_alerts_api(world, billing_api, reader_api):
     (row,) = reader_api.get(url).json()["results"]
     assert row["triggered_at"] is not None and row["billable_metric"] == "calls"
     assert Subscription.objects.get(external_id="s1").pk
+
+
+def test_webhook_payloads_show_the_resources(world):
+    from webhooks.payloads import event_data
+
+    sub = _setup(world, date(2026, 3, 1))
+    alert = usage_alert_create(subscription=sub, billable_metric_code="calls", threshold_units=10)
+    data = event_data(object_type="analytics.usagealert", object_id=str(alert.pk), inputs={})
+    assert (data["id"], data["subscription"], data["threshold_units"]) == (alert.pk, "s1", "10")

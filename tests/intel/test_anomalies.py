@@ -83,6 +83,10 @@ def test_detect_command_flags_the_spike_once_with_its_inputs(world, billing_api)
     assert a.method == "robust_weekday_mad_v1" and a.inputs["window_days"] == 24
     audit = AuditEvent.objects.get(action="anomaly.detected")
     assert (audit.object_type, audit.object_id) == ("analytics.anomaly", str(a.pk))
+    from webhooks.payloads import event_data  # what the anomaly.detected webhook carries
+
+    payload = event_data(object_type=audit.object_type, object_id=audit.object_id, inputs=audit.inputs)
+    assert (payload["id"], payload["kind"], payload["observed"], payload["status"]) == (a.pk, "spike", "60", "open")
 
     call_command("detect_anomalies", "--as-of", "2026-01-31")  # rerun: nothing new
     assert Anomaly.objects.count() == 1 and AuditEvent.objects.filter(action="anomaly.detected").count() == 1
