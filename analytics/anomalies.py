@@ -365,6 +365,14 @@ def anomaly_review_check(drafts) -> dict:
 
 
 def _reason(a: Anomaly) -> dict:
+    if a.kind == AnomalyKind.INVOICE_SPIKE:  # money evidence, as the review queue shows it
+        extra = {"total": str(a.observed), "recent_invoices_median": str(a.expected)}
+    else:
+        extra = {}
+    return {**_reason_base(a), **extra}
+
+
+def _reason_base(a: Anomaly) -> dict:
     return {"rule": f"anomaly.{a.kind}", "anomaly": a.pk, "kind": a.kind,
             "billable_metric": a.billable_metric.code if a.billable_metric_id else None, "date": a.date.isoformat(),
             "observed": f"{a.observed.normalize():f}", "expected": f"{a.expected.normalize():f}", "score": str(a.score),
