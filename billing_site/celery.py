@@ -20,6 +20,8 @@ app.conf.beat_schedule = {
     "invoices-auto-finalize": {"task": "invoicing.tasks.auto_finalize", "schedule": crontab(minute=35)},
     "usage-partitions-ahead": {"task": "usage.ensure_partitions_ahead", "schedule": crontab(minute=15, hour=3)},
     "analytics-rebuild-mrr-ledger": {"task": "analytics.rebuild_mrr_ledger", "schedule": crontab(minute=30, hour=2)},
+    "webhooks-deliver": {"task": "webhooks.deliver", "schedule": 60.0},
+    "idempotency-keys-purge": {"task": "common.purge_idempotency_keys", "schedule": crontab(minute=25)},
 }
 
 
