@@ -86,6 +86,7 @@ def billing_run(*, as_of: date, actor=None, now: datetime | None = None, auto_fi
     run = BillingRun.objects.create(as_of=as_of, triggered_by=actor_label(actor))
     result = RunResult()
     try:
+        usage_source.statistics_refresh()  # a load minutes before the run must not leave its plans to autovacuum
         due = subscriptions_due(as_of=as_of, now=now, subscription_ids=subscription_ids)
         result.subscriptions_examined, due_ids = due
         result.subscriptions_due = len(due_ids)
