@@ -183,3 +183,43 @@ def test_statistics_refresh_analyzes_stale_rollups_only(make_metric, make_subscr
         cursor.execute("SELECT 1")
     assert "usage_rollup_unique" in usage_statistics_refresh()
     assert usage_statistics_refresh() == []  # fresh now
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_on_the_same_days_keep_the_rollups_exact(make_metric, make_subscription):
+    """Two real connections post batches over the same subscription-days in opposite orders; the
+    upserts lock rollup rows in key order, so neither deadlocks, and the rollups equal the raw events."""
+    import threading
+
+    sub, metrics = _setup(make_metric, make_subscription, "America/Los_Angeles", 904)
+    days = [datetime(2026, 1, d, 12, tzinfo=timezone.utc) for d in range(1, 21)]
+    errors, barrier = [], threading.Barrier(2)
+
+    def writer(tag, ordered_days):
+        from django.db import connection as conn
+
+        try:
+            barrier.wait(timeout=10)
+            for round_ in range(5):
+                body = [{"transaction_id": f"cc-{tag}-{round_}-{i}-{agg}", "subscription": sub.external_id,
+                         "code": metrics[agg].code, "timestamp": (day + timedelta(seconds=round_)).isoformat(),
+                         "properties": {} if agg == "count" else {"v": f"{i % 4}.5"}}
+                        for i, day in enumerate(ordered_days) for agg in AGGREGATIONS]
+                result = event_ingest_batch(events=body)
+                assert result.accepted == len(body), result.rejected
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=writer, args=("a", days)), threading.Thread(target=writer, args=("b", days[::-1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    window = [UsageWindow(sub.id, *local_date_bounds_utc(date(2026, 1, 1), date(2026, 2, 1), "America/Los_Angeles"))]
+    result = usage_aggregate(windows=window)
+    assert result == usage_aggregate_raw(windows=window)
+    assert result[(sub.id, metrics["count"].id)].event_count == 2 * 5 * 20
+    assert result[(sub.id, metrics["unique_count"].id)].quantity == 4  # 0.5, 1.5, 2.5, 3.5
