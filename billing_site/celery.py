@@ -19,9 +19,14 @@ app.conf.beat_schedule = {
     "billing-run-hourly": {"task": "invoicing.tasks.run_billing_today", "schedule": crontab(minute=5)},
     "invoices-auto-finalize": {"task": "invoicing.tasks.auto_finalize", "schedule": crontab(minute=35)},
     "usage-partitions-ahead": {"task": "usage.ensure_partitions_ahead", "schedule": crontab(minute=15, hour=3)},
+    # Revenue: post new source documents to the journal hourly; close every past month from the 3rd on.
+    "revrec-sync": {"task": "revrec.sync", "schedule": crontab(minute=45)},
+    "revrec-close-due": {"task": "revrec.close_due", "schedule": crontab(minute=50, hour=4)},
     "analytics-rebuild-mrr-ledger": {"task": "analytics.rebuild_mrr_ledger", "schedule": crontab(minute=30, hour=2)},
     "webhooks-deliver": {"task": "webhooks.deliver", "schedule": 60.0},
     "idempotency-keys-purge": {"task": "common.purge_idempotency_keys", "schedule": crontab(minute=25)},
+    "billing-runs-take-over-stale": {"task": "invoicing.tasks.billing_runs_take_over_stale",
+                                     "schedule": crontab(minute="*/10")},
 }
 
 

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("usage.urls")),
     path("", include("subscriptions.urls")),
     path("", include("invoicing.urls")),
+    path("", include("revrec.urls")),
     path("", include("analytics.urls")),
     path("", include("webhooks.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -18,13 +18,12 @@ the same transaction. Idempotent and concurrency-safe:
 from __future__ import annotations
 
 import logging
-import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
@@ -38,7 +37,6 @@ from common.timeutil import local_date, local_date_bounds_utc
 from invoicing import usage_source
 from invoicing.models import (
     BillingRun,
-    BillingRunStatus,
     Invoice,
     InvoiceLine,
     InvoiceReason,
@@ -76,47 +74,12 @@ class RunResult:
     errors: list = field(default_factory=list)
 
 
-def billing_run(*, as_of: date, actor=None, now: datetime | None = None, auto_finalize: bool = True,
-                chunk_size: int = CHUNK_SIZE, subscription_ids=None) -> BillingRun:
-    """Run billing up to `as_of` (inclusive) and record it as a BillingRun.
+def billing_run(**kwargs) -> BillingRun:
+    """The synchronous billing run; the sweep (runs, chunks, heartbeat, takeover, fan-out) lives in
+    `invoicing.billing_run`, this module builds the lines of one chunk."""
+    from invoicing.billing_run import billing_run as run_billing
 
-    `now` (the hourly beat passes it) additionally holds back periods whose end has not yet
-    passed in the customer's timezone. With `auto_finalize`, drafts whose grace period has passed
-    by `as_of` are finalized afterwards (flagged drafts wait for review)."""
-    run = BillingRun.objects.create(as_of=as_of, triggered_by=actor_label(actor))
-    result = RunResult()
-    try:
-        usage_source.statistics_refresh()  # a load minutes before the run must not leave its plans to autovacuum
-        due = subscriptions_due(as_of=as_of, now=now, subscription_ids=subscription_ids)
-        result.subscriptions_examined, due_ids = due
-        result.subscriptions_due = len(due_ids)
-        for start in range(0, len(due_ids), chunk_size):
-            _bill_chunk_safely(due_ids[start:start + chunk_size], as_of=as_of, now=now, run=run, result=result)
-        finalized = 0
-        if auto_finalize and result.invoice_ids:
-            finalized = invoices_auto_finalize(today=as_of, invoice_ids=result.invoice_ids).finalized
-        run.status = BillingRunStatus.PARTIAL if result.errors else BillingRunStatus.SUCCEEDED
-        run.invoices_finalized = finalized
-    except Exception as exc:  # the run row must say it failed; the chunks already committed stay
-        logger.exception("billing run %s failed", run.pk)
-        result.errors.append({"subscription": None, "error": repr(exc), "trace": traceback.format_exc(limit=5)})
-        run.status = BillingRunStatus.FAILED
-        _finish(run, result)
-        raise
-    _finish(run, result)
-    return run
-
-
-def _finish(run: BillingRun, result: RunResult) -> None:
-    run.subscriptions_examined = result.subscriptions_examined
-    run.subscriptions_due = result.subscriptions_due
-    run.invoices_created = result.invoices_created
-    run.lines_created = result.lines_created
-    run.invoices_flagged = result.invoices_flagged
-    run.error_count = len(result.errors)
-    run.errors = result.errors[:200]
-    run.finished_at = timezone.now()
-    run.save()
+    return run_billing(**kwargs)
 
 
 def subscriptions_due(*, as_of: date, now: datetime | None = None, subscription_ids=None) -> tuple[int, list[int]]:
@@ -221,19 +184,6 @@ class _Plan:
 
 def _finished(sub: Subscription) -> bool:
     return sub.end_date is not None and (sub.usage_billed_through or sub.start_date) >= sub.end_date
-
-
-def _bill_chunk_safely(ids: list[int], *, as_of, now, run, result: RunResult) -> None:
-    try:
-        _bill_chunk(ids, as_of=as_of, now=now, run=run, result=result)
-    except IntegrityError:
-        # Should not happen under the row locks; isolate the offending subscription.
-        logger.warning("billing run %s: integrity error in a chunk of %d; retrying one by one", run.pk, len(ids))
-        for pk in ids:
-            try:
-                _bill_chunk([pk], as_of=as_of, now=now, run=run, result=result)
-            except Exception as exc:  # noqa: BLE001 — recorded on the run, the rest go on
-                result.errors.append({"subscription": pk, "error": repr(exc)})
 
 
 def _bill_chunk(ids: list[int], *, as_of: date, now, run: BillingRun, result: RunResult) -> None:

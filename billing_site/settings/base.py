@@ -191,3 +191,10 @@ API_RATE_LIMIT_INGESTION = os.environ.get("API_RATE_LIMIT_INGESTION", "120000/mi
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
 WEBHOOKS_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOKS_TIMEOUT_SECONDS", "10"))
 WEBHOOKS_DISABLE_AFTER_DAYS = int(os.environ.get("WEBHOOKS_DISABLE_AFTER_DAYS", "5"))
+# --- Billing runs (invoicing/billing_run.py) ------------------------------------------------
+# A synchronous POST /billing_runs/ over more due subscriptions than this is refused (409) with a
+# hint to send "wait": false; a queued or running run whose heartbeat is older than the stale
+# limit is taken over by the next run.
+BILLING_RUN_SYNC_MAX_SUBSCRIPTIONS = int(os.environ.get("BILLING_RUN_SYNC_MAX_SUBSCRIPTIONS", "2000"))
+BILLING_RUN_STALE_SECONDS = int(os.environ.get("BILLING_RUN_STALE_SECONDS", "300"))
+BILLING_RUN_CHUNK_SIZE = int(os.environ.get("BILLING_RUN_CHUNK_SIZE", "1000"))
