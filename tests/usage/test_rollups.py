@@ -223,3 +223,25 @@ def test_concurrent_batches_on_the_same_days_keep_the_rollups_exact(make_metric,
     assert result == usage_aggregate_raw(windows=window)
     assert result[(sub.id, metrics["count"].id)].event_count == 2 * 5 * 20
     assert result[(sub.id, metrics["unique_count"].id)].quantity == 4  # 0.5, 1.5, 2.5, 3.5
+
+
+@pytest.mark.django_db
+def test_daily_series_per_local_day_for_every_aggregation(make_metric, make_subscription):
+    from usage.selectors import usage_daily_series
+
+    tz = "Asia/Kolkata"  # UTC+05:30: a local day is not a run of UTC hours
+    sub, metrics = _setup(make_metric, make_subscription, tz, 905)
+    start = local_date_bounds_utc(date(2026, 1, 1), date(2026, 1, 1), tz)[0]
+    events = [(agg, start + timedelta(hours=7 * i), str(i % 5)) for i in range(30) for agg in AGGREGATIONS]
+    _post(sub, metrics, events)
+    for agg, metric in metrics.items():
+        series = usage_daily_series(subscription_id=sub.id, metric_id=metric.id, start=date(2026, 1, 1),
+                                    end=date(2026, 2, 1))
+        assert [d.day for d in series] == [date(2026, 1, d) for d in range(1, 10)]  # 30 × 7 h = 8.75 days
+        for item in series:
+            window = [UsageWindow(sub.id, *local_date_bounds_utc(item.day, item.day + timedelta(days=1), tz))]
+            assert usage_aggregate_raw(windows=window)[(sub.id, metric.id)] == UsageAggregate(
+                item.quantity, item.event_count), (agg, item)
+    first = usage_daily_series(subscription_id=sub.id, metric_id=metrics["count"].id, start=date(2026, 1, 1),
+                               end=date(2026, 1, 2))
+    assert first == [type(first[0])(date(2026, 1, 1), Decimal(4), 4)]  # 00:00, 07:00, 14:00, 21:00 local
