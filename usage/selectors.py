@@ -159,11 +159,16 @@ def _rollup_late_clause(late: bool | None, alias: str) -> str:
 _BUCKET_REACH = "interval '3 days'"
 _ROLLUP_WINDOWS = ("unnest(%(sub_ids)s::bigint[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) "
                    "AS w(subscription_id, start_ts, end_ts)")
+# Per window, LATERAL: the window's buckets are one index range of the primary key and are grouped
+# right there, so the plan is a nested loop over the windows whatever the statistics say (a lateral
+# reference cannot be hash-joined), with no big sort or hash of all rows; unique counts likewise
+# per (window, unique_count metric).
 _ROLLUP_SQL = f"""
-SELECT a.subscription_id, a.metric_id, a.aggregation, a.n, a.total, a.maximum, a.latest_key, a.straddles,
+SELECT w.subscription_id, a.metric_id, a.aggregation, a.n, a.total, a.maximum, a.latest_key, a.straddles,
        u.distinct_n
-FROM (
-    SELECT r.subscription_id, r.metric_id, m.aggregation,
+FROM {_ROLLUP_WINDOWS}
+CROSS JOIN LATERAL (
+    SELECT r.metric_id, m.aggregation,
            coalesce(sum(r.event_count) FILTER (WHERE x.inside), 0) AS n,
            sum(r.value_sum) FILTER (WHERE x.inside) AS total,
            max(r.value_max) FILTER (WHERE x.inside) AS maximum,
@@ -171,28 +176,23 @@ FROM (
                lpad(((extract(epoch FROM r.latest_ts) * 1000000)::bigint)::text, 20, '0')
                || lpad(r.latest_id::text, 20, '0') || r.latest_value::text END) AS latest_key,
            bool_or(NOT x.inside) AS straddles
-    FROM {_ROLLUP_WINDOWS}
-    JOIN usage_rollup_daily r ON r.subscription_id = w.subscription_id
-         AND r.bucket_start > w.start_ts - {_BUCKET_REACH} AND r.bucket_start < w.end_ts AND r.bucket_end > w.start_ts
+    FROM usage_rollup_daily r
     CROSS JOIN LATERAL (SELECT r.bucket_start >= w.start_ts AND r.bucket_end <= w.end_ts AS inside) x
     JOIN catalog_billablemetric m ON m.id = r.metric_id
-    WHERE true {{metric_where}} {{late}}
-    GROUP BY r.subscription_id, r.metric_id, m.aggregation
+    WHERE r.subscription_id = w.subscription_id AND r.bucket_start > w.start_ts - {_BUCKET_REACH}
+          AND r.bucket_start < w.end_ts AND r.bucket_end > w.start_ts {{metric_where}} {{late}}
+    GROUP BY r.metric_id, m.aggregation
 ) a
-LEFT JOIN (
-    SELECT u.subscription_id, u.metric_id, count(DISTINCT u.unique_value) AS distinct_n
-    FROM {_ROLLUP_WINDOWS}
-    JOIN usage_rollup_unique u ON u.subscription_id = w.subscription_id
-         AND u.bucket_start >= w.start_ts AND u.bucket_start < w.end_ts AND u.bucket_end <= w.end_ts
-    WHERE u.metric_id = ANY(ARRAY(SELECT id FROM catalog_billablemetric WHERE aggregation = 'unique_count'))
-          {{unique_metric_where}} {{unique_late}}
-    GROUP BY u.subscription_id, u.metric_id
-) u ON u.subscription_id = a.subscription_id AND u.metric_id = a.metric_id
+LEFT JOIN LATERAL (
+    SELECT count(DISTINCT u.unique_value) AS distinct_n
+    FROM usage_rollup_unique u
+    WHERE a.aggregation = 'unique_count' AND u.subscription_id = w.subscription_id AND u.metric_id = a.metric_id
+          AND u.bucket_start >= w.start_ts AND u.bucket_start < w.end_ts AND u.bucket_end <= w.end_ts {{unique_late}}
+) u ON true
 """
-# Per-window index ranges are the plan for the rollups at any size: a hash join would read every
-# bucket of every month stored. Statistics may be stale (a load minutes before the billing run),
-# so the planner is not asked.
-_ROLLUP_SETTINGS = {"jit": "off", "enable_hashjoin": "off", "enable_mergejoin": "off", "enable_seqscan": "off"}
+# No sequential scan may serve a window's lookup, whatever the statistics say (a load minutes before
+# the billing run); JIT compiling costs more than it saves here.
+_ROLLUP_SETTINGS = {"jit": "off", "enable_seqscan": "off"}
 
 
 class _LocalSettings:
@@ -241,7 +241,6 @@ def _rollup_aggregate(windows, metric_ids, late) -> tuple[dict[tuple[int, int], 
         result = {(w.subscription_id, mid): ZERO for w in windows for mid in metric_ids}
     straddling: set[int] = set()
     sql = _ROLLUP_SQL.format(metric_where=metric_where, late=_rollup_late_clause(late, "r"),
-                             unique_metric_where=metric_where.replace("r.", "u."),
                              unique_late=_rollup_late_clause(late, "u"))
     with _LocalSettings(_ROLLUP_SETTINGS if len(windows) >= _BIG_CALL_WINDOWS else None) as cursor:
         cursor.execute(sql, params)

@@ -157,18 +157,23 @@ def test_a_timezone_change_falls_back_to_raw_events_exactly(make_metric, make_su
 def test_many_windows_read_the_rollups_in_one_query(make_metric, make_subscription, django_assert_num_queries):
     """A billing-run sized call (≥ 200 windows) pins its plan with local settings: still exact."""
     metric = make_metric("bulk_sum", "sum", "v")
-    subs = [make_subscription(metric, customer=CustomerFactory(timezone=TIMEZONES[i % 5]), external_id=f"bulk{i}")
+    users = make_metric("bulk_users", "unique_count", "v")
+    subs = [make_subscription(metric, users, customer=CustomerFactory(timezone=TIMEZONES[i % 5]), external_id=f"bulk{i}")
             for i in range(210)]
     body = [{"transaction_id": f"bulk-{i}-{j}", "subscription": s.external_id, "code": metric.code,
              "timestamp": f"2026-01-{10 + j:02d}T12:00:00Z", "properties": {"v": str(i + j)}}
             for i, s in enumerate(subs) for j in range(3)]
+    body += [{"transaction_id": f"bulk-u-{i}-{j}", "subscription": s.external_id, "code": users.code,
+              "timestamp": f"2026-01-{10 + j:02d}T12:00:00Z", "properties": {"v": f"user-{j % 2}"}}
+             for i, s in enumerate(subs) for j in range(3)]
     for start in range(0, len(body), 1000):
         assert not event_ingest_batch(events=body[start:start + 1000]).rejected
     windows = [UsageWindow(s.id, *local_date_bounds_utc(date(2026, 1, 1), date(2026, 2, 1), s.customer.timezone))
                for s in subs]
-    result = usage_aggregate(windows=windows, metric_ids=[metric.id])
-    assert result == usage_aggregate_raw(windows=windows, metric_ids=[metric.id])
+    result = usage_aggregate(windows=windows, metric_ids=[metric.id, users.id])
+    assert result == usage_aggregate_raw(windows=windows, metric_ids=[metric.id, users.id])
     assert result[(subs[7].id, metric.id)] == UsageAggregate(Decimal(7 + 8 + 9), 3)
+    assert result[(subs[7].id, users.id)] == UsageAggregate(Decimal(2), 3)
 
 
 @pytest.mark.django_db(transaction=True)
