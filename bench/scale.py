@@ -108,7 +108,7 @@ def make_bodies(n_subs: int, start: int, count: int, span_seconds: int, batch: i
             customer = (g * 7) % n_subs
             ts = EVENTS_FROM + timedelta(seconds=(g * 7919) % span_seconds)
             event = {"transaction_id": f"{run}-{g}", "customer": f"scale_{customer}", "timestamp": ts.isoformat()}
-            if customer % 2 and g % 10 == 0:
+            if customer % 2 and g % 10 == 1:  # odd customers (Growth) only: 7g ends in 7
                 event.update(code="storage_gb", properties={"gb": f"{g % 7}.5"})
             else:
                 event.update(code="api_calls", properties={"endpoint": "/v1/things"})
@@ -135,8 +135,8 @@ def bill_child() -> None:
             sub_id = conn.execute("""SELECT s.id FROM subscriptions_subscription s JOIN catalog_planversion v ON v.id = s.plan_version_id
                                      JOIN catalog_plan p ON p.id = v.plan_id WHERE p.code = %s ORDER BY s.id LIMIT 1""",
                                   (plan,)).fetchone()[0]
-            got = [str(i.total) for i in Invoice.objects.filter(subscription_id=sub_id)]
-            want = str(expected_total(conn, sub_id, plan))
+            got = [i.total for i in Invoice.objects.filter(subscription_id=sub_id)]
+            want = expected_total(conn, sub_id, plan)
             checks.append(got == [want])
             if got != [want]:
                 print(f"check {plan} subscription {sub_id}: invoices {got}, hand-computed {want}", file=sys.stderr)
@@ -239,7 +239,7 @@ def main() -> None:
                 elapsed += seconds
             with psql_connect() as conn:
                 events = conn.execute("SELECT count(*) FROM usage_event").fetchone()[0]
-                rolled = conn.execute("SELECT coalesce(sum(event_count), 0) FROM usage_rollup_daily").fetchone()[0]
+                rolled = int(conn.execute("SELECT coalesce(sum(event_count), 0) FROM usage_rollup_daily").fetchone()[0])
             lat = live_usage(base, key, args.subscriptions, args.live_requests)
             child = subprocess.run([str(PYTHON), str(Path(__file__).resolve()), "--bill-child"], cwd=ROOT,
                                    env=bench_env(), capture_output=True, text=True)
