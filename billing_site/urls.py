@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing_site.health import healthz
@@ -10,6 +9,7 @@ api_v1 = [
     path("", include("catalog.urls")),
     path("", include("usage.urls")),
     path("", include("subscriptions.urls")),
+    path("", include("payments.urls")),
     path("", include("invoicing.urls")),
     path("", include("revrec.urls")),
     path("", include("analytics.urls")),
@@ -19,10 +19,10 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include(api_v1)),
+    path("", include("backoffice.urls")),
 ]
 
 handler404 = "common.errors.json_not_found"

@@ -15,7 +15,7 @@ SET enable_seqscan = off SET plan_cache_mode = force_generic_plan
 AS $fn$
 BEGIN
     SELECT
-      (SELECT coalesce(json_agg(json_build_array(m.id, m.code, m.aggregation, m.field)), '[]'::json)
+      (SELECT coalesce(json_agg(json_build_array(m.id, m.code, m.aggregation, m.field, m.allow_negative)), '[]'::json)
          FROM unnest(codes) AS x(code) JOIN catalog_billablemetric m ON m.code = x.code),
       (SELECT coalesce(json_agg(json_build_array(c.id, c.external_id, c.timezone)), '[]'::json)
          FROM unnest(customer_ids) AS x(ext) JOIN customers_customer c ON c.external_id = x.ext),
@@ -143,6 +143,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('usage', '0003_drop_key_like_index'),
+        ('catalog', '0004_billable_metric_allow_negative'),
     ]
 
     operations = [
