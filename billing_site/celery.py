@@ -21,6 +21,8 @@ app.conf.beat_schedule = {
     "usage-partitions-ahead": {"task": "usage.ensure_partitions_ahead", "schedule": crontab(minute=15, hour=3)},
     # Charges left pending (worker died, broker down at enqueue) are retried with their own idempotency key.
     "payments-sweep-pending-attempts": {"task": "payments.tasks.sweep_pending_attempts", "schedule": crontab(minute="*/15")},
+    # Dunning: every step due (retries, e-mails, escalations, final actions); each step runs once.
+    "dunning-run": {"task": "dunning.tasks.run_dunning", "schedule": crontab(minute="*/15")},
     "analytics-rebuild-mrr-ledger": {"task": "analytics.rebuild_mrr_ledger", "schedule": crontab(minute=30, hour=2)},
 }
 
