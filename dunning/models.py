@@ -47,6 +47,9 @@ class DunningPolicy(TimestampedModel):
     smart_timing = models.BooleanField(default=True, help_text="Retry at the customer's usual successful-payment hour")
     default_retry_hour = models.PositiveSmallIntegerField(default=10, help_text="Local hour without history")
     payday_alignment = models.BooleanField(default=True, help_text="insufficient_funds retries move to pay days")
+    fixed_time_of_day = models.BooleanField(
+        default=False, help_text="A plain fixed schedule: each retry exactly N days after the first failure, at its "
+                                 "time of day (no smart hour, no pay days)")
 
     history = HistoricalRecords()
 

@@ -79,7 +79,12 @@ def best_hour(success_instants: list[datetime], tz: ZoneInfo, default: int) -> t
 
 def retry_instants(*, first_failed_at: datetime, tz: ZoneInfo, days: list[int], max_retries: int,
                    window_days: int, hour: int, payday: bool = False, first_retry_hours: int | None = None,
-                   min_wait_hours: int | None = None) -> list[PlannedStep]:
+                   min_wait_hours: int | None = None, fixed_time_of_day: bool = False) -> list[PlannedStep]:
+    if fixed_time_of_day:
+        return [PlannedStep(kind="retry", at=at, rule="retry_fixed_schedule", inputs={"day": day})
+                for day, at in zip(sorted(set(days))[:max_retries],
+                                   fixed_day_instants(first_failed_at=first_failed_at, days=sorted(set(days))[:max_retries]))
+                if at <= first_failed_at + timedelta(days=window_days)]
     window_end = first_failed_at + timedelta(days=window_days)
     min_first = first_failed_at + timedelta(hours=min_wait_hours or 0)
     planned: list[PlannedStep] = []

@@ -11,7 +11,7 @@ from dunning.selectors import case_attempts, case_next_action
 
 class AttemptSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
-    outcome = serializers.ChoiceField(choices=["succeeded", "failed", "pending"])
+    outcome = serializers.CharField(help_text="succeeded | failed | pending")
     decline_code = serializers.CharField(allow_null=True)
     rule = serializers.CharField()
     attempt_number = serializers.IntegerField(allow_null=True)

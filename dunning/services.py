@@ -139,7 +139,7 @@ def _plan_retries(case: DunningCase, classification: decline_codes.Classificatio
         first_failed_at=case.first_failed_at, tz=_tz(case.customer), days=list(policy.retry_days),
         max_retries=policy.max_retries, window_days=policy.retry_window_days, hour=case.retry_hour,
         payday=classification.payday and policy.payday_alignment, first_retry_hours=classification.first_retry_hours,
-        min_wait_hours=classification.min_wait_hours)
+        min_wait_hours=classification.min_wait_hours, fixed_time_of_day=policy.fixed_time_of_day)
     steps = []
     for item in [p for p in planned if p.at > after][:budget]:
         steps.append(_add_step(case, kind=StepKind.RETRY, at=item.at, rule=item.rule,
@@ -195,7 +195,8 @@ def _case_open(*, invoice: Invoice, attempt: PaymentAttempt, classification: dec
     tz = _tz(customer)
     hour, timing = (schedule.best_hour(customer_success_instants(customer_id=customer.pk, before=now), tz,
                                        policy.default_retry_hour)
-                    if policy.smart_timing else (policy.default_retry_hour, {"source": "policy", "hour": policy.default_retry_hour}))
+                    if policy.smart_timing and not policy.fixed_time_of_day
+                    else (policy.default_retry_hour, {"source": "policy", "hour": policy.default_retry_hour}))
     timing = {**timing, "timezone": str(tz)}
     status = CaseStatus.OPEN if classification.decline_class in (decline_codes.SOFT, decline_codes.MERCHANT_FIX) \
         else CaseStatus.ACTION_REQUIRED

@@ -67,3 +67,10 @@ def test_first_retry_within_hours_and_max_retries():
     steps = retry_instants(first_failed_at=t0, tz=UTC, days=[1, 3, 6, 10], max_retries=2, window_days=14, hour=10,
                            first_retry_hours=2)
     assert [s.at for s in steps] == [datetime(2026, 3, 2, 10, tzinfo=timezone.utc), datetime(2026, 3, 5, 10, tzinfo=UTC)]
+
+
+def test_fixed_schedule_keeps_the_failure_time_of_day():
+    t0 = datetime(2026, 3, 2, 8, 17, tzinfo=timezone.utc)
+    steps = retry_instants(first_failed_at=t0, tz=NY, days=[1, 3, 5, 7], max_retries=4, window_days=14, hour=10,
+                           payday=True, fixed_time_of_day=True)
+    assert [s.at for s in steps] == [t0 + timedelta(days=d) for d in (1, 3, 5, 7)]
