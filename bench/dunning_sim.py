@@ -35,8 +35,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("BENCH_DB", "ledgerline_bench_dunning")
-os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
-os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
 
 from bench._common import ensure_database, psql_connect, setup_django  # noqa: E402
 
@@ -189,6 +187,8 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=60)
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"  # the charge on finalize runs in this process
+    os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
     ensure_database(fresh=True)
     with psql_connect() as conn:  # a throwaway database: no fsync wait per commit
         conn.execute(f"ALTER DATABASE {os.environ['BENCH_DB']} SET synchronous_commit = off")
