@@ -10,9 +10,11 @@ RUN := .run
 # The local Stripe sandbox (payments/sandbox/): `make demo` starts it and points the app at it.
 # To use real Stripe test mode instead, set STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET and run with
 # STRIPE_API_BASE= (empty) — see README "Payments".
+# Only the demo's processes get these (not `make test`, whose suite starts its own sandbox).
 STRIPE_SANDBOX_PORT ?= 12111
-export STRIPE_API_BASE ?= http://127.0.0.1:$(STRIPE_SANDBOX_PORT)
-export STRIPE_WEBHOOK_SECRET ?= whsec_ledgerline_demo_sandbox
+STRIPE_API_BASE ?= http://127.0.0.1:$(STRIPE_SANDBOX_PORT)
+STRIPE_WEBHOOK_SECRET ?= whsec_ledgerline_demo_sandbox
+DEMO_ENV := STRIPE_API_BASE=$(STRIPE_API_BASE) STRIPE_WEBHOOK_SECRET=$(STRIPE_WEBHOOK_SECRET)
 
 .PHONY: demo test venv system-deps services migrate seed start stop stop-app sandbox serve worker beat bench clean
 
@@ -49,16 +51,16 @@ sandbox: venv
 		grep -q listening $(RUN)/sandbox.log || (echo "ERROR: the Stripe sandbox did not start; see $(RUN)/sandbox.log" && exit 1); fi
 
 seed: migrate sandbox
-	@$(MANAGE) seed_demo
+	@$(DEMO_ENV) $(MANAGE) seed_demo
 
 # Starts the web app (gunicorn), a Celery worker and beat in the background, then prints how to log in.
 demo: seed
 	@$(MAKE) --no-print-directory stop-app >/dev/null
 	@mkdir -p $(RUN)
-	@$(BIN)/gunicorn billing_site.wsgi:application --bind $(HOST):$(PORT) --workers 2 --daemon \
+	@$(DEMO_ENV) $(BIN)/gunicorn billing_site.wsgi:application --bind $(HOST):$(PORT) --workers 2 --daemon \
 		--pid $(RUN)/web.pid --access-logfile $(RUN)/web-access.log --error-logfile $(RUN)/web.log
-	@nohup $(BIN)/celery -A billing_site worker -l INFO --concurrency 2 >$(RUN)/worker.log 2>&1 & echo $$! > $(RUN)/worker.pid
-	@nohup $(BIN)/celery -A billing_site beat -l INFO >$(RUN)/beat.log 2>&1 & echo $$! > $(RUN)/beat.pid
+	@$(DEMO_ENV) nohup $(BIN)/celery -A billing_site worker -l INFO --concurrency 2 >$(RUN)/worker.log 2>&1 & echo $$! > $(RUN)/worker.pid
+	@$(DEMO_ENV) nohup $(BIN)/celery -A billing_site beat -l INFO >$(RUN)/beat.log 2>&1 & echo $$! > $(RUN)/beat.pid
 	@for i in $$(seq 1 50); do curl -fs -o /dev/null http://$(HOST):$(PORT)/healthz && break; sleep 0.2; done
 	@curl -fs -o /dev/null http://$(HOST):$(PORT)/healthz || (echo "ERROR: the web app did not start; see $(RUN)/web.log" && exit 1)
 	@$(MANAGE) demo_banner --url http://$(HOST):$(PORT)
@@ -72,8 +74,8 @@ stop-app:
 	done
 
 # Foreground web server, for development.
-serve: migrate
-	@$(MANAGE) runserver $(HOST):$(PORT)
+serve: migrate sandbox
+	@$(DEMO_ENV) $(MANAGE) runserver $(HOST):$(PORT)
 
 test: venv system-deps
 	@$(BIN)/python bin/check_services.py

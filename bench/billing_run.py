@@ -10,6 +10,17 @@ ingestion stores them (idempotency keys are not generated: billing never reads t
 usage in arrears + April's in-advance fee on one invoice) and the script prints wall time, peak
 memory (RSS) and counts, checks a few invoices against hand-computed totals, and reruns the same
 as_of to show it creates nothing. Target on the 2-core machine: ≤ 30 s and ≤ 1 GB.
+
+Fan-out over Celery workers (issue 20):
+
+    REDIS_URL=redis://127.0.0.1:6379/15 .venv/bin/python bench/billing_run.py --subscriptions 2000 \
+        --events 200000 --chunk 250 --workers 1 2
+
+starts N real `celery worker --pool solo` processes against the bench database and Redis for each
+N given, queues the run in its asynchronous form (`billing_run_enqueue`: plan → chunk tasks →
+complete), waits for it and prints the wall time per N and the speed-up over the first N. The
+invoicing state is reset between the measurements; the run does not finalize (numbering is a
+serial step by design). REDIS_URL defaults to db 15 so that no other worker takes the chunks.
 """
 
 from __future__ import annotations
@@ -142,13 +153,83 @@ def expected_total(conn, sub_id: int) -> Decimal:
     return Decimal("49.00") + tiered.quantize(cent, ROUND_HALF_UP) + (gb * Decimal("0.10")).quantize(cent, ROUND_HALF_UP)
 
 
+def reset_invoicing() -> None:
+    with psql_connect() as conn:  # undo a previous run: invoices, cursors
+        conn.execute("""TRUNCATE invoicing_invoiceline, invoicing_invoice, invoicing_historicalinvoice,
+                        invoicing_billingrun, invoicing_billingrunchunk, invoicing_invoicenumberseries,
+                        invoicing_invoiceemail, common_auditevent, subscriptions_historicalsubscription CASCADE""")
+        conn.execute("UPDATE subscriptions_subscription SET usage_billed_through = NULL, advance_billed_through = "
+                     "CASE WHEN advance_billed_through IS NOT NULL THEN DATE '2026-04-01' END")
+
+
+def run_with_workers(n_workers: int, chunk: int, n_subs: int) -> float:
+    """Start `n_workers` celery worker processes, queue the run, wait for it; the wall time in s."""
+    import signal
+    import subprocess
+
+    from bench._common import ROOT, bench_env
+
+    from billing_site.celery import app
+    from invoicing.billing_run import billing_run_enqueue
+    from invoicing.models import BillingRun
+
+    reset_invoicing()
+    app.control.purge()
+    env = bench_env()
+    celery = str(ROOT / ".venv" / "bin" / "celery")
+    workers = [subprocess.Popen([celery, "-A", "billing_site", "worker", "--pool", "solo", "-l", "WARNING",
+                                 "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle"],
+                                # each worker in its own session, as a daemonized worker is (with
+                                # sched_autogroup on, one session's processes share one CPU share)
+                                cwd=ROOT, env=env, start_new_session=True) for i in range(n_workers)]
+    try:
+        deadline = time.monotonic() + 60
+        while len(app.control.ping(timeout=1.0) or []) < n_workers:
+            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+                raise RuntimeError("celery workers did not start")
+        started = time.monotonic()
+        run = billing_run_enqueue(as_of=AS_OF, auto_finalize=False, chunk_size=chunk, actor="bench")
+        while True:
+            run = BillingRun.objects.get(pk=run.pk)
+            if run.status not in ("queued", "running"):
+                break
+            if time.monotonic() - started > 600:
+                raise RuntimeError("the run did not finish in 10 minutes")
+            time.sleep(0.05)
+        wall = time.monotonic() - started
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+    # How much chunk work overlapped: the sum of the chunks' own transaction times over the wall time
+    # from the first chunk's start to the last one's end (1.0 = one at a time).
+    spans = list(run.chunks.values_list("started_at", "done_at"))
+    busy = sum((done - began).total_seconds() for began, done in spans)
+    window = (max(d for _, d in spans) - min(b for b, _ in spans)).total_seconds() if spans else 0
+    print(f"  {n_workers} worker process(es): {wall:.1f} s — {run.status}, {run.chunks_total} chunks, "
+          f"{run.subscriptions_done:,}/{run.subscriptions_due:,} subscriptions, {run.invoices_created:,} invoices, "
+          f"{run.error_count} errors; chunks {busy:.1f} s of work in {window:.1f} s (overlap × "
+          f"{busy / window if window else 0:.2f}); load average {os.getloadavg()[0]:.1f}")
+    assert run.status == "succeeded" and run.invoices_created == n_subs
+    return wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--chunk", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="reuse a seeded database; only reset invoicing state")
+    parser.add_argument("--workers", type=int, nargs="+",
+                        help="fan the run out over N celery worker processes (one measurement per N given)")
     args = parser.parse_args()
+    if args.workers:
+        os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 
     seeded = False
     if args.keep:
@@ -161,15 +242,18 @@ def main() -> None:
         ensure_database(fresh=True)
         seed(args.subscriptions, args.events)
     else:
-        with psql_connect() as conn:  # undo a previous run: invoices, cursors
-            conn.execute("""TRUNCATE invoicing_invoiceline, invoicing_invoice, invoicing_historicalinvoice,
-                            invoicing_billingrun, invoicing_invoicenumberseries, invoicing_invoiceemail,
-                            common_auditevent, subscriptions_historicalsubscription CASCADE""")
-            conn.execute("UPDATE subscriptions_subscription SET usage_billed_through = NULL, advance_billed_through = "
-                         "CASE WHEN advance_billed_through IS NOT NULL THEN DATE '2026-04-01' END")
+        reset_invoicing()
         print("reusing the seeded bench database")
 
     setup_django()
+    if args.workers:
+        print(f"billing run as of {AS_OF} over {args.subscriptions:,} subscriptions, {args.events:,} events, "
+              f"chunks of {args.chunk}, fanned out over celery worker processes:")
+        walls = {n: run_with_workers(n, args.chunk, args.subscriptions) for n in args.workers}
+        first = args.workers[0]
+        for n, wall in walls.items():
+            print(f"  speed-up {first} → {n} worker(s): × {walls[first] / wall:.2f}")
+        return
     from invoicing.billing import billing_run
     from invoicing.models import Invoice, InvoiceLine
 

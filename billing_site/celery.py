@@ -23,7 +23,14 @@ app.conf.beat_schedule = {
     "payments-sweep-pending-attempts": {"task": "payments.tasks.sweep_pending_attempts", "schedule": crontab(minute="*/15")},
     # Dunning: every step due (retries, e-mails, escalations, final actions); each step runs once.
     "dunning-run": {"task": "dunning.tasks.run_dunning", "schedule": crontab(minute="*/15")},
+    # Revenue: post new source documents to the journal hourly; close every past month from the 3rd on.
+    "revrec-sync": {"task": "revrec.sync", "schedule": crontab(minute=45)},
+    "revrec-close-due": {"task": "revrec.close_due", "schedule": crontab(minute=50, hour=4)},
     "analytics-rebuild-mrr-ledger": {"task": "analytics.rebuild_mrr_ledger", "schedule": crontab(minute=30, hour=2)},
+    "webhooks-deliver": {"task": "webhooks.deliver", "schedule": 60.0},
+    "idempotency-keys-purge": {"task": "common.purge_idempotency_keys", "schedule": crontab(minute=25)},
+    "billing-runs-take-over-stale": {"task": "invoicing.tasks.billing_runs_take_over_stale",
+                                     "schedule": crontab(minute="*/10")},
 }
 
 

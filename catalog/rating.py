@@ -134,6 +134,34 @@ def needs_event_values(*, model: str, properties: dict) -> bool:
     return free > 0 or props.get("min_per_transaction") is not None or props.get("max_per_transaction") is not None
 
 
+def rate_projected(*, model: str, properties: dict, quantity: Decimal, currency: str, event_count: int,
+                   event_values: Sequence[Decimal] | None = None, extra_events: int = 0,
+                   extra_value: Decimal = ZERO) -> Decimal:
+    """A forecast amount: the charge on the known usage (`event_values` when the charge needs them)
+    plus `extra_events` future events of `extra_value` each, priced as the charge prices one event
+    (after the remaining free events, each fee clamped by the per-event minimum/maximum).
+    For charges that do not need per-event values this is simply the charge on `quantity`."""
+    if not needs_event_values(model=model, properties=properties):
+        return rate(model=model, properties=properties, quantity=quantity, currency=currency,
+                    event_count=event_count).amount
+    known = list(event_values or ())
+    rated = rate(model=model, properties=properties, quantity=quantity, currency=currency,
+                 event_count=len(known), event_values=known)
+    props = properties or {}
+    free_left = max(int(_dec(props.get("free_units", 0), "free_units")) - len(known), 0)
+    billable = max(int(extra_events) - free_left, 0)
+    if not billable:
+        return rated.amount
+    fee = extra_value * _dec(props.get("rate"), "rate") / HUNDRED + _dec(props.get("fixed_amount", 0), "fixed_amount")
+    minimum = _optional_dec(props.get("min_per_transaction"), "min_per_transaction")
+    maximum = _optional_dec(props.get("max_per_transaction"), "max_per_transaction")
+    if minimum is not None and fee < minimum:
+        fee = minimum
+    if maximum is not None and fee > maximum:
+        fee = maximum
+    return quantize_money(rated.unrounded_amount + billable * fee, currency)
+
+
 def format_price(value: Decimal, currency: str) -> str:
     """A price for people: at least the currency's decimals, more only when the price has them
     ("40.00", "0.004", "1500" for JPY)."""

@@ -527,7 +527,7 @@ def coupon_remove(*, redemption, actor=None):
     return redemption
 
 
-def coupon_redemptions_consume(*, redemptions, invoice_id, discounts=(), actor=None) -> list:
+def coupon_redemptions_consume(*, redemptions, invoice_id, discounts=(), actor=None, uses_period: bool = True) -> list:
     """Record that the invoice `invoice_id` used `redemptions` (the ones its discounts came from).
 
     Idempotent per invoice: a redemption already consumed by `invoice_id` is left alone (a
@@ -536,7 +536,12 @@ def coupon_redemptions_consume(*, redemptions, invoice_id, discounts=(), actor=N
     `repeating` one after `duration_periods`; `forever` never ends. `discounts` (DiscountLines)
     records each coupon's amount on that invoice. Rows are locked in pk order. 409 if a redemption
     is no longer active (removed or used up) and has not been consumed by this invoice: compute
-    the invoice from `coupon_redemptions_for_invoice(..., lock=True)` in the same transaction."""
+    the invoice from `coupon_redemptions_for_invoice(..., lock=True)` in the same transaction.
+
+    Repeating coupons count billing periods, not invoices (DESIGN.md §3): an invoice that does not
+    close a billing period (`uses_period=False`: an upgrade's or a cancellation's invoice inside a
+    period, late usage, a manual invoice) is discounted and recorded but does not use a period. A
+    `once` coupon is used up by the first invoice it discounts."""
     from django.utils import timezone
 
     from catalog.models import CouponDuration, CouponRedemption, CouponUsage
@@ -560,17 +565,21 @@ def coupon_redemptions_consume(*, redemptions, invoice_id, discounts=(), actor=N
                                     code="coupon_redemption_inactive")
             CouponUsage.objects.create(redemption=redemption, invoice_id=invoice_id,
                                        amount=amounts.get(redemption.coupon_id))
-            redemption.periods_applied += 1
             coupon = redemption.coupon
-            fields = ["periods_applied"]
+            fields = []
+            if uses_period or coupon.duration == CouponDuration.ONCE:
+                redemption.periods_applied += 1
+                fields.append("periods_applied")
             if coupon.duration == CouponDuration.ONCE or (
                     coupon.duration == CouponDuration.REPEATING and redemption.periods_applied >= coupon.duration_periods):
                 redemption.ended_at = now
                 fields.append("ended_at")
-            redemption.save(update_fields=fields)
+            if fields:
+                redemption.save(update_fields=fields)
             audit_record(action="coupon.consumed", obj=redemption, actor=actor_label(actor or "billing"),
                    rule=f"coupon duration {coupon.duration}",
                    inputs={"invoice_id": invoice_id, "coupon": coupon.code, "periods_applied": redemption.periods_applied,
+                           "uses_period": "periods_applied" in fields,
                            "duration_periods": coupon.duration_periods, "amount": amounts.get(redemption.coupon_id),
                            "ended": "ended_at" in fields})
             out.append(redemption)

@@ -4,7 +4,8 @@
 
     subtotal  = Σ line amounts (each already rounded once, per DESIGN.md §2; credit lines negative)
     discount  = Σ coupon discounts (catalog.discounts: application order, each on what remains,
-                never below zero)
+                never below zero) on the subtotal less credits for unused time (already net of
+                the discount they were charged with)
     taxable   = subtotal − discount
     tax       = per rate on `taxable`, each rate rounded half up (catalog.taxes)
     total     = taxable + tax
@@ -58,7 +59,11 @@ class InvoiceTotals:
 def compute_invoice_totals(*, line_amounts: Sequence[Decimal], currency: str, coupons: Sequence[CouponLike] = (),
                            tax_rates: Sequence[TaxRateLike] = (), tax_note: str = "",
                            credit_balance: Decimal = Decimal(0),
-                           prepaid_available: Decimal = Decimal(0)) -> InvoiceTotals:
+                           prepaid_available: Decimal = Decimal(0),
+                           undiscounted: Decimal = Decimal(0)) -> InvoiceTotals:
+    """`undiscounted`: the part of the subtotal coupons do not apply to — credits for unused time,
+    which already return only what was charged after its discount (DESIGN.md §5); coupons take
+    their share of the other lines (`subtotal − undiscounted`), then tax applies to what remains."""
     amounts = list(line_amounts)
     for index, amount in enumerate(amounts):
         if not isinstance(amount, Decimal):
@@ -66,7 +71,8 @@ def compute_invoice_totals(*, line_amounts: Sequence[Decimal], currency: str, co
         if quantize_money(amount, currency) != amount:
             raise TotalsError(f"line {index}: {amount} is not rounded to the {currency} minor unit.")
     subtotal = quantize_money(sum(amounts, Decimal(0)), currency)
-    discounts = compute_discounts(subtotal=subtotal, coupons=coupons, currency=currency)
+    discounts = compute_discounts(subtotal=subtotal - quantize_money(undiscounted, currency), coupons=coupons,
+                                  currency=currency)
     discount = quantize_money(sum((d.amount for d in discounts), Decimal(0)), currency)
     taxable = subtotal - discount
     tax = compute_tax(taxable_amount=taxable, rates=tax_rates, currency=currency, note=tax_note)

@@ -37,3 +37,26 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}:{self.object_id} by {self.actor}"
+
+
+class IdempotencyKey(models.Model):
+    """The stored first response to a POST sent with an `Idempotency-Key` (API.md; billing_site/idempotency.py).
+
+    Scoped to the API key (`api_key_id`, no foreign key: common sits below customers). Only responses
+    below 400 are stored; rows older than IDEMPOTENCY_KEY_TTL_HOURS are purged by a beat job."""
+
+    api_key_id = models.BigIntegerField()
+    key = models.CharField(max_length=255)
+    request_method = models.CharField(max_length=10)
+    request_path = models.CharField(max_length=2000)
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 of the request body")
+    response_status = models.PositiveSmallIntegerField()
+    response_content_type = models.CharField(max_length=200, blank=True)
+    response_body = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key_id", "key"], name="idempotency_key_unique_per_api_key")]
+
+    def __str__(self) -> str:
+        return f"{self.request_method} {self.request_path} [{self.key}]"

@@ -202,7 +202,13 @@ def seed_analytics(*, today: date, bill: bool = True, actor: str = "seed_demo") 
     if bill:
         from invoicing.billing import billing_run
 
-        run = billing_run(as_of=today, actor=actor, subscription_ids=ids + metered_ids)
-        summary["analytics invoices"] = run.invoices_created
+        # One run per month, as the hourly beat would have done: each invoice is issued on its own
+        # run's date (DESIGN.md §6), so the history has real due dates and ages.
+        created, as_of = 0, add_months(base, 1)
+        while as_of < today:
+            created += billing_run(as_of=as_of, actor=actor, subscription_ids=ids + metered_ids).invoices_created
+            as_of = add_months(as_of, 1)
+        created += billing_run(as_of=today, actor=actor, subscription_ids=ids + metered_ids).invoices_created
+        summary["analytics invoices"] = created
         summary["analytics invoices paid"] = _collect(today, actor)["paid"]
     return summary

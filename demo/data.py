@@ -248,6 +248,10 @@ def seed_demo(*, today: date | None = None, bill: bool = True) -> dict:
     from demo.analytics import seed_analytics
 
     summary.update(seed_analytics(today=today, bill=bill))
+    if bill:
+        from demo.revrec import demo_revrec_close
+
+        summary.update(demo_revrec_close(today))  # after every area that bills: closes the demo's months
     # Each later area (payments, dunning, revenue, analytics, ...) seeds its part in its own module
     # `demo/<area>.py`, called from here after the billing cycle, and adds its counts to `summary`.
     return summary

@@ -128,9 +128,9 @@ class InvoiceAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 @admin.register(BillingRun)
 class BillingRunAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
     list_display = ("pk", "as_of", "status", "invoices_created", "invoices_flagged", "invoices_finalized",
-                    "subscriptions_due", "error_count", "started_at", "finished_at", "triggered_by")
+                    "subscriptions_due", "subscriptions_done", "error_count", "started_at", "finished_at", "triggered_by")
     list_filter = ("status",)
-    date_hierarchy = "started_at"
+    date_hierarchy = "created_at"
     readonly_fields = [f.name for f in BillingRun._meta.fields]
 
     def has_add_permission(self, request):

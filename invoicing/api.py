@@ -1,5 +1,6 @@
 import json
 
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -7,7 +8,7 @@ from rest_framework import renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from invoicing.billing import billing_run
+from invoicing.billing_run import billing_run, billing_run_enqueue
 from invoicing.selectors import billing_run_get, invoice_get, invoices_list
 from invoicing.serializers import (
     BillingRunCreateSerializer,
@@ -119,12 +120,20 @@ class BillingRunViewSet(viewsets.GenericViewSet):
     serializer_class = BillingRunSerializer
     scope_map = {"create": "admin", "retrieve": "billing:read"}
 
-    @extend_schema(request=BillingRunCreateSerializer, responses={201: BillingRunSerializer})
+    @extend_schema(request=BillingRunCreateSerializer,
+                   responses={201: BillingRunSerializer, 202: BillingRunSerializer,
+                              409: OpenApiResponse(description="billing_run_too_large: send \"wait\": false")})
     def create(self, request):
         serializer = BillingRunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        run = billing_run(as_of=serializer.validated_data["as_of"], actor=request.auth,
-                          auto_finalize=serializer.validated_data["finalize"])
+        data = serializer.validated_data
+        if not data["wait"]:
+            run = billing_run_enqueue(as_of=data["as_of"], actor=request.auth, auto_finalize=data["finalize"],
+                                      chunk_size=settings.BILLING_RUN_CHUNK_SIZE)
+            return Response(BillingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        run = billing_run(as_of=data["as_of"], actor=request.auth, auto_finalize=data["finalize"],
+                          chunk_size=settings.BILLING_RUN_CHUNK_SIZE,
+                          max_subscriptions=settings.BILLING_RUN_SYNC_MAX_SUBSCRIPTIONS, take_over="enqueue")
         return Response(BillingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])

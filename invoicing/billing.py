@@ -18,14 +18,13 @@ the same transaction. Idempotent and concurrency-safe:
 from __future__ import annotations
 
 import logging
-import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
@@ -38,7 +37,6 @@ from common.timeutil import local_date, local_date_bounds_utc
 from invoicing import usage_source
 from invoicing.models import (
     BillingRun,
-    BillingRunStatus,
     Invoice,
     InvoiceLine,
     InvoiceReason,
@@ -47,9 +45,9 @@ from invoicing.models import (
 )
 from invoicing.schedule import BillingDate, Span, billing_schedule, billing_start, closures_until, full_days
 from invoicing.services import invoices_auto_finalize
-from invoicing.totals import TotalsPreview
-from subscriptions.models import ChangeKind, ProrationItem, Subscription, SubscriptionChange
-from subscriptions.periods import period_containing, prorate
+from invoicing.totals import TotalsPreview, line_discountable
+from subscriptions.models import ChangeKind, ProrationItem, ProrationKind, Subscription, SubscriptionChange
+from subscriptions.periods import full_period_days, period_containing, prorate
 
 logger = logging.getLogger(__name__)
 
@@ -76,46 +74,12 @@ class RunResult:
     errors: list = field(default_factory=list)
 
 
-def billing_run(*, as_of: date, actor=None, now: datetime | None = None, auto_finalize: bool = True,
-                chunk_size: int = CHUNK_SIZE, subscription_ids=None) -> BillingRun:
-    """Run billing up to `as_of` (inclusive) and record it as a BillingRun.
+def billing_run(**kwargs) -> BillingRun:
+    """The synchronous billing run; the sweep (runs, chunks, heartbeat, takeover, fan-out) lives in
+    `invoicing.billing_run`, this module builds the lines of one chunk."""
+    from invoicing.billing_run import billing_run as run_billing
 
-    `now` (the hourly beat passes it) additionally holds back periods whose end has not yet
-    passed in the customer's timezone. With `auto_finalize`, drafts whose grace period has passed
-    by `as_of` are finalized afterwards (flagged drafts wait for review)."""
-    run = BillingRun.objects.create(as_of=as_of, triggered_by=actor_label(actor))
-    result = RunResult()
-    try:
-        due = subscriptions_due(as_of=as_of, now=now, subscription_ids=subscription_ids)
-        result.subscriptions_examined, due_ids = due
-        result.subscriptions_due = len(due_ids)
-        for start in range(0, len(due_ids), chunk_size):
-            _bill_chunk_safely(due_ids[start:start + chunk_size], as_of=as_of, now=now, run=run, result=result)
-        finalized = 0
-        if auto_finalize and result.invoice_ids:
-            finalized = invoices_auto_finalize(today=as_of, invoice_ids=result.invoice_ids).finalized
-        run.status = BillingRunStatus.PARTIAL if result.errors else BillingRunStatus.SUCCEEDED
-        run.invoices_finalized = finalized
-    except Exception as exc:  # the run row must say it failed; the chunks already committed stay
-        logger.exception("billing run %s failed", run.pk)
-        result.errors.append({"subscription": None, "error": repr(exc), "trace": traceback.format_exc(limit=5)})
-        run.status = BillingRunStatus.FAILED
-        _finish(run, result)
-        raise
-    _finish(run, result)
-    return run
-
-
-def _finish(run: BillingRun, result: RunResult) -> None:
-    run.subscriptions_examined = result.subscriptions_examined
-    run.subscriptions_due = result.subscriptions_due
-    run.invoices_created = result.invoices_created
-    run.lines_created = result.lines_created
-    run.invoices_flagged = result.invoices_flagged
-    run.error_count = len(result.errors)
-    run.errors = result.errors[:200]
-    run.finished_at = timezone.now()
-    run.save()
+    return run_billing(**kwargs)
 
 
 def subscriptions_due(*, as_of: date, now: datetime | None = None, subscription_ids=None) -> tuple[int, list[int]]:
@@ -162,10 +126,27 @@ def invoice_subscription_now(*, subscription: Subscription, on_date: date, reaso
                                usage_billed_through=sub.usage_billed_through, interval=interval,
                                billing_time=sub.billing_time, on=on_date)
         bill = BillingDate(on_date, closures=spans)
+        advance_through = None
+        if sub.plan_version.pay_in_advance and sub.end_date is not None and sub.end_date <= on_date:
+            # Ended before a billing run billed the period's in-advance fee: nothing is credited
+            # (subscriptions) and the final invoice charges the days used (DESIGN.md §5).
+            schedule = billing_schedule(
+                start_date=sub.start_date, trial_end_date=sub.trial_end_date, end_date=sub.end_date,
+                usage_billed_through=sub.usage_billed_through, advance_billed_through=sub.advance_billed_through,
+                interval=interval, billing_time=sub.billing_time, pay_in_advance=True, as_of=on_date)
+            advances = [b.advance for b in schedule.bills if b.advance is not None]
+            if len(advances) == 1:  # several periods unbilled: the billing run bills them, one per period
+                advance = advances[0]
+                if ProrationItem.objects.filter(subscription=sub, period_end=advance.period.end).exists():
+                    # A change inside the period settled it with proration items (credits of the
+                    # unused time included): the fee covers the whole period, as that contract says.
+                    advance = Span(advance.period, advance.start, advance.period.end)
+                bill.advance = advance
+                advance_through = advance.end
         builder = _ChunkBuilder(subs=[sub], as_of=on_date, reason=InvoiceReason.SUBSCRIPTION_CHANGE, run=None,
                                 rule=RULE_CHANGE, actor=actor_label(actor), extra_inputs={"reason": reason})
         plans = {sub.pk: _Plan(sub=sub, bills=[bill], usage_billed_through=spans[-1].end if spans else None,
-                               advance_billed_through=None)}
+                               advance_billed_through=advance_through)}
         invoices = builder.build(plans)
         if not invoices:
             return None
@@ -203,19 +184,6 @@ class _Plan:
 
 def _finished(sub: Subscription) -> bool:
     return sub.end_date is not None and (sub.usage_billed_through or sub.start_date) >= sub.end_date
-
-
-def _bill_chunk_safely(ids: list[int], *, as_of, now, run, result: RunResult) -> None:
-    try:
-        _bill_chunk(ids, as_of=as_of, now=now, run=run, result=result)
-    except IntegrityError:
-        # Should not happen under the row locks; isolate the offending subscription.
-        logger.warning("billing run %s: integrity error in a chunk of %d; retrying one by one", run.pk, len(ids))
-        for pk in ids:
-            try:
-                _bill_chunk([pk], as_of=as_of, now=now, run=run, result=result)
-            except Exception as exc:  # noqa: BLE001 — recorded on the run, the rest go on
-                result.errors.append({"subscription": pk, "error": repr(exc)})
 
 
 def _bill_chunk(ids: list[int], *, as_of: date, now, run: BillingRun, result: RunResult) -> None:
@@ -377,7 +345,10 @@ class _ChunkBuilder:
         interval = sub.plan_version.plan.interval
         invoice = Invoice(
             customer_id=sub.customer_id, subscription_id=sub.pk, currency=currency, billing_date=bill.date,
-            issue_date=bill.date, due_date=bill.date + timedelta(days=sub.customer.net_terms_days),
+            # Issued when finalized (DESIGN.md §6); a run's as_of is its "now", so a draft shows that
+            # day until a later finalization moves it.
+            issue_date=max(bill.date, self.as_of),
+            due_date=max(bill.date, self.as_of) + timedelta(days=sub.customer.net_terms_days),
             reason=reason, billing_run=self.run, status=InvoiceStatus.DRAFT,
         )
         lines: list[InvoiceLine] = []
@@ -440,10 +411,15 @@ class _ChunkBuilder:
 
         # 3. Pending proration items (plan/seat changes, immediate cancellations).
         for item in [p for p in prorations.get(sub.pk, []) if p.period_start <= bill.date]:
+            amount, metadata = quantize_money(item.amount, currency), {"proration_item": item.pk,
+                                                                        "proration_kind": item.kind}
+            if item.kind == ProrationKind.CREDIT:
+                amount, charged = _unused_time_credit(sub, item, currency=currency, interval=interval)
+                metadata.update(charged)
             line = add(kind=LineKind.PRORATION, description=item.description, plan_version_id=item.plan_version_id,
                        quantity=Decimal(item.quantity), unit_amount=item.unit_amount,
-                       amount=quantize_money(item.amount, currency), period_start=item.period_start,
-                       period_end=item.period_end, metadata={"proration_item": item.pk, "proration_kind": item.kind})
+                       amount=amount, period_start=item.period_start,
+                       period_end=item.period_end, metadata=metadata)
             self.proration_items.append((item, line))
             prorations[sub.pk].remove(item)
 
@@ -459,7 +435,8 @@ class _ChunkBuilder:
         if getattr(self, "totals_preview", None) is None:
             self.totals_preview = TotalsPreview({s.customer_id for s in self.subs})
         totals = self.totals_preview.totals(invoice=invoice, customer=sub.customer, subscription=sub,
-                                            lines=[(ln.amount, ln.taxable) for ln in lines])
+                                            lines=[(ln.amount, ln.taxable, line_discountable(ln.kind, ln.amount))
+                                                   for ln in lines])
         for name, value in totals.as_fields().items():
             setattr(invoice, name, value)
         if bill.closures or bill.advance:
@@ -476,8 +453,10 @@ class _ChunkBuilder:
         if prev is not None:
             prev_total, prev_had_usage, prev_id, prev_days = prev
             # A short previous invoice (a prorated first period) is scaled to this invoice's span first,
-            # so a normal first full period is not flagged as a spike.
-            days = (invoice.period_end - invoice.period_start).days if invoice.period_start and invoice.period_end else 0
+            # so a normal first full period is not flagged as a spike. Both spans are measured the
+            # same way: the days the invoice's lines cover (an in-advance fee reaches into the next
+            # period, so the first full invoice covers the closed short period and a whole one).
+            days = _lines_span_days(lines)
             scale = Decimal(days) / Decimal(prev_days) if prev_days and days > prev_days else Decimal(1)
             if prev_total > 0 and invoice.total > REVIEW_TOTAL_FACTOR * prev_total * scale:
                 reasons.append({"rule": RULE_TOTAL_SPIKE, "total": str(invoice.total), "previous_total": str(prev_total),
@@ -487,8 +466,7 @@ class _ChunkBuilder:
                 reasons.append({"rule": RULE_ZERO_USAGE, "usage_lines": len(usage_lines),
                                 "previous_invoice": str(prev_id)})
         if reason == InvoiceReason.SUBSCRIPTION_CYCLE:
-            span = (invoice.period_end - invoice.period_start).days if invoice.period_start and invoice.period_end else 0
-            previous[sub.pk] = (invoice.total, has_usage, invoice.pk, span)
+            previous[sub.pk] = (invoice.total, has_usage, invoice.pk, _lines_span_days(lines))
         invoice.needs_review = bool(reasons)
         invoice.review_reasons = reasons
 
@@ -510,20 +488,22 @@ class _ChunkBuilder:
 
     def _late_usage(self, plans: dict[int, "_Plan"], changes, charges: "_Charges", errors) -> dict[int, list]:
         """Late events (arrived after their period was invoiced) → `late_usage` line fields per
-        subscription, with the event ids to mark billed.
+        subscription, with the event ids to mark billed (DESIGN.md §3–4).
 
-        Each group (subscription, metric, the plan-version run of the period the event falls in) is
-        priced incrementally on the charge that applied then: rate(all usage of that window) −
-        rate(usage before these late events), so tiers continue where the invoice left off. For
-        count and sum "before" is exact (all − late); for max, latest and unique_count it is the
-        on-time usage (a simplification documented in docs/decisions)."""
-        from catalog.models import Aggregation
-
+        Events are grouped by window: (subscription, the plan-version run of the period the event
+        falls in, clipped to where billing started and to the end date). Each charge of that window
+        is priced incrementally: rate(every event of the window) − rate(the events billed so far:
+        on time and earlier late batches), for every aggregation and model, per-event values
+        included, so tiers continue where the invoices left off and a second late batch never
+        re-bills the first; the line's quantity is the true increment. Late usage counts toward
+        the window's (prorated) minimum commitment: the window's late lines add up to
+        max(min, base + usage_all) − max(min, base + usage_billed_so_far)."""
         events = usage_source.late_events(subscription_ids=list(plans))
         if not events:
             return {}
         out: dict[int, list] = defaultdict(list)
-        groups: dict[tuple, list] = defaultdict(list)
+        windows: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+        window_info: dict[tuple, tuple] = {}
         segment_cache: dict[tuple, list] = {}
         for event in events:
             sub = plans[event.subscription_id].sub
@@ -532,73 +512,100 @@ class _ChunkBuilder:
             first = billing_start(start_date=sub.start_date, trial_end_date=sub.trial_end_date)
             if day < first:
                 # Trial (or pre-start) usage is never billed, late or not: settle it at zero.
-                groups[(sub.pk, event.metric_id, sub.start_date, first, None)].append(event)
+                key = (sub.pk, sub.start_date, first, None)
+                windows[key][event.metric_id].append(event)
                 continue
             period = period_containing(start_date=sub.start_date, interval=interval, billing_time=sub.billing_time,
                                        on=day)
-            # The window starts where billing started, as the period's own invoice did.
+            # The window starts where billing started and ends where the subscription ended, as the
+            # period's own invoices did.
             window_start = max(period.start, first)
-            key = (sub.pk, period)
-            if key not in segment_cache:
+            window_end = period.end if sub.end_date is None else max(min(period.end, sub.end_date), window_start)
+            cache_key = (sub.pk, period)
+            if cache_key not in segment_cache:
                 slow = _needs_segments(sub, changes.get(sub.pk, ()), since=window_start)
-                segs = (_segments(sub, window_start, period.end) if slow
-                        else [(window_start, period.end, sub.plan_version, sub.quantity)])
-                segment_cache[key] = _merge_by_version(segs) or [(window_start, period.end, sub.plan_version)]
-            seg = next((s for s in segment_cache[key] if s[0] <= day < s[1]), segment_cache[key][-1])
-            groups[(sub.pk, event.metric_id, seg[0], seg[1], seg[2].pk)].append(event)
-        for (sub_id, metric_id, start, end, version_id), group in groups.items():
+                segs = (_segments(sub, window_start, window_end) if slow
+                        else [(window_start, window_end, sub.plan_version, sub.quantity)])
+                segs = segs or [(window_start, window_end, sub.plan_version, sub.quantity)]
+                segment_cache[cache_key] = (segs, _merge_by_version(segs))
+            segs, merged = segment_cache[cache_key]
+            seg = next((m for m in merged if m[0] <= day < m[1]), merged[-1])
+            key = (sub.pk, seg[0], seg[1], seg[2].pk)
+            windows[key][event.metric_id].append(event)
+            window_info[key] = (period, seg[2], [s for s in segs if s[2].pk == seg[2].pk and seg[0] <= s[0] < seg[1]])
+        for key, by_metric in windows.items():
+            sub_id, start, end, version_id = key
             sub = plans[sub_id].sub
-            currency = sub.plan_version.plan.currency
-            event_ids = [e.event_id for e in group]
             if version_id is None:
-                out[sub_id].append((dict(description="Late usage during the trial, not billed",
-                                         billable_metric_id=metric_id, quantity=Decimal(len(group)), amount=ZERO,
-                                         period_start=start, period_end=end,
-                                         metadata={"events": len(group), "trial": True}), event_ids))
-                continue
-            charge = next((c for c in charges.get(version_id) if c.billable_metric_id == metric_id), None)
-            if charge is None:
-                # The plan in force did not charge this metric: nothing to bill, but the events are
-                # settled on this invoice so they are not examined forever.
-                out[sub_id].append((dict(description="Late usage not charged on the plan in force",
-                                         billable_metric_id=metric_id, quantity=Decimal(len(group)), amount=ZERO,
-                                         period_start=start, period_end=end, metadata={"events": len(group)}),
-                                    event_ids))
+                for metric_id, group in by_metric.items():
+                    out[sub_id].append((dict(description="Late usage during the trial, not billed",
+                                             billable_metric_id=metric_id, quantity=Decimal(len(group)), amount=ZERO,
+                                             period_start=start, period_end=end,
+                                             metadata={"events": len(group), "trial": True}),
+                                        [e.event_id for e in group]))
                 continue
             try:
-                b0, b1 = local_date_bounds_utc(start, end, sub.customer.timezone)
-                everything = usage_source.aggregate_windows([("all", sub_id, b0, b1)], metric_ids=[metric_id],
-                                                            late=None)["all"].get(metric_id)
-                q_all = everything.quantity if everything else ZERO
-                n_all = everything.event_count if everything else 0
-                aggregation = charge.billable_metric.aggregation
-                if aggregation in (Aggregation.COUNT, Aggregation.SUM):
-                    late_q = (Decimal(len(group)) if aggregation == Aggregation.COUNT
-                              else sum((e.value or ZERO for e in group), ZERO))
-                    q_before = q_all - late_q
-                else:
-                    before = usage_source.aggregate_windows([("on_time", sub_id, b0, b1)], metric_ids=[metric_id],
-                                                            late=False)["on_time"].get(metric_id)
-                    q_before = before.quantity if before else ZERO
-                n_before = max(n_all - len(group), 0)
-                values_all = values_before = None
-                if needs_event_values(model=charge.model, properties=charge.properties):
-                    values_all = usage_source.event_values(subscription_id=sub_id, metric_id=metric_id, start=b0,
-                                                           end=b1, late=None)
-                    values_before = usage_source.event_values(subscription_id=sub_id, metric_id=metric_id, start=b0,
-                                                              end=b1, late=False)
-                rated_all = rate_charge(charge=charge, quantity=q_all, currency=currency, event_count=n_all,
-                                        event_values=values_all)
-                rated_before = rate_charge(charge=charge, quantity=q_before, currency=currency, event_count=n_before,
-                                           event_values=values_before)
+                lines = self._late_window(sub, start, end, version_id, window_info[key], by_metric, charges)
             except Exception as exc:  # noqa: BLE001 — the events stay unbilled; the next invoice retries them
-                logger.exception("late usage of subscription %s, metric %s failed", sub.pk, metric_id)
+                logger.exception("late usage of subscription %s, window %s–%s failed", sub.pk, start, end)
                 if errors is not None:
-                    errors.append({"subscription": sub.external_id, "late_usage_metric": metric_id,
+                    errors.append({"subscription": sub.external_id, "late_usage_window": [start.isoformat(),
+                                                                                          end.isoformat()],
                                    "error": repr(exc)})
                 continue
+            out[sub_id].extend(lines)
+        return out
+
+    def _late_window(self, sub, start: date, end: date, version_id, info, by_metric: dict[int, list],
+                     charges: "_Charges") -> list:
+        """The late lines of one window (see _late_usage)."""
+        period, version, segs = info
+        currency = sub.plan_version.plan.currency
+        interval = version.plan.interval
+        window_charges = charges.get(version_id)
+        lines: list[tuple[dict, list]] = []
+        for metric_id, group in by_metric.items():
+            if not any(c.billable_metric_id == metric_id for c in window_charges):
+                # The plan in force did not charge this metric: nothing to bill, but the events are
+                # settled on this invoice so they are not examined forever.
+                lines.append((dict(description="Late usage not charged on the plan in force",
+                                   billable_metric_id=metric_id, quantity=Decimal(len(group)), amount=ZERO,
+                                   period_start=start, period_end=end, metadata={"events": len(group)}),
+                              [e.event_id for e in group]))
+        charged = [c for c in window_charges if c.billable_metric_id in by_metric]
+        if not charged:
+            return lines
+        minimum_total = version.minimum_commitment
+        rated_set = window_charges if minimum_total else charged
+        metric_ids = sorted({c.billable_metric_id for c in rated_set})
+        b0, b1 = local_date_bounds_utc(start, end, sub.customer.timezone)
+        window = [("w", sub.pk, b0, b1)]
+        everything = usage_source.aggregate_windows(window, metric_ids=metric_ids, late=None)["w"]
+        billed = usage_source.aggregate_windows(window, metric_ids=metric_ids, late=usage_source.BILLED)["w"]
+        usage_all = usage_before = ZERO
+        late_lines: list[tuple[dict, list]] = []
+        for charge in rated_set:
+            metric_id = charge.billable_metric_id
+            agg_all = everything.get(metric_id) or usage_source.ZERO
+            agg_before = billed.get(metric_id) or usage_source.ZERO
+            values_all = values_before = None
+            if needs_event_values(model=charge.model, properties=charge.properties):
+                values_all = usage_source.event_values(subscription_id=sub.pk, metric_id=metric_id, start=b0, end=b1,
+                                                       late=None)
+                values_before = usage_source.event_values(subscription_id=sub.pk, metric_id=metric_id, start=b0,
+                                                          end=b1, late=usage_source.BILLED)
+            rated_all = rate_charge(charge=charge, quantity=agg_all.quantity, currency=currency,
+                                    event_count=agg_all.event_count, event_values=values_all)
+            rated_before = rate_charge(charge=charge, quantity=agg_before.quantity, currency=currency,
+                                       event_count=agg_before.event_count, event_values=values_before)
+            usage_all += rated_all.amount
+            usage_before += rated_before.amount
+            if metric_id not in by_metric:
+                continue
+            group = by_metric[metric_id]
+            q_all, q_before = agg_all.quantity, agg_before.quantity
             name = charge.invoice_display_name or charge.billable_metric.name
-            out[sub_id].append((dict(
+            late_lines.append((dict(
                 description=f"Late usage — {name}, {start.isoformat()} to {(end - timedelta(days=1)).isoformat()}"[:500],
                 billable_metric_id=metric_id, charge=charge, plan_version_id=version_id,
                 quantity=q_all - q_before, unit_amount=rated_all.unit_amount,
@@ -606,8 +613,21 @@ class _ChunkBuilder:
                 tiers=_tier_difference(rated_all.tiers, rated_before.tiers),
                 metadata={"events": len(group), "quantity_before": str(q_before), "quantity_after": str(q_all),
                           "amount_before": str(rated_before.amount), "amount_after": str(rated_all.amount)},
-            ), event_ids))
-        return out
+            ), [e.event_id for e in group]))
+            # Events of this metric billed by another charge of the window are marked once only.
+            by_metric = {**by_metric, metric_id: []}
+        if minimum_total and late_lines:
+            span = Span(period, start, end)
+            full = full_days(span, interval=interval)
+            days = (end - start).days
+            minimum = (minimum_total if days == full else
+                       prorate(amount=minimum_total, days_used=days, days_in_period=full, currency=currency))
+            base = sum((prorate(amount=version.amount * quantity, days_used=(s_end - s_start).days,
+                                days_in_period=full, currency=currency) for s_start, s_end, _, quantity in segs), ZERO)
+            true_up_before = minimum_commitment_true_up(minimum=minimum, subtotal=base + usage_before, currency=currency)
+            true_up_all = minimum_commitment_true_up(minimum=minimum, subtotal=base + usage_all, currency=currency)
+            _absorb_minimum(late_lines, true_up_all - true_up_before, minimum=minimum, currency=currency)
+        return lines + late_lines
 
     def _base_fee_line(self, add, span: Span, version: PlanVersion, quantity: int, start: date, end: date,
                        currency: str, interval: str, *, advance: bool) -> None:
@@ -739,6 +759,72 @@ def _merge_by_version(segments) -> list[tuple[date, date, PlanVersion]]:
     return [tuple(m) for m in merged]
 
 
+def _unused_time_credit(sub: Subscription, item: ProrationItem, *, currency: str, interval: str) -> tuple[Decimal, dict]:
+    """A credit for unused time returns the unused share of what was actually charged for that fee:
+    after its discount, before tax (DESIGN.md §5). The fee is what the subscription's non-void
+    invoices charged for this plan version over the day the credit starts: the in-advance base fee
+    line and any proration charges (an upgrade's remaining time, added seats), each net of its
+    invoice's discount shared in proportion to line amounts. The nominal unused share
+    (amount × seats × unused days / days in period) is scaled by charged-net / charged-gross and
+    rounded once. A fee not invoiced yet (an upgrade before the run billed the period) is credited
+    at its nominal amount: the run bills it in full later."""
+    period = period_containing(start_date=sub.start_date, interval=interval, billing_time=sub.billing_time,
+                               on=item.period_start)
+    full = full_period_days(period, interval=interval)
+    nominal = item.unit_amount * item.quantity * Decimal((item.period_end - item.period_start).days) / Decimal(full)
+    charged = list(
+        InvoiceLine.objects.filter(
+            invoice__subscription_id=sub.pk, plan_version_id=item.plan_version_id, period_start__lte=item.period_start,
+            period_end__gt=item.period_start, amount__gt=0,
+        ).filter(Q(kind=LineKind.SUBSCRIPTION, metadata__in_advance=True) | Q(kind=LineKind.PRORATION))
+        .exclude(invoice__status=InvoiceStatus.VOID)
+        .values_list("amount", "invoice_id", "invoice__discount")
+    )
+    # The invoice's discount is shared over the lines coupons apply to (line_discountable).
+    base: dict = defaultdict(lambda: ZERO)
+    for invoice_id, amount, kind in InvoiceLine.objects.filter(invoice_id__in={c[1] for c in charged}).values_list(
+            "invoice_id", "amount", "kind"):
+        if line_discountable(kind, amount):
+            base[invoice_id] += amount
+    gross = sum((amount for amount, _, _ in charged), ZERO)
+    net = sum((amount - (amount * discount / base[invoice_id] if discount and base[invoice_id] > 0 else ZERO)
+               for amount, invoice_id, discount in charged), ZERO)
+    fraction = net / gross if gross > 0 else Decimal(1)
+    credit = -quantize_money(nominal * fraction, currency)
+    info = {"charged_gross": str(quantize_money(gross, currency)), "charged_net": str(quantize_money(net, currency)),
+            "nominal_credit": str(-quantize_money(nominal, currency))} if gross > 0 else {}
+    return credit, info
+
+
+def _absorb_minimum(late_lines: list, adjustment: Decimal, *, minimum: Decimal, currency: str) -> None:
+    """Spread a window's change of minimum-commitment true-up over its late lines, so they add up
+    to max(min, base + usage_all) − max(min, base + usage_before): a shortfall already billed as
+    true-up absorbs the late usage (taken from the positive lines in order); a true-up that grows
+    (a `latest` value fell) is added to the first line."""
+    if not adjustment:
+        return
+    if adjustment > 0:
+        shares = [adjustment] + [ZERO] * (len(late_lines) - 1)
+    else:
+        remaining, shares = -adjustment, []
+        for fields, _ in late_lines:
+            take = min(remaining, max(fields["amount"], ZERO))
+            shares.append(-take)
+            remaining -= take
+        if remaining:
+            shares[0] -= remaining
+    for (fields, _), share in zip(late_lines, shares):
+        if not share:
+            continue
+        fields["metadata"]["usage_amount"] = str(fields["amount"])
+        fields["metadata"]["minimum_commitment_adjustment"] = str(share)
+        fields["metadata"]["minimum"] = str(minimum)
+        fields["amount"] = quantize_money(fields["amount"] + share, currency)
+        text = (f" (less {format_price(-share, currency)} already billed as minimum commitment true-up)" if share < 0
+                else f" (plus {format_price(share, currency)} minimum commitment true-up)")
+        fields["description"] = (fields["description"] + text)[:500]
+
+
 def _tier_difference(after, before) -> list[dict]:
     """Tier rows of rate(after) − rate(before): what the late units added, tier by tier."""
     rows = []
@@ -765,17 +851,29 @@ def _pending_prorations(ids) -> dict[int, list[ProrationItem]]:
     return out
 
 
+def _lines_span_days(lines) -> int:
+    """Days from the earliest line's service start to the latest line's service end."""
+    dated = [ln for ln in lines if ln.period_start and ln.period_end]
+    if not dated:
+        return 0
+    return (max(ln.period_end for ln in dated) - min(ln.period_start for ln in dated)).days
+
+
 def _previous_invoices(ids) -> dict[int, tuple[Decimal, bool, object, int]]:
-    """The latest non-void cycle invoice of each subscription: (total, had usage, id, days spanned). One query.
+    """The latest non-void cycle invoice of each subscription: (total, had usage, id, days its lines
+    span). One query.
     Mid-period invoices (plan changes) are not a fair yardstick for a period's total."""
     had_usage = InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=USAGE_KINDS, quantity__gt=0)
+    dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
+    first_day = dated.order_by("period_start").values("period_start")[:1]
+    last_day = dated.order_by("-period_end").values("period_end")[:1]
     rows = (
         Invoice.objects.filter(subscription_id__in=ids, reason=InvoiceReason.SUBSCRIPTION_CYCLE)
         .exclude(status=InvoiceStatus.VOID)
-        .annotate(had_usage=Exists(had_usage))
+        .annotate(had_usage=Exists(had_usage), first_day=Subquery(first_day), last_day=Subquery(last_day))
         .order_by("subscription_id", "-billing_date", "-created_at")
         .distinct("subscription_id")
-        .values_list("subscription_id", "total", "had_usage", "pk", "period_start", "period_end")
+        .values_list("subscription_id", "total", "had_usage", "pk", "first_day", "last_day")
     )
     return {sub_id: (total, had, pk, (end - start).days if start and end else 0)
             for sub_id, total, had, pk, start, end in rows}

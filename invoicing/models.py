@@ -13,8 +13,10 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from catalog.models import PRICE_FIELD
@@ -41,6 +43,7 @@ class InvoiceReason(models.TextChoices):
 
 
 class BillingRunStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
     RUNNING = "running", "running"
     SUCCEEDED = "succeeded", "succeeded"
     PARTIAL = "partial", "finished with errors"
@@ -48,28 +51,66 @@ class BillingRunStatus(models.TextChoices):
 
 
 class BillingRun(models.Model):
-    """One sweep over the billing cursors up to `as_of`. Each chunk of subscriptions commits on its
-    own, so a crashed run leaves consistent, resumable state and its row stays `running`."""
+    """One sweep over the billing cursors up to `as_of`, split into chunks (BillingRunChunk) that
+    run inline (synchronous form) or as Celery tasks on any number of workers (asynchronous form).
+    Each chunk commits on its own together with its progress row, so a crashed run leaves
+    consistent, resumable state; a run whose heartbeat goes stale is taken over by the next run
+    (invoicing/billing_run.py)."""
 
     as_of = models.DateField(db_index=True)
     status = models.CharField(max_length=12, choices=BillingRunStatus.choices, default=BillingRunStatus.RUNNING)
     triggered_by = models.CharField(max_length=120, default="system")
-    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True,
+                                        help_text="Last sign of life; a stale running run is taken over")
+    # What the run was asked to do (a run taken over is resumed with the same parameters).
+    cutoff_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="The `now` of an hourly run: periods close once ended locally")
+    auto_finalize = models.BooleanField(default=True)
+    chunk_size = models.PositiveIntegerField(default=1000)
+    subscription_ids = models.JSONField(null=True, blank=True, help_text="Only these subscriptions (null: all)")
+    # Progress.
     subscriptions_examined = models.PositiveIntegerField(default=0)
     subscriptions_due = models.PositiveIntegerField(default=0)
+    subscriptions_done = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
     invoices_created = models.PositiveIntegerField(default=0)
     lines_created = models.PositiveIntegerField(default=0)
     invoices_flagged = models.PositiveIntegerField(default=0)
     invoices_finalized = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+    error = models.TextField(blank=True, help_text="Why the run failed as a whole")
+    takeovers = models.PositiveIntegerField(default=0, help_text="Times a later run resumed it after it went stale")
 
     class Meta:
-        ordering = ["-started_at"]
+        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"billing run {self.pk} as of {self.as_of} ({self.status})"
+
+
+class BillingRunChunk(models.Model):
+    """A progress row: one chunk of a run's due subscriptions. `done_at` is set in the same
+    transaction as the chunk's invoices and cursor moves, so a chunk runs at most once."""
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="chunks")
+    position = models.PositiveIntegerField()
+    subscription_ids = ArrayField(models.BigIntegerField())
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the transaction that billed it began")
+    done_at = models.DateTimeField(null=True, blank=True)
+    invoices_created = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["run_id", "position"]
+        constraints = [models.UniqueConstraint(fields=["run", "position"], name="billing_run_chunk_position_unique")]
+
+    def __str__(self) -> str:
+        return f"chunk {self.position} of billing run {self.run_id}"
 
 
 class Invoice(TimestampedModel):

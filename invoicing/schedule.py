@@ -24,7 +24,6 @@ from datetime import date
 
 from subscriptions.periods import Period, full_period_days, period_containing
 
-MAX_PERIODS_PER_RUN = 400  # a guard against a runaway loop (400 weeks ≈ 7.7 years of catch-up)
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,9 @@ def billing_schedule(*, start_date: date, trial_end_date: date | None, end_date:
 
     usage_cursor = max(usage_billed_through or start_date, first)
     new_usage = usage_billed_through
-    for _ in range(MAX_PERIODS_PER_RUN):
+    # Every closed period, however many (a catch-up run bills them all, DESIGN.md §6): each step
+    # moves the cursor to a later period end, so the loop ends at `as_of` or the end date.
+    while True:
         if usage_cursor >= as_of or (end_date is not None and usage_cursor >= end_date):
             break
         period = period_containing(on=usage_cursor, **kw)
@@ -90,15 +91,16 @@ def billing_schedule(*, start_date: date, trial_end_date: date | None, end_date:
     new_advance = advance_billed_through
     if pay_in_advance:
         cursor = max(advance_billed_through or start_date, first)
-        for _ in range(MAX_PERIODS_PER_RUN):
+        while True:
             if cursor > as_of or (end_date is not None and cursor >= end_date):
                 break
             period = period_containing(on=cursor, **kw)
-            # The whole rest of the period, even when an end date falls inside it: an immediate
-            # cancellation settles the unused days with a credit proration item (subscriptions
-            # contract), so truncating here would credit them twice.
-            bills.setdefault(cursor, BillingDate(cursor)).advance = Span(period, cursor, period.end)
-            cursor = new_advance = period.end
+            # The rest of the period, up to the end date when one falls inside it: a fee not yet
+            # billed when the subscription ended is charged for the days used only (an immediate
+            # cancellation credits only a fee that was billed, DESIGN.md §5).
+            end = period.end if end_date is None else min(period.end, end_date)
+            bills.setdefault(cursor, BillingDate(cursor)).advance = Span(period, cursor, end)
+            cursor = new_advance = end
 
     return Schedule(bills=[bills[d] for d in sorted(bills)], usage_billed_through=new_usage,
                     advance_billed_through=new_advance)
@@ -112,7 +114,7 @@ def closures_until(*, start_date: date, trial_end_date: date | None, end_date: d
     cursor = max(usage_billed_through or start_date, billing_start(start_date=start_date, trial_end_date=trial_end_date))
     stop = on if end_date is None else min(on, end_date)
     spans: list[Span] = []
-    for _ in range(MAX_PERIODS_PER_RUN):
+    while True:
         if cursor >= stop:
             break
         period = period_containing(on=cursor, **kw)

@@ -159,11 +159,31 @@ class ReasonSerializer(serializers.Serializer):
 class BillingRunCreateSerializer(serializers.Serializer):
     as_of = serializers.DateField()
     finalize = serializers.BooleanField(required=False, default=True)
+    wait = serializers.BooleanField(
+        required=False, default=True,
+        help_text="true (default): bill inside the request (201; 409 billing_run_too_large above the synchronous "
+                  "limit). false: 202 with the run id at once; the run fans out over the workers; poll GET.")
 
 
 class BillingRunSerializer(serializers.ModelSerializer):
+    subscriptions_total = serializers.IntegerField(source="subscriptions_due", read_only=True,
+                                                   help_text="Subscriptions due in this run")
+    status = serializers.SerializerMethodField(
+        help_text="queued | running | succeeded | failed. A run that billed all but some isolated subscriptions "
+                  "is failed (never reported as success, DESIGN.md §6): `errors` names them, `error` sums up.")
+    error = serializers.SerializerMethodField()
+
+    def get_status(self, run) -> str:
+        return "failed" if run.status == "partial" else run.status
+
+    def get_error(self, run) -> str:
+        if run.error or run.status != "partial":
+            return run.error
+        return f"{run.error_count} subscription(s) could not be billed; see errors (the others were billed)."
+
     class Meta:
         model = BillingRun
-        fields = ("id", "as_of", "status", "invoices_created", "lines_created", "invoices_flagged",
-                  "invoices_finalized", "subscriptions_examined", "subscriptions_due", "error_count", "errors",
-                  "triggered_by", "started_at", "finished_at")
+        fields = ("id", "as_of", "status", "subscriptions_total", "subscriptions_done", "invoices_created",
+                  "lines_created", "invoices_flagged", "invoices_finalized", "subscriptions_examined",
+                  "subscriptions_due", "error_count", "errors", "error", "triggered_by", "created_at", "started_at",
+                  "finished_at", "heartbeat_at")

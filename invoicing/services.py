@@ -22,7 +22,7 @@ from common.money import money_quantum, quantize_money
 from customers.services import invoice_credits_return
 from invoicing.models import Invoice, InvoiceLine, InvoiceNumberSeries, InvoiceStatus
 from invoicing.totals import (InvoiceTotals, TaxCache, customers_with_coupons, customers_with_credit, invoice_totals,
-                              totals_inputs)
+                              line_discountable, totals_inputs)
 
 FINALIZE_BATCH = 500
 RULE_AUTO_FINALIZE = "auto_finalize_after_grace_period"
@@ -66,8 +66,28 @@ def customer_snapshot(customer) -> dict:
     }
 
 
+def issue_date_on_finalize(invoice: Invoice, *, today: date | None = None) -> date:
+    """The issue date is the day the invoice is finalized (DESIGN.md §6): `today` for a billing run
+    or sweep (its `as_of` is its "now"), else the customer's local date now. Never before the
+    billing date (a draft billed ahead of the clock is issued on its billing date)."""
+    if today is None:
+        from common.timeutil import local_date
+
+        today = local_date(timezone.now(), invoice.customer.timezone)
+    return max(today, invoice.billing_date)
+
+
+def invoice_uses_coupon_period(invoice: Invoice) -> bool:
+    """Only a cycle invoice (one per billing period) uses a period of a repeating coupon; an extra
+    invoice inside a period (an upgrade's, a cancellation's, late usage, manual) does not."""
+    from invoicing.models import InvoiceReason
+
+    return invoice.reason == InvoiceReason.SUBSCRIPTION_CYCLE
+
+
 def _apply_finalize(invoice: Invoice, *, number: str, now, totals: InvoiceTotals) -> list[str]:
-    """Mutate a locked draft into a finalized invoice with its frozen totals; returns the changed field names."""
+    """Mutate a locked draft into a finalized invoice with its frozen totals; returns the changed field names.
+    `invoice.issue_date` is already the finalization day (issue_date_on_finalize)."""
     customer = invoice.customer
     invoice.number = number
     invoice.customer_snapshot = customer_snapshot(customer)
@@ -76,13 +96,19 @@ def _apply_finalize(invoice: Invoice, *, number: str, now, totals: InvoiceTotals
         setattr(invoice, name, value)
     invoice.finalized_at = now
     invoice.status = InvoiceStatus.FINALIZED
-    fields = ["number", "customer_snapshot", "due_date", *totals.as_fields(), "finalized_at", "status", "updated_at"]
+    fields = ["number", "customer_snapshot", "issue_date", "due_date", *totals.as_fields(), "finalized_at", "status",
+              "updated_at"]
     if invoice.amount_due == 0:
         # Nothing to collect (zero or credit invoice): it is settled on finalize, as Stripe does.
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = now
         fields.append("paid_at")
     return fields
+
+
+def _totals_lines(rows) -> list[tuple]:
+    """(amount, taxable, kind) rows → the (amount, taxable, discountable) lines of invoice_totals."""
+    return [(amount, taxable, line_discountable(kind, amount)) for amount, taxable, kind in rows]
 
 
 def _finalize_money(invoice: Invoice, *, now, lines, tax_cache: TaxCache | None = None, coupons: bool = True,
@@ -104,7 +130,8 @@ def _finalize_money(invoice: Invoice, *, now, lines, tax_cache: TaxCache | None 
                             credit_balance=inputs.credit_balance, prepaid_available=inputs.prepaid_available,
                             amount_paid=invoice.amount_paid)
     if inputs.redemptions:
-        coupon_redemptions_consume(redemptions=inputs.redemptions, invoice_id=invoice.pk, discounts=totals.discounts)
+        coupon_redemptions_consume(redemptions=inputs.redemptions, invoice_id=invoice.pk, discounts=totals.discounts,
+                                   uses_period=invoice_uses_coupon_period(invoice))
     if totals.credit_balance_applied > 0:
         applied = credit_balance_apply(customer=customer, currency=currency, amount=totals.credit_balance_applied,
                                        invoice_id=invoice.pk)
@@ -154,17 +181,21 @@ def _after_finalize(invoice_ids: list) -> None:
         logging.getLogger(__name__).exception("could not enqueue the documents of %d finalized invoice(s)", len(ids))
 
 
-def invoice_finalize(*, invoice: Invoice, actor=None, rule: str = "manual", inputs: dict | None = None) -> Invoice:
+def invoice_finalize(*, invoice: Invoice, actor=None, rule: str = "manual", inputs: dict | None = None,
+                     today: date | None = None) -> Invoice:
     """Assign the next gapless number of the invoice's series and year, freeze the customer
-    snapshot and the totals, set the due date (issue date + net terms)."""
+    snapshot and the totals, set the issue date (the day it is finalized: `today`, default the
+    customer's local date) and the due date (issue date + net terms)."""
     with transaction.atomic():
         invoice = (Invoice.objects.select_for_update(of=("self",))
                    .select_related("customer", "subscription__plan_version").get(pk=invoice.pk))
         if invoice.status != InvoiceStatus.DRAFT:
             raise ConflictError(f"Only a draft can be finalized; this invoice is {invoice.status}.", code="invalid_state")
         now = timezone.now()
+        invoice.issue_date = issue_date_on_finalize(invoice, today=today)
         totals, money_inputs = _finalize_money(invoice, now=now,
-                                               lines=list(invoice.lines.values_list("amount", "taxable")))
+                                               lines=_totals_lines(invoice.lines.values_list("amount", "taxable",
+                                                                                              "kind")))
         (number,) = invoice_number_take(series=invoice.series, year=invoice.issue_date.year)
         fields = _apply_finalize(invoice, number=number, now=now, totals=totals)
         invoice.save(update_fields=fields)
@@ -214,11 +245,11 @@ def _finalize_batch(ids: list, *, today: date) -> int:
         if not invoices:
             return 0
         lines: dict = {}
-        for invoice_id, amount, taxable in (InvoiceLine.objects.filter(invoice__in=invoices)
-                                            .values_list("invoice_id", "amount", "taxable")):
-            lines.setdefault(invoice_id, []).append((amount, taxable))
+        for invoice_id, amount, taxable, kind in (InvoiceLine.objects.filter(invoice__in=invoices)
+                                                  .values_list("invoice_id", "amount", "taxable", "kind")):
+            lines.setdefault(invoice_id, []).append((amount, taxable, line_discountable(kind, amount)))
         # Money first, customer by customer (pk order, the lock order of every finalize path), each
-        # customer's invoices in issue-date order so a `once` coupon goes to the earliest. Customers
+        # customer's invoices in billing-date order so a `once` coupon goes to the earliest. Customers
         # without coupons or credit cost no query beyond the two set lookups; tax rates are read once
         # per distinct (country, region, exemption, B2B, date).
         customer_ids = {i.customer_id for i in invoices}
@@ -226,14 +257,16 @@ def _finalize_batch(ids: list, *, today: date) -> int:
         with_credit = customers_with_credit(customer_ids)
         tax_cache = TaxCache()
         now = timezone.now()
+        for invoice in invoices:  # issued the day the sweep (or the run, on its as_of) finalizes them
+            invoice.issue_date = issue_date_on_finalize(invoice, today=today)
         money: dict = {}
-        for invoice in sorted(invoices, key=lambda i: (i.customer_id, i.issue_date, i.created_at, str(i.pk))):
+        for invoice in sorted(invoices, key=lambda i: (i.customer_id, i.billing_date, i.created_at, str(i.pk))):
             money[invoice.pk] = _finalize_money(invoice, now=now, lines=lines.get(invoice.pk, []), tax_cache=tax_cache,
                                                 coupons=invoice.customer_id in with_coupons,
                                                 credit=invoice.customer_id in with_credit)
         # Numbers follow the issue dates (then customer, then creation) within a batch, so a catch-up run
         # over several months numbers April's invoices before May's.
-        invoices.sort(key=lambda i: (i.issue_date, i.customer.external_id, i.created_at, str(i.pk)))
+        invoices.sort(key=lambda i: (i.issue_date, i.billing_date, i.customer.external_id, i.created_at, str(i.pk)))
         numbers: dict = {}
         by_series: dict = {}
         for invoice in invoices:
@@ -259,15 +292,16 @@ def _finalize_batch(ids: list, *, today: date) -> int:
 
 _FINALIZE_SQL = """
 UPDATE invoicing_invoice AS i
-SET number = f.number, customer_snapshot = f.snapshot::jsonb, due_date = f.due_date, subtotal = f.subtotal,
+SET number = f.number, customer_snapshot = f.snapshot::jsonb, issue_date = f.issue_date, due_date = f.due_date,
+    subtotal = f.subtotal,
     discount = f.discount, tax = f.tax, total = f.total, amount_paid = f.amount_paid, amount_due = f.amount_due,
     discount_lines = f.discount_lines::jsonb, tax_lines = f.tax_lines::jsonb, tax_note = f.tax_note,
     credit_balance_applied = f.credit_balance_applied, prepaid_applied = f.prepaid_applied,
     status = f.status, finalized_at = f.finalized_at, paid_at = f.paid_at, updated_at = f.finalized_at
-FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::date[], %s::numeric[], %s::numeric[], %s::numeric[],
+FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::date[], %s::date[], %s::numeric[], %s::numeric[], %s::numeric[],
             %s::numeric[], %s::numeric[], %s::numeric[], %s::text[], %s::text[], %s::text[], %s::numeric[],
             %s::numeric[], %s::text[], %s::timestamptz[], %s::timestamptz[])
-     AS f(id, number, snapshot, due_date, subtotal, discount, tax, total, amount_paid, amount_due, discount_lines,
+     AS f(id, number, snapshot, issue_date, due_date, subtotal, discount, tax, total, amount_paid, amount_due, discount_lines,
           tax_lines, tax_note, credit_balance_applied, prepaid_applied, status, finalized_at, paid_at)
 WHERE i.id = f.id AND i.status = 'draft'
 """
@@ -282,7 +316,8 @@ def _save_finalized(invoices: list[Invoice]) -> None:
         return [json.dumps(v, cls=DjangoJSONEncoder) for v in values]
 
     cols = ([i.pk for i in invoices], [i.number for i in invoices],
-            as_json(i.customer_snapshot for i in invoices), [i.due_date for i in invoices],
+            as_json(i.customer_snapshot for i in invoices), [i.issue_date for i in invoices],
+            [i.due_date for i in invoices],
             *([getattr(i, name) for i in invoices] for name in ("subtotal", "discount", "tax", "total", "amount_paid",
                                                                 "amount_due")),
             as_json(i.discount_lines for i in invoices), as_json(i.tax_lines for i in invoices),

@@ -7,7 +7,8 @@ from datetime import date, timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from invoicing.billing import billing_run, invoice_subscription_now
+from invoicing.billing import invoice_subscription_now
+from invoicing.billing_run import billing_run
 from invoicing.services import invoices_auto_finalize
 from subscriptions.models import Subscription
 
@@ -29,6 +30,61 @@ def run_billing_today() -> dict:
 def run_billing(as_of: str) -> dict:
     run = billing_run(as_of=date.fromisoformat(as_of), actor="celery:run_billing")
     return {"billing_run": run.pk, "invoices_created": run.invoices_created}
+
+
+# --- billing runs fanned out over workers (invoicing/billing_run.py) ------------------------------
+# Late acknowledgement with reject-on-worker-lost: a chunk whose worker dies is delivered again; the
+# chunk is idempotent (its done mark commits with its invoices and cursor moves).
+
+@shared_task(name="invoicing.tasks.billing_run_start", acks_late=True, reject_on_worker_lost=True)
+def billing_run_start(run_id: int) -> int:
+    from invoicing import billing_run as runs
+
+    try:
+        runs.billing_run_start(run_id)
+    except Exception as exc:
+        runs.billing_run_fail(run_id, exc)
+        raise
+    return run_id
+
+
+@shared_task(name="invoicing.tasks.billing_run_chunk", bind=True, acks_late=True, reject_on_worker_lost=True,
+             max_retries=3, default_retry_delay=10, time_limit=30 * 60, soft_time_limit=25 * 60)
+def billing_run_chunk_task(self, chunk_id: int) -> bool:
+    from django.db import InterfaceError, OperationalError
+
+    from invoicing import billing_run as runs
+    from invoicing.models import BillingRunChunk
+
+    try:
+        return runs.billing_run_chunk(chunk_id)
+    except (OperationalError, InterfaceError) as exc:  # the database, not the chunk: try again
+        if self.request.retries < self.max_retries and not self.request.is_eager:
+            raise self.retry(exc=exc)
+        run_id = BillingRunChunk.objects.filter(pk=chunk_id).values_list("run_id", flat=True).first()
+        if run_id:
+            runs.billing_run_fail(run_id, exc)
+        raise
+    except Exception as exc:
+        run_id = BillingRunChunk.objects.filter(pk=chunk_id).values_list("run_id", flat=True).first()
+        if run_id:
+            runs.billing_run_fail(run_id, exc)
+        raise
+
+
+@shared_task(name="invoicing.tasks.billing_run_complete", acks_late=True, reject_on_worker_lost=True)
+def billing_run_complete_task(run_id: int) -> str:
+    from invoicing import billing_run as runs
+
+    return runs.billing_run_complete(run_id).status
+
+
+@shared_task(name="invoicing.tasks.billing_runs_take_over_stale")
+def billing_runs_take_over_stale() -> list[int]:
+    """Resume runs whose worker or `run_billing` process died (their heartbeat went stale)."""
+    from invoicing import billing_run as runs
+
+    return runs.billing_runs_take_over_stale(inline=False)
 
 
 @shared_task(name="invoicing.tasks.auto_finalize")

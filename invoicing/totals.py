@@ -64,6 +64,12 @@ class InvoiceTotals:
                 "credit_balance_applied": self.credit_balance_applied, "prepaid_applied": self.prepaid_applied}
 
 
+def line_discountable(kind: str, amount: Decimal) -> bool:
+    """Coupons discount every line except a credit for unused time (a negative proration line):
+    it returns only what was charged for the fee after its discount (DESIGN.md §5)."""
+    return not (kind == "proration" and amount < 0)
+
+
 def _rate_text(rate: Decimal) -> str:
     return f"{rate.normalize():f}"
 
@@ -72,18 +78,22 @@ def invoice_totals(*, currency: str, line_amounts: Iterable[Decimal] | None = No
                    lines: Sequence[tuple[Decimal, bool]] | None = None, coupons: Sequence = (),
                    tax: TaxDetermination | None = None, credit_balance: Decimal = ZERO,
                    prepaid_available: Decimal = ZERO, amount_paid: Decimal = ZERO) -> InvoiceTotals:
-    """Totals of one invoice. `lines` are (amount, taxable) pairs; `line_amounts` is the shorthand
-    for all-taxable lines. `coupons` in application order, `tax` from
-    `catalog.selectors.tax_determination_for_customer`, credits in the invoice currency."""
+    """Totals of one invoice. `lines` are (amount, taxable) pairs, or (amount, taxable, discountable)
+    triples (`line_discountable`: a credit for unused time is not discounted again);
+    `line_amounts` is the shorthand for all-taxable lines. `coupons` in application order, `tax`
+    from `catalog.selectors.tax_determination_for_customer`, credits in the invoice currency."""
     if lines is None:
         lines = [(Decimal(a), True) for a in (line_amounts or ())]
+    undiscounted = sum((Decimal(line[0]) for line in lines if len(line) > 2 and not line[2]), ZERO)
+    lines = [(line[0], line[1]) for line in lines]
     amounts = [Decimal(a) for a, _ in lines]
     rates = tuple(tax.rates) if tax is not None else ()
     note = tax.note if tax is not None else ""
     all_taxable = all(taxable for _, taxable in lines)
     engine = compute_invoice_totals(line_amounts=amounts, currency=currency, coupons=coupons,
                                     tax_rates=rates if all_taxable else (), tax_note=note,
-                                    credit_balance=credit_balance, prepaid_available=prepaid_available)
+                                    credit_balance=credit_balance, prepaid_available=prepaid_available,
+                                    undiscounted=undiscounted)
     tax_result = engine.tax
     total = engine.total
     credit_balance_applied, prepaid_applied, due = (engine.credit_balance_applied, engine.prepaid_applied,
@@ -235,8 +245,11 @@ class TotalsPreview:
         totals = invoice_totals(currency=currency, lines=lines, coupons=[r.coupon for r in redemptions], tax=inputs.tax,
                                 credit_balance=balance - self.credit_used[key],
                                 prepaid_available=prepaid - self.prepaid_used[key])
-        for redemption in redemptions:
-            self.coupon_uses[redemption.pk] += 1
+        from invoicing.models import InvoiceReason
+
+        for redemption in redemptions:  # a repeating coupon counts billing periods (cycle invoices)
+            if invoice.reason == InvoiceReason.SUBSCRIPTION_CYCLE or redemption.coupon.duration == CouponDuration.ONCE:
+                self.coupon_uses[redemption.pk] += 1
         self.credit_used[key] += totals.credit_balance_applied
         self.prepaid_used[key] += totals.prepaid_applied
         return totals

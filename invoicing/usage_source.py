@@ -12,13 +12,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Hashable, Sequence
 
-from usage.selectors import UsageAggregate, UsageWindow, late_events_unbilled, usage_aggregate, usage_event_values
+from usage.selectors import (BILLED, UsageAggregate, UsageWindow, late_events_unbilled, usage_aggregate,  # noqa: F401
+                             usage_event_values)
 
 ZERO = UsageAggregate(quantity=Decimal(0), event_count=0)
 
 
 def aggregate_windows(windows: Sequence[tuple[Hashable, int, datetime, datetime]], *, metric_ids=None,
-                      late: bool | None = False) -> dict[Hashable, dict[int, UsageAggregate]]:
+                      late: bool | str | None = False) -> dict[Hashable, dict[int, UsageAggregate]]:
     """windows: (key, subscription_id, start_utc, end_utc) → {key: {metric_id: UsageAggregate}}."""
     rounds: list[list[tuple]] = []
     seen: dict[int, int] = defaultdict(int)
@@ -40,7 +41,7 @@ def aggregate_windows(windows: Sequence[tuple[Hashable, int, datetime, datetime]
 
 
 def event_values(*, subscription_id: int, metric_id: int, start: datetime, end: datetime,
-                 late: bool | None = False) -> list[Decimal]:
+                 late: bool | str | None = False) -> list[Decimal]:
     return usage_event_values(subscription_id=subscription_id, metric_id=metric_id, start=start, end=end, late=late)
 
 

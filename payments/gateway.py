@@ -12,6 +12,7 @@ callers can never charge or refund twice."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -19,6 +20,9 @@ import stripe
 from django.conf import settings
 
 from common.money import from_minor_units, to_minor_units
+
+# The SDK logs every request at INFO; our own attempt and refund rows are the record.
+logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
 class GatewayError(Exception):

@@ -13,7 +13,10 @@ of P (S, or the trial end if the trial ends inside P).
   - plan change on an in-advance plan: CREDIT −prorate(old amount × seats, E−D, full) and, if the
     new version is in advance, CHARGE prorate(new amount × seats, E−D, full);
   - seat change on an in-advance plan: ±prorate(amount × |Δ seats|, E−D, full);
-  - immediate cancel on an in-advance plan: CREDIT −prorate(amount × seats, E−D, full).
+  - immediate cancel on an in-advance plan: CREDIT −prorate(amount × seats, E−D, full), only when
+    P's fee was billed (``advance_billed_through > D``); otherwise nothing is credited and the
+    final invoice charges [B, D). Invoicing scales every credit to what was actually charged for
+    the fee (after its discount, DESIGN.md §5).
   A change on D == B creates items only if P's advance fee was already billed
   (``advance_billed_through > D``); otherwise the advance bill simply uses the new state.
   Changes during a trial (D < B) create no items: nothing was or will be billed for those days.
@@ -539,7 +542,15 @@ def subscription_cancel(*, subscription: Subscription, at: str = PERIOD_END, on:
                                 to_status=SubscriptionStatus.CANCELED, inputs={"at": at, "date": on, "period": [period.start, period.end]})
             items = []
             version = sub.plan_version
-            if version.pay_in_advance and _prorates(sub, period, on):
+            # Credit only a fee that was billed (DESIGN.md §5): when the period's in-advance fee has
+            # not been invoiced yet, the final invoice charges the days used instead (invoicing).
+            # A change earlier in the period that settled it with proration items (before any run
+            # billed the fee) keeps that contract: the fee is billed for the whole period and the
+            # unused time of the plan in force is credited.
+            fee_billed = ((sub.advance_billed_through is not None and sub.advance_billed_through > on)
+                          or ProrationItem.objects.filter(subscription=sub, period_end=period.end,
+                                                          period_start__lte=on).exists())
+            if version.pay_in_advance and fee_billed and _prorates(sub, period, on):
                 items.append(_proration_item(subscription=sub, change=change, kind=ProrationKind.CREDIT, version=version,
                                              seats=sub.quantity, period=period, on=on,
                                              description=f"Unused time on {version.plan.name} v{version.version} × {sub.quantity} (canceled)"))

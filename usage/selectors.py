@@ -35,9 +35,14 @@ _WIDE = Context(prec=100)  # never round: numeric(38,12) sums can exceed the def
 ZERO = UsageAggregate(quantity=Decimal(0), event_count=0)
 
 
-def _late_clause(late: bool | None) -> str:
+BILLED = "billed"  # `late=BILLED`: on-time events and late events already billed (what invoices charged so far)
+
+
+def _late_clause(late: bool | str | None) -> str:
     if late is None:
         return ""
+    if late == BILLED:
+        return "AND (NOT e.is_late OR e.late_billed_at IS NOT NULL)"
     return "AND e.is_late" if late else "AND NOT e.is_late"
 
 
@@ -106,12 +111,13 @@ def _clean(value: Decimal) -> Decimal:
 
 
 def usage_aggregate(*, windows: Sequence[UsageWindow], metric_ids: Sequence[int] | None = None,
-                    late: bool | None = False) -> dict[tuple[int, int], UsageAggregate]:
+                    late: bool | str | None = False) -> dict[tuple[int, int], UsageAggregate]:
     """Aggregated usage per (subscription_id, metric_id) over each subscription's window, in ONE query.
 
     count → number of events; sum/max → of the value; unique_count → distinct values;
     latest → value of the last event by timestamp (ties: the later id). late=False excludes late
-    events (billed separately as late usage), True keeps only them, None includes all.
+    events (billed separately as late usage), True keeps only them, None includes all, BILLED the
+    on-time events and the late ones already billed (the "before" of incremental late pricing).
     Pairs without events are absent, except that with `metric_ids` every window × metric is
     present (zero when unused). One window per subscription."""
     if not windows:
@@ -159,7 +165,7 @@ def usage_aggregate(*, windows: Sequence[UsageWindow], metric_ids: Sequence[int]
 
 
 def usage_event_values(*, subscription_id: int, metric_id: int, start: datetime, end: datetime,
-                       late: bool | None = False) -> list[Decimal]:
+                       late: bool | str | None = False) -> list[Decimal]:
     """The events' values in timestamp order (ties by id), for percentage charges with free events
     and per-event minimum/maximum fees. Count metrics (no value) give 1 per event."""
     with connection.cursor() as cursor:
@@ -260,7 +266,7 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
     of end-of-period units and amount (linear run-rate by elapsed time, see _forecast_units).
     Late events are excluded (they belong to already-invoiced periods), and so are days the period
     will not bill: the trial and a part already invoiced by an immediate change."""
-    from catalog.rating import rate_charge
+    from catalog.rating import rate_charge, rate_projected
     from common.money import format_money
     from common.timeutil import local_date, local_date_bounds_utc
     from subscriptions.selectors import billable_start, subscription_current_period
@@ -309,11 +315,16 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
         count = aggregate.event_count
         if metric.aggregation in _RUN_RATE_AGGREGATIONS and fraction > 0:
             count = int((Decimal(count) / fraction).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-        # per-event values of the future are unknown: the projection rates the projected total
-        projected = rate_charge(charge=charge, quantity=units, currency=currency, event_count=count)
-        forecast_total += projected.amount
+        # Per-event values of the future are unknown: a charge priced per event (free events,
+        # per-event min/max) keeps the events so far and adds the projected ones at their mean value.
+        extra = max(count - aggregate.event_count, 0)
+        mean = (sum(values, Decimal(0)) / len(values)) if values else Decimal(0)
+        projected = rate_projected(model=charge.model, properties=charge.properties, quantity=units,
+                                   currency=currency, event_count=count, event_values=values,
+                                   extra_events=extra, extra_value=mean)
+        forecast_total += projected
         forecast_lines.append({"charge_id": charge.pk, "billable_metric": metric.code, "units": _plain(units),
-                               "amount": format_money(projected.amount, currency)})
+                               "amount": format_money(projected, currency)})
     return {
         "subscription": subscription.external_id,
         "customer": subscription.customer.external_id,

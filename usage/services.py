@@ -279,7 +279,7 @@ SELECT
                     UNION
                     SELECT s2.id FROM subscriptions_subscription s2
                     JOIN customers_customer c2 ON c2.id = s2.customer_id
-                    WHERE c2.external_id = ANY(%(resolve)s::text[]) AND s2.status IN {_LIVE!r})),
+                    WHERE c2.external_id = ANY(%(resolve)s::text[]))),
   (SELECT coalesce(json_agg(json_build_array(transaction_id, encode(payload_hash, 'hex'))), '[]'::json)
      FROM usage_event_key WHERE transaction_id = ANY(%(tids)s::text[]))
 """
@@ -319,7 +319,10 @@ def _lookup(items: list[_Parsed]) -> tuple[dict, dict, dict, dict, dict]:
         sub = _Sub(sid, ext, cid, status, date.fromisoformat(start), date.fromisoformat(end) if end else None, cext, tz,
                    frozenset(metric_ids or ()))
         sub_by_ext[ext] = sub
-        if status in _LIVE:
+        # Every subscription of the customer that was live at some time: an event belongs to the one
+        # live at its timestamp, even if since canceled or ended (DESIGN.md §4; `serves`). A
+        # canceled/ended one without an end date says nothing about when it served.
+        if status in _LIVE or sub.end_date is not None:
             live_by_customer.setdefault(cext, []).append(sub)
     keys = {tid: bytes.fromhex(h) for tid, h in load(keys_raw)}
     return metrics, customer_map, sub_by_ext, live_by_customer, keys

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "dunning",
     "revrec",
     "analytics",
+    "webhooks",
     "demo",
 ]
 
@@ -58,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "billing_site.idempotency.IdempotencyKeyMiddleware",
 ]
 
 ROOT_URLCONF = "billing_site.urls"
@@ -115,6 +117,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "common.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
+    "DEFAULT_THROTTLE_CLASSES": ["billing_site.ratelimit.ApiKeyRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Ledgerline API",
@@ -128,6 +131,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "billing_site.idempotency.document_idempotency_header"],
     "ENUM_NAME_OVERRIDES": {
         "CouponKindEnum": "catalog.models.CouponKind",
         "InvoiceLineKindEnum": "invoicing.models.LineKind",
@@ -179,3 +184,20 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# --- API platform: idempotency keys, rate limits, outbound webhooks (DESIGN.md §14) ---------------
+IDEMPOTENCY_KEY_TTL_HOURS = int(os.environ.get("IDEMPOTENCY_KEY_TTL_HOURS", "24"))
+API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "6000/min")  # per API key; "0" turns it off
+API_RATE_LIMIT_INGESTION = os.environ.get("API_RATE_LIMIT_INGESTION", "120000/min")  # POST /events/, /events/batch/
+# Webhook targets on loopback/private networks (tests, the demo, an on-premise receiver). Link-local and
+# cloud metadata addresses are refused even then.
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
+WEBHOOKS_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOKS_TIMEOUT_SECONDS", "10"))
+WEBHOOKS_DISABLE_AFTER_DAYS = int(os.environ.get("WEBHOOKS_DISABLE_AFTER_DAYS", "5"))
+# --- Billing runs (invoicing/billing_run.py) ------------------------------------------------
+# A synchronous POST /billing_runs/ over more due subscriptions than this is refused (409) with a
+# hint to send "wait": false; a queued or running run whose heartbeat is older than the stale
+# limit is taken over by the next run.
+BILLING_RUN_SYNC_MAX_SUBSCRIPTIONS = int(os.environ.get("BILLING_RUN_SYNC_MAX_SUBSCRIPTIONS", "2000"))
+BILLING_RUN_STALE_SECONDS = int(os.environ.get("BILLING_RUN_STALE_SECONDS", "300"))
+BILLING_RUN_CHUNK_SIZE = int(os.environ.get("BILLING_RUN_CHUNK_SIZE", "1000"))

@@ -20,3 +20,4 @@ STORAGES = {
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
 MIDDLEWARE = [m for m in MIDDLEWARE if "whitenoise" not in m]
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = True  # receivers in tests listen on 127.0.0.1

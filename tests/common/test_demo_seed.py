@@ -15,7 +15,9 @@ def test_seed_demo_bills_the_seed_example_and_is_idempotent():
     first = seed_demo(today=date(2026, 10, 15))
     assert first["events rejected"] == 0
     acme = Invoice.objects.get(subscription__external_id="sub_acme_api", period_start=date(2026, 3, 5))
-    assert (acme.issue_date, acme.period_end, acme.total) == (date(2026, 4, 5), date(2026, 4, 5), Decimal("720.00"))
+    # One catch-up run on Oct 15 bills every period since March: its as_of is its "now" (issue date).
+    assert (acme.billing_date, acme.issue_date, acme.period_end, acme.total) == (
+        date(2026, 4, 5), date(2026, 10, 15), date(2026, 4, 5), Decimal("720.00"))
     initech = Invoice.objects.get(subscription__external_id="sub_initech_api", period_start=date(2026, 3, 5))
     assert sorted((line.kind, line.amount) for line in initech.lines.all()) == [
         ("minimum_commitment", Decimal("40.00")), ("usage", Decimal("160.00"))]

@@ -1,12 +1,14 @@
 """Lifecycle through the API: finalize, pay (partially), void, 409s; the review queue; grace periods."""
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from common.models import AuditEvent
+from common.timeutil import local_date
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import Payment  # manual payments are payments.Payment rows (issue 13)
 from invoicing.services import invoice_approve, invoice_mark_uncollectible, invoices_auto_finalize
@@ -43,7 +45,10 @@ def test_finalize_pay_partially_then_fully(metered, billing_api):
     response = billing_api.post(f"/api/v1/invoices/{invoice_id}/finalize/")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert (body["status"], body["number"], body["due_date"]) == ("finalized", "INV-2026-000001", "2026-02-15")
+    # Finalized by hand today: issued today (the customer's local date), due 14 days later (DESIGN.md §6).
+    today = local_date(timezone.now(), "UTC")
+    assert (body["status"], body["number"], body["issue_date"], body["due_date"]) == (
+        "finalized", "INV-2026-000001", today.isoformat(), (today + timedelta(days=14)).isoformat())
     assert body["customer_snapshot"]["name"] == "C1" and body["customer_snapshot"]["net_terms_days"] == 14
 
     again = billing_api.post(f"/api/v1/invoices/{invoice_id}/finalize/")
@@ -118,7 +123,9 @@ def test_grace_period_then_auto_finalize(metered):
     assert invoices_auto_finalize(today=date(2026, 2, 2)).finalized == 0
     assert invoices_auto_finalize(today=date(2026, 2, 3)).finalized == 1
     invoice = Invoice.objects.get(pk=invoice_id)
-    assert (invoice.status, invoice.number, invoice.due_date) == ("finalized", "INV-2026-000001", date(2026, 2, 15))
+    # Issued the day the sweep finalized it (Feb 3, after the 2-day grace), due 14 days later.
+    assert (invoice.status, invoice.number, invoice.issue_date, invoice.due_date) == (
+        "finalized", "INV-2026-000001", date(2026, 2, 3), date(2026, 2, 17))
     audit = AuditEvent.objects.get(action="invoice.finalized", object_id=invoice_id)
     assert audit.rule == "auto_finalize_after_grace_period"
     assert audit.inputs["grace_period_days"] == 2 and audit.inputs["today"] == "2026-02-03"

@@ -51,9 +51,11 @@ def test_catch_up_run_numbers_invoices_in_issue_date_order(world):
             world.events("calls", [_at(month, 3, h) for h in range(5)], customer=customer)
     world.run(date(2026, 4, 1))  # one run bills January, February and March for both
     invoices = sorted(world.invoices(), key=lambda i: i["number"])
-    assert [(i["issue_date"], i["customer"]) for i in invoices] == [
-        ("2026-02-01", "a-customer"), ("2026-02-01", "b-customer"),
-        ("2026-03-01", "a-customer"), ("2026-03-01", "b-customer"),
-        ("2026-04-01", "a-customer"), ("2026-04-01", "b-customer"),
+    # The run's as_of is its "now": everything it finalizes is issued on April 1 (DESIGN.md §6), numbered
+    # in billing-date order, then by customer.
+    assert [(i["issue_date"], i["billing_date"], i["customer"]) for i in invoices] == [
+        ("2026-04-01", "2026-02-01", "a-customer"), ("2026-04-01", "2026-02-01", "b-customer"),
+        ("2026-04-01", "2026-03-01", "a-customer"), ("2026-04-01", "2026-03-01", "b-customer"),
+        ("2026-04-01", "2026-04-01", "a-customer"), ("2026-04-01", "2026-04-01", "b-customer"),
     ]
     assert [i["number"] for i in invoices] == [f"INV-2026-{n:06d}" for n in range(1, 7)]

@@ -255,7 +255,7 @@ def test_cancel_at_period_end():
 
 
 def test_cancel_immediately_credits_unused_days():
-    sub = SubscriptionFactory(start_date=D(2026, 1, 1), quantity=2)
+    sub = SubscriptionFactory(start_date=D(2026, 1, 1), quantity=2, advance_billed_through=D(2026, 5, 1))
     result = subscription_cancel(subscription=sub, at="immediately", on=D(2026, 4, 16), today=D(2026, 4, 20))
     sub.refresh_from_db()
     assert (sub.status, sub.end_date, sub.cancel_at_period_end) == ("canceled", D(2026, 4, 16), False)
@@ -264,6 +264,14 @@ def test_cancel_immediately_credits_unused_days():
     assert result.applied
     assert plan_segments(subscription=sub, start=D(2026, 4, 1), end=D(2026, 5, 1)) == [
         (D(2026, 4, 1), D(2026, 4, 16), sub.plan_version, 2)]
+
+
+def test_cancel_immediately_credits_nothing_when_the_fee_was_never_billed():
+    # April's in-advance fee is not invoiced yet (advance billed through April 1): no credit; the
+    # final invoice charges the days used instead (tests/invoicing/test_money_rules.py).
+    sub = SubscriptionFactory(start_date=D(2026, 1, 1), quantity=2, advance_billed_through=D(2026, 4, 1))
+    result = subscription_cancel(subscription=sub, at="immediately", on=D(2026, 4, 16), today=D(2026, 4, 20))
+    assert result.proration_items == [] and items(sub) == []
 
 
 def test_immediate_cancel_overrides_scheduled_cancel():

@@ -1,0 +1,70 @@
+"""Per-API-key rate limits on Redis (DESIGN.md §14): a fixed-window counter per key and window.
+
+`API_RATE_LIMIT` (default "6000/min", 100 a second) applies to every API call made with a key; ingestion calls (those
+that need the `usage:write` scope: POST /events/ and /events/batch/) count against their own, higher
+`API_RATE_LIMIT_INGESTION` (default "120000/min", 2,000 a second). Formats: "N/s", "N/min", "N/hour"; "0" or "" turns a
+limit off. Past the limit DRF answers 429 in the error shape (code `throttled`) with `Retry-After`
+(seconds until the window ends). When Redis is unreachable the limit is not enforced (logged): losing
+the limiter must not take the API down."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import redis
+from django.conf import settings
+from rest_framework.throttling import BaseThrottle
+
+from billing_site.api_auth import required_scope
+
+logger = logging.getLogger(__name__)
+
+UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+_client = None
+
+
+def parse_rate(rate: str | None) -> tuple[int, int] | None:
+    """"100/min" → (100, 60); None, "" or "0" → None (no limit)."""
+    if not rate or str(rate).strip() in {"0", "none", "off"}:
+        return None
+    count, _, unit = str(rate).partition("/")
+    return int(count), UNITS[(unit or "s").strip().lower()]
+
+
+def redis_client():
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return _client
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    def allow_request(self, request, view) -> bool:
+        api_key = request.auth
+        if api_key is None or not hasattr(api_key, "scopes"):
+            return True
+        bucket = "ingestion" if required_scope(request, view) == "usage:write" else "api"
+        rate = parse_rate(getattr(settings, "API_RATE_LIMIT_INGESTION" if bucket == "ingestion" else "API_RATE_LIMIT", None))
+        if rate is None:
+            return True
+        limit, window = rate
+        now = time.time()
+        window_index = int(now // window)
+        key = f"ratelimit:{bucket}:{api_key.pk}:{window}:{window_index}"
+        try:
+            pipe = redis_client().pipeline()
+            pipe.incr(key)
+            pipe.expire(key, window + 1)
+            count, _ = pipe.execute()
+        except redis.RedisError:
+            logger.warning("rate limiter: Redis unreachable, request let through", exc_info=True)
+            return True
+        if count <= limit:
+            return True
+        self._wait = max(1, math.ceil((window_index + 1) * window - now))
+        return False
+
+    def wait(self) -> float | None:
+        return getattr(self, "_wait", None)
