@@ -58,12 +58,26 @@ def demo_data(django_db_setup, django_db_blocker):
     """The demo data set (every admin and API resource has rows), loaded once per module and flushed after."""
     from datetime import date
 
-    from django.core.management import call_command
-
     from demo.data import seed_demo
 
     with django_db_blocker.unblock():
         seed_demo(today=date(2026, 6, 15))
     yield
     with django_db_blocker.unblock():
-        call_command("flush", "--noinput", verbosity=0)  # its post_migrate re-creates permissions and groups
+        _flush_keeping_sequences()
+
+
+def _flush_keeping_sequences() -> None:
+    """Empty every table like `flush`, but without restarting the id sequences: ids stay unique for
+    the whole session, so idempotency keys derived from them (`payment_attempt:<id>`) never meet a
+    key the session's Stripe sandbox has already seen with other parameters. post_migrate re-creates
+    the permissions and finance groups, as flush does."""
+    from django.core.management.color import no_style
+    from django.core.management.sql import emit_post_migrate_signal
+    from django.db import connection
+
+    tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
+    with connection.cursor() as cursor:
+        for statement in connection.ops.sql_flush(no_style(), tables, reset_sequences=False, allow_cascade=True):
+            cursor.execute(statement)
+    emit_post_migrate_signal(verbosity=0, interactive=False, db=connection.alias)

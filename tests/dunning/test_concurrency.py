@@ -46,8 +46,9 @@ def _in_threads(targets):
 
 def _intents(stripe_customer: str) -> int:
     client = stripe.StripeClient("sk_test_x", base_addresses={"api": settings.STRIPE_API_BASE})
-    return sum(1 for pi in client.v1.payment_intents.list(params={"limit": 100})["data"]
-               if pi["customer"] == stripe_customer)
+    # The sandbox lives for the whole test session: page through every intent it holds.
+    intents = client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+    return sum(1 for pi in intents if pi["customer"] == stripe_customer)
 
 
 def _run(as_of):

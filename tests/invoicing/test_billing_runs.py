@@ -21,6 +21,7 @@ from invoicing.models import BillingRun, BillingRunChunk, Invoice, InvoiceStatus
 from subscriptions.models import Subscription
 from tests.catalog.factories import BillableMetricFactory, ChargeFactory, PlanVersionFactory
 from tests.subscriptions.factories import SubscriptionFactory
+from usage.rollups import usage_rollups_rebuild
 from usage.services import event_ingest_batch
 
 AS_OF = date(2026, 2, 1)
@@ -106,6 +107,7 @@ def test_a_subscription_that_overflows_is_reported_and_the_others_are_billed(adm
     # ingestion's validation): 1e20 × 1.00 does not fit a money column (16 integer digits).
     with connection.cursor() as cursor:
         cursor.execute("UPDATE usage_event SET value = 1e20 WHERE subscription_id = %s", [poisoned.pk])
+    usage_rollups_rebuild(subscription_ids=[poisoned.pk])  # billing reads the daily rollups
     response = admin_api.post("/api/v1/billing_runs/", {"as_of": "2026-02-01"}, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
@@ -124,6 +126,7 @@ def test_a_subscription_that_overflows_is_reported_and_the_others_are_billed(adm
     # Once the bad value is corrected, the next run bills it.
     with connection.cursor() as cursor:
         cursor.execute("UPDATE usage_event SET value = 1 WHERE subscription_id = %s", [poisoned.pk])
+    usage_rollups_rebuild(subscription_ids=[poisoned.pk])
     again = billing_run(as_of=AS_OF)
     assert (again.status, again.invoices_created, again.error_count) == ("succeeded", 2, 0)
     assert _numbers_gapless(10)
