@@ -10,11 +10,15 @@ RUN := .run
 
 .PHONY: demo test venv system-deps services migrate seed start stop serve worker beat bench clean
 
-# WeasyPrint needs Pango (present on this machine kind); the PDF checks use poppler's pdftoppm.
+# WeasyPrint needs Pango (present on this machine kind); the PDF checks use poppler's pdftoppm; the
+# back-office browser tests drive Debian's headless Chromium through its chromedriver.
 system-deps:
 	@command -v pdftoppm >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq >/dev/null && apt-get install -y -qq poppler-utils >/dev/null; \
 		else echo "ERROR: pdftoppm is missing: sudo apt-get install poppler-utils"; exit 1; fi; }
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq >/dev/null && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else echo "ERROR: the browser tests need Chromium: sudo apt-get install chromium chromium-driver"; exit 1; fi; }
 
 $(BIN)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -6,10 +6,13 @@ invoice line. Unit prices keep up to 12 decimal places. Never floats.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
-from babel.numbers import get_currency_precision, list_currencies
+from babel import Locale, UnknownLocaleError
+from babel.languages import get_official_languages
+from babel.numbers import format_currency, format_decimal, format_percent, get_currency_precision, list_currencies
 
 UNIT_PRICE_PLACES = 12
 UNIT_PRICE_QUANTUM = Decimal(1).scaleb(-UNIT_PRICE_PLACES)
@@ -89,3 +92,72 @@ def parse_decimal(value: object) -> Decimal | None:
 def format_money(amount: Decimal, currency: str) -> str:
     """Canonical API string in major units with the currency's exponent: "720.00", "1500" (JPY)."""
     return f"{quantize_money(amount, currency):f}"
+
+
+# --- display: the one money formatter of the PDFs, e-mails and back-office pages ----------------
+
+DEFAULT_LOCALE = "en_US"
+# Neither the bundled PDF face nor DejaVu has the full-width yen sign babel uses for ja_JP; print the plain ¥.
+_GLYPH_FALLBACKS = str.maketrans({"\uffe5": "\u00a5"})
+
+
+@lru_cache(maxsize=256)
+def document_locale(country: str | None) -> str:
+    """A babel locale for a customer's country: its first official language that babel knows in that
+    territory (US → en_US, DE → de_DE, JP → ja_JP, CH → de_CH); en_US without a country."""
+    country = (country or "").strip().upper()
+    if country:
+        for language in get_official_languages(country, de_facto=True):
+            candidate = f"{language}_{country}"
+            try:
+                Locale.parse(candidate)
+            except (UnknownLocaleError, ValueError):
+                continue
+            return candidate
+    return DEFAULT_LOCALE
+
+
+def money_decimal(value) -> Decimal:
+    """Decimal from a stored Decimal or a JSON string; never via float."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):  # pragma: no cover - JSON columns hold strings; refuse silently-lossy input
+        raise TypeError("money on documents must be Decimal or str, not float")
+    return Decimal(str(value))
+
+
+def plain_decimal(value: Decimal) -> Decimal:
+    """Drop trailing zeros without switching to exponent notation (60.000000000000 → 60)."""
+    normalized = value.normalize()
+    return normalized.quantize(Decimal(1)) if normalized.as_tuple().exponent > 0 else normalized
+
+
+@dataclass(frozen=True)
+class Formatter:
+    currency: str
+    locale: str
+
+    def money(self, amount) -> str:
+        value = quantize_money(money_decimal(amount), self.currency)
+        return format_currency(value, self.currency, locale=self.locale).translate(_GLYPH_FALLBACKS)
+
+    def minus(self, amount) -> str:
+        """A reduction (discount, credit, payment) printed as a negative amount."""
+        return self.money(-abs(money_decimal(amount)))
+
+    def price(self, amount) -> str:
+        """A unit price: at least the currency's decimals, more when the price has them."""
+        return format_currency(plain_decimal(money_decimal(amount)), self.currency, locale=self.locale,
+                               decimal_quantization=False).translate(_GLYPH_FALLBACKS)
+
+    def quantity(self, value) -> str:
+        return format_decimal(plain_decimal(money_decimal(value)), locale=self.locale, decimal_quantization=False)
+
+    def percent(self, rate) -> str:
+        """A tax rate stored in percent ("8.25") → "8.25%" / "8,25 %"."""
+        return format_percent(plain_decimal(money_decimal(rate)) / 100, locale=self.locale, decimal_quantization=False)
+
+
+def format_money_display(amount, currency: str, locale: str = DEFAULT_LOCALE) -> str:
+    """An amount as people read it ("$1,234.50", "¥14,300", "€9.00"): quantized once, babel-formatted."""
+    return Formatter(currency=currency, locale=locale).money(amount)

@@ -20,10 +20,7 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from babel.languages import get_official_languages
-from babel.numbers import format_currency, format_decimal, format_percent
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -31,7 +28,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from common.errors import ConflictError
-from common.money import quantize_money
+from common.money import Formatter, document_locale, money_decimal as _dec, quantize_money  # noqa: F401 (re-exported)
 from invoicing.models import CreditNote, CreditNoteOutcome, Invoice, InvoiceStatus, LineKind
 
 # WeasyPrint subsets fonts with fontTools inside its own log capture, which lowers the fontTools
@@ -39,11 +36,7 @@ from invoicing.models import CreditNote, CreditNoteOutcome, Invoice, InvoiceStat
 logging.getLogger("fontTools").propagate = False
 
 ZERO = Decimal(0)
-DEFAULT_LOCALE = "en_US"
 STYLESHEET = Path(settings.BASE_DIR) / "static" / "invoicing" / "documents.css"
-
-# Neither the bundled face nor DejaVu has the full-width yen sign babel uses for ja_JP; print the plain ¥.
-_GLYPH_FALLBACKS = str.maketrans({"\uffe5": "\u00a5"})
 
 # Line groups in the order they appear on the document.
 KIND_HEADINGS = {
@@ -60,64 +53,7 @@ PAYMENT_TERMS_BANK = "send_invoice"
 PAYMENT_TERMS_CARD = "charge_automatically"
 
 
-# --- formatting --------------------------------------------------------------------------------
-
-@lru_cache(maxsize=256)
-def document_locale(country: str | None) -> str:
-    """A babel locale for a customer's country: its first official language that babel knows in that
-    territory (US → en_US, DE → de_DE, JP → ja_JP, CH → de_CH); en_US without a country."""
-    country = (country or "").strip().upper()
-    if country:
-        for language in get_official_languages(country, de_facto=True):
-            candidate = f"{language}_{country}"
-            try:
-                Locale.parse(candidate)
-            except (UnknownLocaleError, ValueError):
-                continue
-            return candidate
-    return DEFAULT_LOCALE
-
-
-def _dec(value) -> Decimal:
-    """Decimal from a stored Decimal or a JSON string; never via float."""
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, float):  # pragma: no cover - JSON columns hold strings; refuse silently-lossy input
-        raise TypeError("money on documents must be Decimal or str, not float")
-    return Decimal(str(value))
-
-
-def _plain(value: Decimal) -> Decimal:
-    """Drop trailing zeros without switching to exponent notation (60.000000000000 → 60)."""
-    normalized = value.normalize()
-    return normalized.quantize(Decimal(1)) if normalized.as_tuple().exponent > 0 else normalized
-
-
-@dataclass(frozen=True)
-class Formatter:
-    currency: str
-    locale: str
-
-    def money(self, amount) -> str:
-        value = quantize_money(_dec(amount), self.currency)
-        return format_currency(value, self.currency, locale=self.locale).translate(_GLYPH_FALLBACKS)
-
-    def minus(self, amount) -> str:
-        """A reduction (discount, credit, payment) printed as a negative amount."""
-        return self.money(-abs(_dec(amount)))
-
-    def price(self, amount) -> str:
-        """A unit price: at least the currency's decimals, more when the price has them."""
-        return format_currency(_plain(_dec(amount)), self.currency, locale=self.locale,
-                               decimal_quantization=False).translate(_GLYPH_FALLBACKS)
-
-    def quantity(self, value) -> str:
-        return format_decimal(_plain(_dec(value)), locale=self.locale, decimal_quantization=False)
-
-    def percent(self, rate) -> str:
-        """A tax rate stored in percent ("8.25") → "8.25%" / "8,25 %"."""
-        return format_percent(_plain(_dec(rate)) / 100, locale=self.locale, decimal_quantization=False)
-
+# --- formatting (money: common.money.Formatter, shared with the back office) -------------------
 
 def format_day(value: date | None) -> str:
     return format_date(value, format="medium", locale="en") if value else ""
@@ -207,6 +143,35 @@ def _seller_of(snapshot: dict) -> dict:
     return dict(snapshot.get("seller") or settings.SELLER)
 
 
+def invoice_totals_rows(invoice: Invoice, *, fmt: Formatter) -> list[DocumentRow]:
+    """The totals block under an invoice's lines (subtotal, discounts, taxes, total, credits, paid),
+    shared by the PDF and the back-office invoice page."""
+    totals = [DocumentRow("Subtotal", fmt.money(invoice.subtotal))]
+    discount_lines = list(invoice.discount_lines or [])
+    for discount in discount_lines:
+        label = " \u2013 ".join(p for p in (discount.get("code"), discount.get("description")) if p) or "Discount"
+        totals.append(DocumentRow(f"Discount: {label}", fmt.minus(discount.get("amount", 0))))
+    if not discount_lines and _dec(invoice.discount):
+        totals.append(DocumentRow("Discount", fmt.minus(invoice.discount)))
+    tax_lines = list(invoice.tax_lines or [])
+    for tax in tax_lines:
+        rate = tax.get("rate")
+        detail = ""
+        if rate is not None:
+            detail = f"{fmt.percent(rate)} of {fmt.money(tax.get('taxable_amount', 0))}"
+        totals.append(DocumentRow(tax.get("name") or "Tax", fmt.money(tax.get("amount", 0)), detail=detail))
+    if not tax_lines and _dec(invoice.tax):
+        totals.append(DocumentRow("Tax", fmt.money(invoice.tax)))
+    totals.append(DocumentRow("Total", fmt.money(invoice.total), strong=True))
+    if _dec(invoice.credit_balance_applied):
+        totals.append(DocumentRow("Credit balance applied", fmt.minus(invoice.credit_balance_applied)))
+    if _dec(invoice.prepaid_applied):
+        totals.append(DocumentRow("Prepaid credits applied", fmt.minus(invoice.prepaid_applied)))
+    totals.append(DocumentRow("Amount paid", fmt.minus(invoice.amount_paid) if _dec(invoice.amount_paid)
+                              else fmt.money(ZERO)))
+    return totals
+
+
 def invoice_document_context(invoice: Invoice, *, lines=None) -> dict:
     """Everything the invoice template prints, as display strings. `lines` may be passed for an
     unsaved in-memory invoice (the benchmark); otherwise the stored lines are read."""
@@ -234,29 +199,7 @@ def invoice_document_context(invoice: Invoice, *, lines=None) -> dict:
     ordered_groups = [groups[k] for k in KIND_HEADINGS if k in groups] + [
         g for k, g in groups.items() if k not in KIND_HEADINGS]
 
-    totals = [DocumentRow("Subtotal", fmt.money(invoice.subtotal))]
-    discount_lines = list(invoice.discount_lines or [])
-    for discount in discount_lines:
-        label = " \u2013 ".join(p for p in (discount.get("code"), discount.get("description")) if p) or "Discount"
-        totals.append(DocumentRow(f"Discount: {label}", fmt.minus(discount.get("amount", 0))))
-    if not discount_lines and _dec(invoice.discount):
-        totals.append(DocumentRow("Discount", fmt.minus(invoice.discount)))
-    tax_lines = list(invoice.tax_lines or [])
-    for tax in tax_lines:
-        rate = tax.get("rate")
-        detail = ""
-        if rate is not None:
-            detail = f"{fmt.percent(rate)} of {fmt.money(tax.get('taxable_amount', 0))}"
-        totals.append(DocumentRow(tax.get("name") or "Tax", fmt.money(tax.get("amount", 0)), detail=detail))
-    if not tax_lines and _dec(invoice.tax):
-        totals.append(DocumentRow("Tax", fmt.money(invoice.tax)))
-    totals.append(DocumentRow("Total", fmt.money(invoice.total), strong=True))
-    if _dec(invoice.credit_balance_applied):
-        totals.append(DocumentRow("Credit balance applied", fmt.minus(invoice.credit_balance_applied)))
-    if _dec(invoice.prepaid_applied):
-        totals.append(DocumentRow("Prepaid credits applied", fmt.minus(invoice.prepaid_applied)))
-    totals.append(DocumentRow("Amount paid", fmt.minus(invoice.amount_paid) if _dec(invoice.amount_paid)
-                              else fmt.money(ZERO)))
+    totals = invoice_totals_rows(invoice, fmt=fmt)
 
     amount_due = fmt.money(invoice.amount_due)
     watermark = {InvoiceStatus.DRAFT: "DRAFT", InvoiceStatus.VOID: "VOID"}.get(invoice.status, "")

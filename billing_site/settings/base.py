@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "revrec",
     "analytics",
     "webhooks",
+    "django_htmx",
+    "backoffice",
     "demo",
 ]
 
@@ -59,6 +61,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "billing_site.idempotency.IdempotencyKeyMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "billing_site.urls"

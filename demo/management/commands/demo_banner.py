@@ -20,7 +20,8 @@ class Command(BaseCommand):
         lines = [
             "",
             "Ledgerline demo is running (web app, Celery worker and beat; logs in .run/, stop with `make stop`).",
-            f"  Back office:  {url}/admin/   login {DEMO_ADMIN_USERNAME} / {DEMO_ADMIN_PASSWORD}",
+            f"  Back office:  {url}/   login {DEMO_ADMIN_USERNAME} / {DEMO_ADMIN_PASSWORD} (read-only: viewer / same password)",
+            f"  Admin:        {url}/admin/   configuration (plans, metrics, taxes, coupons)",
             f"  API docs:     {url}/api/v1/docs/",
             f"  Try:          curl -H 'Authorization: Bearer {raw}' {url}/api/v1/customers/",
             f"  Started at {timezone.now():%Y-%m-%d %H:%M} UTC. Demo API key (admin scope):",

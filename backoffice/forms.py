@@ -1,0 +1,31 @@
+"""Action forms. They only parse input; the services decide (and their errors are shown as such)."""
+
+from django import forms
+
+from invoicing.models import CreditNoteOutcome
+
+MONEY = {"max_digits": 20, "decimal_places": 4}
+
+
+class PaymentForm(forms.Form):
+    amount = forms.DecimalField(required=False, min_value=0, help_text="Empty: the whole amount due", **MONEY)
+    paid_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Paid on")
+    reference = forms.CharField(required=False, max_length=255)
+
+
+class CreditNoteForm(forms.Form):
+    amount = forms.DecimalField(min_value=0, help_text="Tax included", **MONEY)
+    reason = forms.CharField(max_length=500)
+    outcome = forms.ChoiceField(required=False, choices=[("", "automatic")] + list(CreditNoteOutcome.choices))
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=500)
+
+
+class ResendForm(forms.Form):
+    to = forms.EmailField(required=False, help_text="Empty: the invoice's billing e-mail")
+
+
+class BillingRunForm(forms.Form):
+    as_of = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="Bill up to")
