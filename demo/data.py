@@ -19,13 +19,14 @@ from django.db import transaction
 
 from catalog.models import BillableMetric, Plan
 from catalog.services import billable_metric_create, plan_create
+from common.auth import DEMO_PASSWORD_DEFAULT
 from customers.models import Customer
 from customers.services import customer_create
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
 
 DEMO_ADMIN_USERNAME = os.environ.get("DEMO_ADMIN_USERNAME", "admin")
-DEMO_ADMIN_PASSWORD = os.environ.get("DEMO_ADMIN_PASSWORD", "ledgerline-demo")
+DEMO_ADMIN_PASSWORD = os.environ.get("DEMO_ADMIN_PASSWORD", DEMO_PASSWORD_DEFAULT)
 
 DEMO_CUSTOMERS = [
     dict(external_id="acme", name="Acme Analytics Inc.", currency="USD", email="ops@acme.example",
@@ -242,6 +243,9 @@ def seed_demo(*, today: date | None = None, bill: bool = True) -> dict:
 
         run = billing_run(as_of=today, actor="seed_demo")
         summary["invoices created by the billing run"] = run.invoices_created
+        from demo.payments import seed_payments
+
+        summary.update({f"payments: {k}": v for k, v in seed_payments().items()})
     from demo.analytics import seed_analytics
 
     summary.update(seed_analytics(today=today, bill=bill))

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -7,12 +7,14 @@ from rest_framework.views import APIView
 from catalog.selectors import coupon_get, coupon_redemptions_for_customer
 from catalog.serializers import CouponApplySerializer, CouponRedemptionSerializer
 from catalog.services import coupon_apply
+from common.pagination import whole_list_schema
 from customers.selectors import customer_get
 from subscriptions.selectors import subscription_get, subscriptions_list
 from subscriptions.serializers import (
     CancelSerializer,
     ChangePlanSerializer,
     ChangeQuantitySerializer,
+    PriceOverrideSerializer,
     ProrationItemSerializer,
     SubscriptionChangeSerializer,
     SubscriptionCreateSerializer,
@@ -23,6 +25,7 @@ from subscriptions.services import (
     subscription_change_plan,
     subscription_change_quantity,
     subscription_create,
+    subscription_price_override,
 )
 
 
@@ -77,6 +80,17 @@ class SubscriptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         )
         return Response(_change_body(result))
 
+    @extend_schema(request=PriceOverrideSerializer, responses={200: SubscriptionSerializer})
+    @action(detail=True, methods=["post"])
+    def price_overrides(self, request, external_id=None):
+        """Customer-specific prices from `date`: a private plan version for this subscription."""
+        serializer = PriceOverrideSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = subscription_price_override(subscription=self.get_object(), amount=data.get("amount"),
+                                             charges=data.get("charges"), on=data.get("date"), actor=request.auth)
+        return Response(_change_body(result))
+
     @extend_schema(request=ChangeQuantitySerializer, responses={200: SubscriptionSerializer})
     @action(detail=True, methods=["post"])
     def change_quantity(self, request, external_id=None):
@@ -98,8 +112,9 @@ class SubscriptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         result = subscription_cancel(subscription=self.get_object(), at=data["at"], on=data.get("date"), actor=request.auth)
         return Response(_change_body(result))
 
-    @extend_schema(responses={200: SubscriptionChangeSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses={200: inline_serializer("SubscriptionChangeHistory", fields={
+        "results": SubscriptionChangeSerializer(many=True), "proration_items": ProrationItemSerializer(many=True)})})
+    @action(detail=True, methods=["get"], pagination_class=None)
     def changes(self, request, external_id=None):
         subscription = self.get_object()
         changes = subscription.changes.select_related("from_plan_version__plan", "to_plan_version__plan").order_by("effective_date", "pk")
@@ -113,7 +128,7 @@ class CustomerCouponsView(APIView):
     """POST /customers/{external_id}/coupons/ applies a coupon (billing:write); GET lists the
     customer's redemptions (billing:read)."""
 
-    @extend_schema(responses={200: CouponRedemptionSerializer(many=True)})
+    @extend_schema(responses={200: whole_list_schema("CouponRedemptionList", CouponRedemptionSerializer)})
     def get(self, request, external_id):
         redemptions = coupon_redemptions_for_customer(customer=customer_get(external_id=external_id))
         return Response({"results": CouponRedemptionSerializer(redemptions, many=True).data, "next": None})
