@@ -74,13 +74,9 @@ class PlanViewSet(viewsets.GenericViewSet):
 
 # --- taxes and coupons ---------------------------------------------------------------------------
 
-from catalog.selectors import coupon_get, coupon_list, coupon_redemptions_for_customer, tax_rate_list  # noqa: E402
-from catalog.serializers import (CouponApplySerializer, CouponCreateSerializer, CouponOutputSerializer,  # noqa: E402
-                                 CouponRedemptionSerializer, TaxRateSerializer)
-from catalog.services import coupon_apply, coupon_create, tax_rate_create  # noqa: E402
-from rest_framework.views import APIView  # noqa: E402
-
-from common.pagination import whole_list_schema  # noqa: E402
+from catalog.selectors import coupon_get, coupon_list, tax_rate_list  # noqa: E402
+from catalog.serializers import CouponCreateSerializer, CouponOutputSerializer, TaxRateSerializer  # noqa: E402
+from catalog.services import coupon_create, tax_rate_create  # noqa: E402
 
 
 class TaxRateViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -122,29 +118,3 @@ class CouponViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def retrieve(self, request, code=None):
         return Response(CouponOutputSerializer(coupon_get(code)).data)
-
-
-class CustomerCouponsView(APIView):
-    """POST /customers/{external_id}/coupons/ applies a coupon (billing:write); GET lists the
-    customer's redemptions (billing:read)."""
-
-    @extend_schema(responses={200: whole_list_schema("CouponRedemptionList", CouponRedemptionSerializer)})
-    def get(self, request, external_id):
-        from customers.selectors import customer_get
-
-        redemptions = coupon_redemptions_for_customer(customer=customer_get(external_id=external_id))
-        return Response({"results": CouponRedemptionSerializer(redemptions, many=True).data, "next": None})
-
-    @extend_schema(request=CouponApplySerializer, responses={201: CouponRedemptionSerializer})
-    def post(self, request, external_id):
-        from customers.selectors import customer_get
-        from subscriptions.selectors import subscription_get
-
-        customer = customer_get(external_id=external_id)
-        serializer = CouponApplySerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        coupon = coupon_get(serializer.validated_data["coupon"])
-        subscription_id = serializer.validated_data.get("subscription")
-        subscription = subscription_get(external_id=subscription_id) if subscription_id else None
-        redemption = coupon_apply(coupon=coupon, customer=customer, subscription=subscription, actor=request.auth)
-        return Response(CouponRedemptionSerializer(redemption).data, status=status.HTTP_201_CREATED)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from catalog.models import CouponDuration
 from common.money import format_money, quantize_money
 
 HUNDRED = Decimal(100)
@@ -47,6 +48,13 @@ class DiscountLine:
     coupon_id: int | None
     description: str
     amount: Decimal  # positive amount taken off
+
+
+def coupon_used_up(coupon, periods_applied: int) -> bool:
+    """The one "coupon used up" rule: a `once` coupon after one use, a `repeating` one after
+    `duration_periods` billing periods; `forever` never."""
+    return (coupon.duration == CouponDuration.ONCE and periods_applied >= 1) or (
+        coupon.duration == CouponDuration.REPEATING and periods_applied >= coupon.duration_periods)
 
 
 def _coupon_id(coupon: object) -> int | None:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
+from catalog.discounts import coupon_used_up
 from catalog.models import NUMERIC_AGGREGATIONS, Aggregation, BillableMetric, Charge, ChargeModel, Interval, Plan, PlanVersion
 from catalog.selectors import plan_current_version
 from catalog.validation import Errors, _normalize, code_check, money_places_check, parse_count, parse_price
@@ -573,8 +574,7 @@ def coupon_redemptions_consume(*, redemptions, invoice_id, discounts=(), actor=N
             if uses_period or coupon.duration == CouponDuration.ONCE:
                 redemption.periods_applied += 1
                 fields.append("periods_applied")
-            if coupon.duration == CouponDuration.ONCE or (
-                    coupon.duration == CouponDuration.REPEATING and redemption.periods_applied >= coupon.duration_periods):
+            if coupon_used_up(coupon, redemption.periods_applied):
                 redemption.ended_at = now
                 fields.append("ended_at")
             if fields:

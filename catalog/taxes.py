@@ -64,6 +64,11 @@ def _rate_id(rate: object) -> int | None:
     return value
 
 
+def tax_at_rate(taxable_amount: Decimal, percent: Decimal, currency: str) -> Decimal:
+    """The tax of one rate on one amount: `quantize_money(taxable_amount × percent / 100)` (half up)."""
+    return quantize_money(taxable_amount * percent / HUNDRED, currency)
+
+
 def compute_tax(*, taxable_amount: Decimal, rates: Sequence[TaxRateLike], currency: str, note: str = "") -> TaxResult:
     """One TaxLine per rate: `quantize_money(taxable_amount × rate / 100)`; total = sum of lines.
 
@@ -77,7 +82,7 @@ def compute_tax(*, taxable_amount: Decimal, rates: Sequence[TaxRateLike], curren
             raise TaxError(f"tax rate '{rate.name}' must be a Decimal percent, got {type(percent).__name__}")
         if percent < 0 or percent > HUNDRED:
             raise TaxError(f"tax rate '{rate.name}' is {percent}%, outside 0–100.")
-        amount = quantize_money(taxable_amount * percent / HUNDRED, currency)
+        amount = tax_at_rate(taxable_amount, percent, currency)
         lines.append(TaxLine(tax_rate_id=_rate_id(rate), name=rate.name, rate=percent,
                              taxable_amount=taxable_amount, amount=amount))
     total = quantize_money(sum((line.amount for line in lines), Decimal(0)), currency)

@@ -1,13 +1,12 @@
-from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from catalog.api import BillableMetricViewSet, CouponViewSet, CustomerCouponsView, PlanViewSet, TaxRateViewSet
+from catalog.api import BillableMetricViewSet, CouponViewSet, PlanViewSet, TaxRateViewSet
 
 router = SimpleRouter()
 router.register("billable_metrics", BillableMetricViewSet, basename="billable-metric")
 router.register("plans", PlanViewSet, basename="plan")
 router.register("coupons", CouponViewSet, basename="coupon")
 router.register("tax_rates", TaxRateViewSet, basename="tax-rate")
-urlpatterns = router.urls + [
-    path("customers/<str:external_id>/coupons/", CustomerCouponsView.as_view(), name="customer-coupons"),
-]
+# POST/GET customers/{external_id}/coupons/ lives in subscriptions/urls.py: applying a coupon may name a
+# subscription, and catalog sits below subscriptions (DESIGN.md §1).
+urlpatterns = router.urls

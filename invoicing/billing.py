@@ -43,10 +43,11 @@ from invoicing.models import (
     InvoiceStatus,
     LineKind,
 )
-from invoicing.schedule import BillingDate, Span, billing_schedule, billing_start, closures_until, full_days
+from invoicing.schedule import BillingDate, Span, billing_schedule, closures_until, full_days
 from invoicing.services import invoices_auto_finalize
 from invoicing.totals import TotalsPreview, line_discountable
 from subscriptions.models import ChangeKind, ProrationItem, ProrationKind, Subscription, SubscriptionChange
+from subscriptions.fees import base_fee_amount, first_billable_day
 from subscriptions.periods import full_period_days, period_containing, prorate
 
 logger = logging.getLogger(__name__)
@@ -393,8 +394,8 @@ class _ChunkBuilder:
         for span, segs in closure_segments:
             base_nominal: dict[int, Decimal] = defaultdict(lambda: ZERO)
             for start, end, version, quantity in segs:
-                amount_fee = prorate(amount=version.amount * quantity, days_used=(end - start).days,
-                                     days_in_period=full_days(span, interval=interval), currency=currency)
+                amount_fee = base_fee_amount(version=version, quantity=quantity, start=start, end=end,
+                                             full_days=full_days(span, interval=interval), currency=currency)
                 base_nominal[version.pk] += amount_fee
                 if not version.pay_in_advance and version.amount:
                     self._base_fee_line(add, span, version, quantity, start, end, currency, interval, advance=False)
@@ -523,7 +524,7 @@ class _ChunkBuilder:
             sub = plans[event.subscription_id].sub
             interval = sub.plan_version.plan.interval
             day = local_date(event.timestamp, sub.customer.timezone)
-            first = billing_start(start_date=sub.start_date, trial_end_date=sub.trial_end_date)
+            first = first_billable_day(start_date=sub.start_date, trial_end_date=sub.trial_end_date)
             if day < first:
                 # Trial (or pre-start) usage is never billed, late or not: settle it at zero.
                 key = (sub.pk, sub.start_date, first, None)
@@ -636,8 +637,8 @@ class _ChunkBuilder:
             days = (end - start).days
             minimum = (minimum_total if days == full else
                        prorate(amount=minimum_total, days_used=days, days_in_period=full, currency=currency))
-            base = sum((prorate(amount=version.amount * quantity, days_used=(s_end - s_start).days,
-                                days_in_period=full, currency=currency) for s_start, s_end, _, quantity in segs), ZERO)
+            base = sum((base_fee_amount(version=version, quantity=quantity, start=s_start, end=s_end, full_days=full,
+                                        currency=currency) for s_start, s_end, _, quantity in segs), ZERO)
             true_up_before = minimum_commitment_true_up(minimum=minimum, subtotal=base + usage_before, currency=currency)
             true_up_all = minimum_commitment_true_up(minimum=minimum, subtotal=base + usage_all, currency=currency)
             _absorb_minimum(late_lines, true_up_all - true_up_before, minimum=minimum, currency=currency)
@@ -647,7 +648,8 @@ class _ChunkBuilder:
                        currency: str, interval: str, *, advance: bool) -> None:
         full = full_days(span, interval=interval)
         days = (end - start).days
-        amount = prorate(amount=version.amount * quantity, days_used=days, days_in_period=full, currency=currency)
+        amount = base_fee_amount(version=version, quantity=quantity, start=start, end=end, full_days=full,
+                                 currency=currency)
         name = version.plan.name
         text = f"{name}" + (f" × {quantity} seats" if quantity != 1 else "")
         if days != full:

@@ -33,6 +33,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from catalog.taxes import tax_at_rate
 from common.audit import actor_label, actor_user, audit_record
 from common.errors import ApplicationError, ConflictError
 from common.money import currency_exponent, format_money, parse_decimal, quantize_money
@@ -41,7 +42,6 @@ from invoicing.models import (CreditNote, CreditNoteLine, CreditNoteOutcome, Cre
                               InvoiceStatus)
 
 ZERO = Decimal(0)
-HUNDRED = Decimal(100)
 CREDIT_NOTE_SERIES = "CN"
 CREDITABLE_STATES = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)
 
@@ -137,7 +137,7 @@ def _by_lines(invoice: Invoice, remaining: dict, requested: list[dict]) -> tuple
     tax_lines = []
     for source in invoice.tax_lines:
         left = remaining["tax"][_tax_key(source)]
-        share = left if whole else min(quantize_money(taxable_net * Decimal(source["rate"]) / HUNDRED, currency), left)
+        share = left if whole else min(tax_at_rate(taxable_net, Decimal(source["rate"]), currency), left)
         tax_lines.append(_tax_line(source, amount=share, currency=currency, taxable_amount=taxable_net))
     note_lines = [{"invoice_line": line, "description": line.description[:500], "amount": amount}
                   for line, amount in chosen.values()]

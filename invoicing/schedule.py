@@ -5,7 +5,7 @@ Rules (DESIGN.md §5–6, decisions in docs of this module):
   the subscription's `end_date` when it ends earlier (cancellation → final period).
 - An in-advance base fee is billed on the first day it covers: the period start, the start date,
   or the trial end, for the rest of the period, on the plan version and seats in effect that day
-  (`subscriptions.selectors.advance_fee_for_period` contract; later changes inside the period are
+  (`subscriptions.fees.advance_fee_for_period` contract; later changes inside the period are
   settled by ProrationItems). Calendar billing's first period is short; its fee is prorated by
   served days / `full_period_days`.
 - Trials bill nothing: usage before `trial_end_date` is never billed and the in-advance fee of
@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from subscriptions.fees import first_billable_day
 from subscriptions.periods import Period, full_period_days, period_containing
 
 
@@ -61,17 +62,12 @@ class Schedule:
     advance_billed_through: date | None
 
 
-def billing_start(*, start_date: date, trial_end_date: date | None) -> date:
-    """The first day that is billed: the start date, or the trial end."""
-    return max(start_date, trial_end_date) if trial_end_date else start_date
-
-
 def billing_schedule(*, start_date: date, trial_end_date: date | None, end_date: date | None,
                      usage_billed_through: date | None, advance_billed_through: date | None,
                      interval: str, billing_time: str, pay_in_advance: bool, as_of: date) -> Schedule:
     """Billing dates on or before `as_of` not yet billed per the cursors, and the cursors after them."""
     kw = dict(start_date=start_date, interval=interval, billing_time=billing_time)
-    first = billing_start(start_date=start_date, trial_end_date=trial_end_date)
+    first = first_billable_day(start_date=start_date, trial_end_date=trial_end_date)
     bills: dict[date, BillingDate] = {}
 
     usage_cursor = max(usage_billed_through or start_date, first)
@@ -111,7 +107,7 @@ def closures_until(*, start_date: date, trial_end_date: date | None, end_date: d
     """The unbilled usage ranges up to `on` (exclusive), split at period boundaries: what an
     immediate plan change or cancellation on `on` closes early."""
     kw = dict(start_date=start_date, interval=interval, billing_time=billing_time)
-    cursor = max(usage_billed_through or start_date, billing_start(start_date=start_date, trial_end_date=trial_end_date))
+    cursor = max(usage_billed_through or start_date, first_billable_day(start_date=start_date, trial_end_date=trial_end_date))
     stop = on if end_date is None else min(on, end_date)
     spans: list[Span] = []
     while True:

@@ -1,25 +1,44 @@
-"""The one place invoice totals are computed (DESIGN.md §3 order):
+"""The one owner of invoice money (DESIGN.md §3 order):
 
     lines → coupons → tax → credit balance → prepaid credits
 
-The arithmetic is the pure engine `catalog.totals.compute_invoice_totals`; this module feeds it
-(which coupons, which tax rates and note, how much credit balance and prepaid credit) and shapes
-its result into the invoice's fields and frozen breakdown (`discount_lines`, `tax_lines`,
-`tax_note`, `credit_balance_applied`, `prepaid_applied`).
+Two layers, both here:
+- the pure engine `compute_invoice_totals` (no database): lines in, `InvoiceAmounts` out; it uses
+  the pricing rules `catalog.discounts.compute_discounts` and `catalog.taxes.compute_tax`, and the
+  credit rule `apply_credits` below;
+- `invoice_totals`, which feeds the engine the invoice's coupons, tax determination and credits and
+  shapes its result into the invoice's fields and frozen breakdown (`discount_lines`, `tax_lines`,
+  `tax_note`, `credit_balance_applied`, `prepaid_applied`); `totals_inputs` / `TotalsPreview` read
+  those inputs (with locks at finalize, without during a billing run's drafts).
+
+The engine's arithmetic:
+
+    subtotal  = Σ line amounts (each already rounded once, per DESIGN.md §2; credit lines negative)
+    discount  = Σ coupon discounts (catalog.discounts: application order, each on what remains,
+                never below zero) on the subtotal less the lines that are not discountable
+                (credits for unused time, already net of the discount they were charged with)
+    taxable   = subtotal − discount
+    tax       = per rate (catalog.taxes), each rate rounded half up, on `taxable` when every line
+                is taxable; otherwise on `taxable_lines − share`, where the discount's taxable share
+                is `discount × taxable_lines / subtotal` rounded half up (0 without a discount or
+                with a subtotal ≤ 0)
+    total     = taxable + tax
+    credits   = credit balance, then prepaid credits, up to `total` (`apply_credits`)
+    amount_due = total − credits ≥ 0
+
+Negative totals (like Stripe): when credit lines (e.g. proration credits) outweigh the charges, the
+subtotal, taxable and total are negative, no coupon, credit balance or prepaid credit is used,
+`amount_due` is 0 and `balance_credit` (= −total) is what finalize credits to the customer's balance
+(`customers.services.credit_balance_credit_from_invoice`).
+
+Line amounts must already be at the currency's minor unit: a line with more decimals raises
+TotalsError rather than being silently rounded a second time.
 
 - Drafts carry a *preview* (`TotalsPreview`, read without locks during the billing run).
 - Finalize recomputes under locks (`totals_inputs(..., lock=True)` in `invoicing.services`),
   freezes the breakdown and consumes coupons and credits idempotently per invoice id.
 
-Only `taxable` lines are taxed. When every line is taxable (the usual case) the engine taxes
-`subtotal − discount` directly. When some are not, the discount is shared between taxable and
-non-taxable lines in proportion to their amounts (`discount × taxable_lines / subtotal`, rounded
-half up) and the tax is computed on `taxable_lines − that share`; credits then apply to the
-resulting total exactly as the engine does (the engine itself has no notion of non-taxable lines).
-
-Amount due = total − credit balance applied − prepaid applied − amount paid, never negative. A
-negative total (credit lines outweigh charges) has nothing due; `balance_credit` (= −total) goes to
-the customer's credit balance at finalize."""
+`invoice_totals`'s amount due also subtracts what was already paid, never going negative."""
 
 from __future__ import annotations
 
@@ -28,12 +47,109 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from catalog.taxes import TaxDetermination, compute_tax
-from catalog.totals import compute_invoice_totals
+from catalog.discounts import CouponLike, DiscountLine, compute_discounts, coupon_used_up
+from catalog.taxes import TaxDetermination, TaxRateLike, TaxResult, compute_tax
 from common.money import format_money, quantize_money
-from customers.credits import apply_credits
 
 ZERO = Decimal(0)
+
+
+# --- credits: how much of the credit balance and of prepaid credits an invoice uses -----------------
+
+class CreditError(ValueError):
+    """Inputs the credit rule cannot use (floats)."""
+
+
+@dataclass(frozen=True)
+class CreditApplication:
+    credit_balance_applied: Decimal
+    prepaid_applied: Decimal
+    amount_due: Decimal
+
+
+def apply_credits(*, total_after_tax: Decimal, credit_balance: Decimal, prepaid_available: Decimal,
+                  currency: str) -> CreditApplication:
+    """Both credits reduce the amount due after tax, never the taxable amount: the credit balance
+    (credit notes, adjustments, net-credit invoices) pays first, up to the total; prepaid credits pay
+    what is left; `amount_due` is the rest, never negative. A total of zero or less consumes nothing
+    (a net-credit invoice is credited to the balance at finalize instead); a negative credit balance
+    counts as zero. Callers pass only credit in the invoice currency (currencies are never added)."""
+    for name, value in (("total_after_tax", total_after_tax), ("credit_balance", credit_balance),
+                        ("prepaid_available", prepaid_available)):
+        if not isinstance(value, Decimal):
+            raise CreditError(f"{name} must be Decimal, got {type(value).__name__}")
+    total = quantize_money(total_after_tax, currency)
+    zero = quantize_money(ZERO, currency)
+    if total <= 0:
+        return CreditApplication(credit_balance_applied=zero, prepaid_applied=zero, amount_due=zero)
+    from_balance = min(max(quantize_money(credit_balance, currency), zero), total)
+    from_prepaid = min(max(quantize_money(prepaid_available, currency), zero), total - from_balance)
+    return CreditApplication(credit_balance_applied=from_balance, prepaid_applied=from_prepaid,
+                             amount_due=total - from_balance - from_prepaid)
+
+
+# --- the engine (pure) ---------------------------------------------------------------------------
+
+class TotalsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class InvoiceAmounts:
+    """The engine's result: amounts only, no presentation."""
+    currency: str
+    subtotal: Decimal
+    discounts: tuple[DiscountLine, ...]
+    discount: Decimal
+    taxable: Decimal
+    tax: TaxResult
+    total: Decimal
+    credit_balance_applied: Decimal
+    prepaid_applied: Decimal
+    amount_due: Decimal
+
+    @property
+    def balance_credit(self) -> Decimal:
+        """What a net-credit invoice gives the customer's credit balance (0 unless total < 0)."""
+        return -self.total if self.total < 0 else quantize_money(Decimal(0), self.currency)
+
+
+def compute_invoice_totals(*, currency: str, lines: Sequence[tuple] | None = None,
+                           line_amounts: Sequence[Decimal] | None = None, coupons: Sequence[CouponLike] = (),
+                           tax_rates: Sequence[TaxRateLike] = (), tax_note: str = "",
+                           credit_balance: Decimal = ZERO, prepaid_available: Decimal = ZERO) -> InvoiceAmounts:
+    """`lines` are (amount, taxable) pairs or (amount, taxable, discountable) triples
+    (`line_discountable`); `line_amounts` is the shorthand for taxable, discountable lines."""
+    if lines is None:
+        lines = [(amount, True) for amount in (line_amounts or ())]
+    amounts = [line[0] for line in lines]
+    for index, amount in enumerate(amounts):
+        if not isinstance(amount, Decimal):
+            raise TotalsError(f"line {index}: amount must be Decimal, got {type(amount).__name__}")
+        if quantize_money(amount, currency) != amount:
+            raise TotalsError(f"line {index}: {amount} is not rounded to the {currency} minor unit.")
+    undiscounted = sum((line[0] for line in lines if len(line) > 2 and not line[2]), ZERO)
+    subtotal = quantize_money(sum(amounts, ZERO), currency)
+    discounts = compute_discounts(subtotal=subtotal - quantize_money(undiscounted, currency), coupons=coupons,
+                                  currency=currency)
+    discount = quantize_money(sum((d.amount for d in discounts), ZERO), currency)
+    taxable = subtotal - discount
+    if all(line[1] for line in lines):
+        tax = compute_tax(taxable_amount=taxable, rates=tax_rates, currency=currency, note=tax_note)
+    else:
+        taxable_lines = quantize_money(sum((line[0] for line in lines if line[1]), ZERO), currency)
+        share = quantize_money(discount * taxable_lines / subtotal, currency) if discount and subtotal > 0 else ZERO
+        tax = compute_tax(taxable_amount=taxable_lines - share, rates=tax_rates, currency=currency, note=tax_note)
+    total = taxable + tax.total
+    credits = apply_credits(total_after_tax=total, credit_balance=credit_balance,
+                            prepaid_available=prepaid_available, currency=currency)
+    return InvoiceAmounts(currency=currency, subtotal=subtotal, discounts=discounts, discount=discount,
+                          taxable=taxable, tax=tax, total=total,
+                          credit_balance_applied=credits.credit_balance_applied,
+                          prepaid_applied=credits.prepaid_applied, amount_due=credits.amount_due)
+
+
+# --- the invoice's totals ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -84,30 +200,12 @@ def invoice_totals(*, currency: str, line_amounts: Iterable[Decimal] | None = No
     from `catalog.selectors.tax_determination_for_customer`, credits in the invoice currency."""
     if lines is None:
         lines = [(Decimal(a), True) for a in (line_amounts or ())]
-    undiscounted = sum((Decimal(line[0]) for line in lines if len(line) > 2 and not line[2]), ZERO)
-    lines = [(line[0], line[1]) for line in lines]
-    amounts = [Decimal(a) for a, _ in lines]
-    rates = tuple(tax.rates) if tax is not None else ()
-    note = tax.note if tax is not None else ""
-    all_taxable = all(taxable for _, taxable in lines)
-    engine = compute_invoice_totals(line_amounts=amounts, currency=currency, coupons=coupons,
-                                    tax_rates=rates if all_taxable else (), tax_note=note,
-                                    credit_balance=credit_balance, prepaid_available=prepaid_available,
-                                    undiscounted=undiscounted)
-    tax_result = engine.tax
-    total = engine.total
-    credit_balance_applied, prepaid_applied, due = (engine.credit_balance_applied, engine.prepaid_applied,
-                                                     engine.amount_due)
-    if not all_taxable:
-        taxable_lines = quantize_money(sum((a for a, (_, t) in zip(amounts, lines) if t), ZERO), currency)
-        share = (quantize_money(engine.discount * taxable_lines / engine.subtotal, currency)
-                 if engine.discount and engine.subtotal > 0 else ZERO)
-        tax_result = compute_tax(taxable_amount=taxable_lines - share, rates=rates, currency=currency, note=note)
-        total = engine.taxable + tax_result.total
-        credits = apply_credits(total_after_tax=total, credit_balance=credit_balance,
-                                prepaid_available=prepaid_available, currency=currency)
-        credit_balance_applied, prepaid_applied, due = (credits.credit_balance_applied, credits.prepaid_applied,
-                                                         credits.amount_due)
+    lines = [(Decimal(line[0]), *line[1:]) for line in lines]
+    engine = compute_invoice_totals(currency=currency, lines=lines, coupons=coupons,
+                                    tax_rates=tuple(tax.rates) if tax is not None else (),
+                                    tax_note=tax.note if tax is not None else "",
+                                    credit_balance=credit_balance, prepaid_available=prepaid_available)
+    tax_result, total, due = engine.tax, engine.total, engine.amount_due
     codes = {getattr(c, "pk", None): getattr(c, "code", "") for c in coupons}
     discount_lines = [{"coupon_id": d.coupon_id, "code": codes.get(d.coupon_id, ""), "description": d.description,
                        "amount": format_money(d.amount, currency)} for d in engine.discounts]
@@ -117,7 +215,8 @@ def invoice_totals(*, currency: str, line_amounts: Iterable[Decimal] | None = No
     amount_due = quantize_money(max(due - amount_paid, ZERO), currency)
     return InvoiceTotals(
         subtotal=engine.subtotal, discount=engine.discount, tax=tax_result.total, total=quantize_money(total, currency),
-        credit_balance_applied=credit_balance_applied, prepaid_applied=prepaid_applied, amount_paid=amount_paid,
+        credit_balance_applied=engine.credit_balance_applied, prepaid_applied=engine.prepaid_applied,
+        amount_paid=amount_paid,
         amount_due=amount_due, discount_lines=discount_lines, tax_lines=tax_lines, tax_note=tax_result.note,
         balance_credit=-quantize_money(total, currency) if total < 0 else ZERO, discounts=engine.discounts,
     )
@@ -229,10 +328,8 @@ class TotalsPreview:
                                coupons=customer.pk in self.with_coupons, credit=False)
         redemptions = []
         for redemption in inputs.redemptions:
-            coupon = redemption.coupon
             used = redemption.periods_applied + self.coupon_uses[redemption.pk]
-            if (coupon.duration == CouponDuration.ONCE and used >= 1) or (
-                    coupon.duration == CouponDuration.REPEATING and used >= coupon.duration_periods):
+            if coupon_used_up(redemption.coupon, used):
                 continue
             redemptions.append(redemption)
         key = (customer.pk, currency)

@@ -13,7 +13,8 @@ from catalog.models import Plan
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.errors import ApplicationError
 from subscriptions.models import ProrationItem, Subscription, SubscriptionChange
-from subscriptions.selectors import advance_fee_for_period, plan_segments, subscription_timeline
+from subscriptions.fees import advance_fee_for_period
+from subscriptions.selectors import plan_segments, subscription_timeline
 from subscriptions.services import subscription_cancel, subscription_change_plan
 
 EFFECTIVE_CHOICES = [("", "default (upgrade now, downgrade at period end)"), ("immediately", "immediately"),

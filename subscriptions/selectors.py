@@ -3,9 +3,7 @@ over a date window (reconstructed from the change ledger, so invoicing can split
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
 
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
@@ -14,7 +12,7 @@ from catalog.models import PlanVersion
 from common.errors import NotFoundError
 from common.timeutil import local_date
 from subscriptions.models import ChangeKind, Subscription, SubscriptionChange, SubscriptionStatus
-from subscriptions.periods import Period, first_period, full_period_days, next_period, period_containing, prorate
+from subscriptions.periods import Period, first_period, next_period, period_containing
 
 
 def subscription_today(*, subscription: Subscription) -> date:
@@ -160,65 +158,3 @@ def _apply(change: SubscriptionChange, version: PlanVersion, quantity: int) -> t
 
 def subscriptions_trials_ending(*, today: date) -> QuerySet[Subscription]:
     return Subscription.objects.filter(status=SubscriptionStatus.TRIALING, trial_end_date__lte=today).order_by("pk")
-
-
-def billable_start(*, subscription: Subscription, period: Period) -> date:
-    """First day of `period` that is billed: the period start, or the trial end inside it."""
-    if subscription.trial_end_date and subscription.trial_end_date > period.start:
-        return min(subscription.trial_end_date, period.end)
-    return period.start
-
-
-@dataclass(frozen=True)
-class BaseFee:
-    """A base-fee amount for one plan version and seat count over [start, end) of `period`."""
-
-    start: date
-    end: date
-    plan_version: PlanVersion
-    quantity: int
-    unit_amount: Decimal
-    amount: Decimal
-    currency: str
-    days: int
-    full_days: int
-
-
-def _base_fee(subscription: Subscription, period: Period, start: date, end: date, version: PlanVersion, quantity: int) -> BaseFee:
-    full = full_period_days(period, interval=version.interval)
-    days = (end - start).days
-    currency = subscription.customer.currency
-    amount = prorate(amount=version.amount * quantity, days_used=days, days_in_period=full, currency=currency)
-    return BaseFee(start=start, end=end, plan_version=version, quantity=quantity, unit_amount=version.amount,
-                   amount=amount, currency=currency, days=days, full_days=full)
-
-
-def advance_fee_for_period(*, subscription: Subscription, period: Period) -> BaseFee | None:
-    """The in-advance base fee of `period`, billed once at its (billable) start: the plan version and
-    seats in effect on the first billable day B, for [B, period end), prorated over the full period
-    (so a short first calendar period or a trial ending mid-period pays only its days). Later changes
-    inside the period are settled by ProrationItems, never by re-billing. None when nothing is due
-    (trial covers the period, ended before B, or the version bills in arrears)."""
-    start = billable_start(subscription=subscription, period=period)
-    if start >= period.end or (subscription.end_date is not None and start >= subscription.end_date):
-        return None
-    segments = plan_segments(subscription=subscription, start=start, end=start + timedelta(days=1))
-    if not segments:
-        return None
-    _, _, version, quantity = segments[0]
-    if not version.pay_in_advance:
-        return None
-    return _base_fee(subscription, period, start, period.end, version, quantity)
-
-
-def arrears_fee_segments(*, subscription: Subscription, period: Period, start: date | None = None) -> list[BaseFee]:
-    """In-arrears base fees of `period` (billed when it closes), one per plan/seat segment over
-    [max(start, billable start), min(period end, end_date)), each prorated over the full period.
-    In-advance segments are left out (advance fee + proration items cover them)."""
-    lo = max(start or period.start, billable_start(subscription=subscription, period=period))
-    out = []
-    for seg_start, seg_end, version, quantity in plan_segments(subscription=subscription, start=lo, end=period.end):
-        if version.pay_in_advance:
-            continue
-        out.append(_base_fee(subscription, period, seg_start, seg_end, version, quantity))
-    return out

@@ -8,7 +8,7 @@ Let P = [S, E) be the billing period containing the change date D, and B the fir
 of P (S, or the trial end if the trial ends inside P).
 
 * The in-advance base fee of P is billed ONCE, for the plan version and seat count in effect on B
-  (``selectors.advance_fee_for_period``), for [B, E), prorated over ``full_period_days(P)``.
+  (``fees.advance_fee_for_period``), for [B, E), prorated over ``full_period_days(P)``.
   Everything that changes after B is settled with ProrationItems, never by re-billing P:
   - plan change on an in-advance plan: CREDIT −prorate(old amount × seats, E−D, full) and, if the
     new version is in advance, CHARGE prorate(new amount × seats, E−D, full);
@@ -21,7 +21,7 @@ of P (S, or the trial end if the trial ends inside P).
   (``advance_billed_through > D``); otherwise the advance bill simply uses the new state.
   Changes during a trial (D < B) create no items: nothing was or will be billed for those days.
 * In-arrears base fees (and all usage) are billed when the period closes, per segment of
-  ``selectors.plan_segments`` (``selectors.arrears_fee_segments``): the old version for [S, D),
+  ``selectors.plan_segments`` (``fees.arrears_fee_segments``): the old version for [S, D),
   the new one for [D, E). So an in-arrears plan change produces no ProrationItems.
 * Downgrades / seat decreases at period end are pending ledger rows (``applied_at`` null) with
   ``effective_date = E``; ``subscription_apply_pending_changes(subscription=…, on=E)`` (called by the
@@ -55,8 +55,8 @@ from subscriptions.models import (
     SubscriptionStatus,
 )
 from subscriptions.periods import Period, full_period_days, prorate
+from subscriptions.fees import subscription_first_billable_day
 from subscriptions.selectors import (
-    billable_start,
     subscription_pending_changes,
     subscription_period_containing,
     subscription_today,
@@ -131,7 +131,7 @@ def _check_change_date(subscription: Subscription, on: date, *, today: date, imm
 
 def _prorates(subscription: Subscription, period: Period, on: date) -> bool:
     """Does a change on `on` inside `period` settle in-advance fees with proration items?"""
-    billable = billable_start(subscription=subscription, period=period)
+    billable = subscription_first_billable_day(subscription=subscription, period=period)
     if on > billable:
         return True
     if on == billable:

@@ -399,7 +399,8 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
     from catalog.rating import rate_charge, rate_projected
     from common.money import format_money
     from common.timeutil import local_date, local_date_bounds_utc
-    from subscriptions.selectors import billable_start, subscription_current_period
+    from subscriptions.fees import subscription_first_billable_day
+    from subscriptions.selectors import subscription_current_period
 
     now = now or dj_timezone.now()
     tz = subscription.customer.timezone
@@ -408,7 +409,7 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
     # What the period will bill (as invoicing does): not the trial, not the part an immediate
     # change already invoiced (before usage_billed_through), nothing after the end date.
     last = period.end if subscription.end_date is None else min(period.end, subscription.end_date)
-    first = max(billable_start(subscription=subscription, period=period),
+    first = max(subscription_first_billable_day(subscription=subscription, period=period),
                 subscription.usage_billed_through or period.start)
     start, end = local_date_bounds_utc(min(first, last), last, tz)
     span = end - start

@@ -10,7 +10,7 @@ from django.db import connection
 
 from common.errors import ApplicationError, ConflictError
 from common.models import AuditEvent
-from customers.credits import CreditError, apply_credits
+from invoicing.totals import CreditError, apply_credits
 from customers.models import CreditGrant, CreditGrantUsage, CustomerBalanceTransaction
 from customers.selectors import customer_credit_balance, prepaid_credit_available
 from customers.services import (balance_adjust, credit_balance_apply, credit_balance_credit_from_credit_note,

@@ -9,10 +9,9 @@ import pytest
 from common.errors import ApplicationError, ConflictError, NotFoundError
 from common.models import AuditEvent
 from subscriptions.models import ChangeKind, ProrationItem, SubscriptionChange
+from subscriptions.fees import advance_fee_for_period, arrears_fee_segments
 from subscriptions.periods import Period
 from subscriptions.selectors import (
-    advance_fee_for_period,
-    arrears_fee_segments,
     plan_segments,
     subscription_current_period,
     subscription_get,

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from catalog.taxes import REVERSE_CHARGE_NOTE
-from catalog.totals import TotalsError, compute_invoice_totals
+from invoicing.totals import TotalsError, compute_invoice_totals
 from common.money import quantize_money
 
 
