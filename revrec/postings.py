@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -41,7 +41,7 @@ from common.models import AuditEvent
 from common.money import quantize_money
 from invoicing.models import CreditNote, CreditNoteLine, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceLine
 from revrec.models import (Account, AccountingPeriod, EntryTreatment, JournalEntry, JournalLine, ObligationKind,
-                           PerformanceObligation, ScheduleEntry)
+                           PerformanceObligation, ScheduleEntry, UsageAccrual)
 from revrec.schedules import (allocate_discount, cumulative_split, month_start, next_month, ratable_schedule, shrink)
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def write_entries(drafts: list[Draft]) -> list[JournalEntry]:
     entries = JournalEntry.objects.bulk_create([
         JournalEntry(date=d.date, currency=d.currency, memo=d.memo[:500], source_type=d.source_type,
                      source_id=d.source_id, kind=d.kind, invoice_id=d.invoice_id, customer_id=d.customer_id,
-                     document_date=d.document_date, note=d.note) for d in drafts], batch_size=1000)
+                     document_date=d.document_date, note=d.note[:300]) for d in drafts], batch_size=1000)
     lines = []
     for entry, d in zip(entries, drafts):
         for account, amount, invoice_id, obligation in d.lines:
@@ -137,19 +137,52 @@ def obligation_kind(line: InvoiceLine) -> str:
     return ObligationKind.POINT_IN_TIME
 
 
-def build_obligations(invoice: Invoice, lines: list[InvoiceLine], post_on: date) -> list[tuple]:
+def _released(lines: list[InvoiceLine], nets: list[Decimal], accruals: list, currency: str) -> dict:
+    """{line index: (released, accrued_through)}: the usage accrued at month closes for the
+    billing periods these usage lines bill, split over the lines of each period in proportion to
+    their net amounts (cumulative rounding: the parts sum to the accrual exactly)."""
+    out: dict = {}
+    for p_start, p_end, amount, through, _ in accruals:
+        members = [i for i, ln in enumerate(lines) if ln.kind == "usage" and obligation_kind(ln) == ObligationKind.USAGE
+                   and p_start <= ln.period_start < p_end and i not in out]
+        if not members:
+            continue
+        for i, part in zip(members, cumulative_split(amount, [max(nets[i], ZERO) for i in members], currency)):
+            out[i] = (part, through)
+    return out
+
+
+def build_obligations(invoice: Invoice, lines: list[InvoiceLine], post_on: date, accruals: list | None = None) -> list[tuple]:
     """[(PerformanceObligation (unsaved), [(month, amount, treatment)])] for a finalized invoice
-    posted on `post_on`. Pure apart from its inputs."""
+    posted on `post_on`. `accruals`: the unreleased usage accruals of its subscription
+    (revrec.accruals.unreleased_by_subscription). Pure apart from its inputs."""
     currency = invoice.currency
     shares = allocate_discount(invoice.discount, [ln.amount for ln in lines], currency)
+    nets = [quantize_money(line.amount - share, currency) for line, share in zip(lines, shares)]
+    released = _released(lines, nets, accruals or [], currency)
     posting_month = month_start(post_on)
     out = []
-    for line, share in zip(lines, shares):
-        net = quantize_money(line.amount - share, currency)
+    for index, (line, share, net) in enumerate(zip(lines, shares, nets)):
         kind = obligation_kind(line)
         if kind == ObligationKind.POINT_IN_TIME:
             start, end = invoice.issue_date, date.fromordinal(invoice.issue_date.toordinal() + 1)
             schedule = [(posting_month, net, EntryTreatment.IMMEDIATE)]
+        elif index in released:
+            # Usage accrued at earlier closes: that part was recognized then (Dr unbilled / Cr
+            # revenue) and is released from unbilled receivable; the rest is the usage after the
+            # accrued days (by its schedule) or, when the estimate was too high, a true-up.
+            start, end = line.period_start, line.period_end
+            part, through = released[index]
+            schedule = [(month_start(through - timedelta(days=1)), part, EntryTreatment.RELEASED)]
+            rest = net - part
+            rest_start = max(through, start)
+            if rest > 0 and rest_start < end:
+                # Usage is billed in arrears: what falls in the posting month is earned by now.
+                schedule += [(m, a, EntryTreatment.ACCRUED if m < posting_month else
+                              EntryTreatment.IMMEDIATE if m == posting_month else EntryTreatment.DEFERRED)
+                             for m, a in ratable_schedule(rest, rest_start, end, currency)]
+            elif rest:
+                schedule.append((posting_month, rest, EntryTreatment.IMMEDIATE))
         else:
             start, end = line.period_start, line.period_end
             schedule = [(m, a, EntryTreatment.ACCRUED if m < posting_month else EntryTreatment.DEFERRED)
@@ -182,10 +215,24 @@ def post_invoices(invoice_ids: list) -> int:
         lines_by: dict = defaultdict(list)
         for line in InvoiceLine.objects.filter(invoice__in=invoices).order_by("invoice_id", "position", "pk"):
             lines_by[line.invoice_id].append(line)
+        from revrec.accruals import unreleased_by_subscription
+
+        accruals = unreleased_by_subscription({i.subscription_id for i in invoices if i.subscription_id})
         obligations, schedules, drafts, immediate = [], [], [], []
         for invoice in invoices:
             post_on, note = posting_date(invoice.issue_date, closed)
-            built = build_obligations(invoice, lines_by[invoice.pk], post_on)
+            pending = accruals.get(invoice.subscription_id, []) if invoice.subscription_id else []
+            built = build_obligations(invoice, lines_by[invoice.pk], post_on, pending)
+            used = [g for g in pending if any(t == EntryTreatment.RELEASED and g[0] <= o.service_start < g[1]
+                                              for o, sched in built for _, _, t in sched)]
+            if used:
+                UsageAccrual.objects.filter(pk__in=[pk for g in used for pk in g[4]]).update(released_invoice=invoice)
+                accruals[invoice.subscription_id] = [g for g in pending if g not in used]
+                trued = sum((a for o, sched in built for _, a, t in sched
+                             if t == EntryTreatment.IMMEDIATE and o.kind == ObligationKind.USAGE), ZERO)
+                text = (f"usage accrued at close released from unbilled receivable "
+                        f"({sum((g[2] for g in used), ZERO)}); true-up of the estimate to revenue: {trued}")
+                note = f"{note}; {text}" if note else text
             for obligation, schedule in built:
                 obligations.append(obligation)
                 schedules.append(schedule)
@@ -198,7 +245,7 @@ def post_invoices(invoice_ids: list) -> int:
             for month, amount, treatment in schedule:
                 rows.append(ScheduleEntry(obligation=obligation, month=month, amount=amount, treatment=treatment,
                                           posted_entry=invoice_entry.get(obligation.invoice_id)
-                                          if treatment == EntryTreatment.IMMEDIATE else None))
+                                          if treatment in (EntryTreatment.IMMEDIATE, EntryTreatment.RELEASED) else None))
         ScheduleEntry.objects.bulk_create(rows, batch_size=2000)
         return len(invoices)
 
@@ -210,7 +257,7 @@ def _invoice_drafts(invoice: Invoice, built: list, post_on: date, note: str) -> 
     main.add(Account.ACCOUNTS_RECEIVABLE, invoice.total)
     main.add(Account.TAX_PAYABLE, -invoice.tax)
     accounts = {EntryTreatment.IMMEDIATE: Account.REVENUE, EntryTreatment.ACCRUED: Account.UNBILLED_RECEIVABLE,
-                EntryTreatment.DEFERRED: Account.DEFERRED_REVENUE}
+                EntryTreatment.DEFERRED: Account.DEFERRED_REVENUE, EntryTreatment.RELEASED: Account.UNBILLED_RECEIVABLE}
     for obligation, schedule in built:
         per_account: dict = defaultdict(lambda: ZERO)
         for _, amount, treatment in schedule:
@@ -242,7 +289,7 @@ def _recognized_by(entries: list[ScheduleEntry], month: date) -> tuple[Decimal, 
     reversals) and the entries still to come."""
     recognized, future = ZERO, []
     for entry in entries:
-        if entry.treatment in (EntryTreatment.IMMEDIATE, EntryTreatment.CREDIT) or entry.month < month:
+        if entry.treatment in (EntryTreatment.IMMEDIATE, EntryTreatment.CREDIT, EntryTreatment.RELEASED) or entry.month < month:
             recognized += entry.amount
         else:
             future.append(entry)
@@ -399,6 +446,8 @@ def post_invoice_void(invoice: Invoice) -> bool:
             draft.add(account, -amount, obligation=obligation_id)
         (entry,) = write_entries([draft]) or (None,)
         PerformanceObligation.objects.filter(invoice_id=invoice.pk).update(voided=True)
+        # Its usage is unbilled again: the accruals it released wait for the invoice that bills it.
+        UsageAccrual.objects.filter(released_invoice=invoice).update(released_invoice=None)
         if entry is not None:
             ScheduleEntry.objects.filter(obligation__invoice_id=invoice.pk, posted_entry__isnull=True).update(posted_entry=entry)
         return True
