@@ -110,10 +110,15 @@ def _accrue_batch(subscriptions: list, month: date, through_limit: date) -> int:
                 continue  # invoiced already: its invoice carries the usage
             rounds[k].append((sub, period, first, through))
     rows, drafts = [], []
+    bounds: dict = {}  # (day, tz) → UTC instant: most subscriptions share a few days and zones
     for batch in rounds.values():
         tz_items = []
         for sub, period, first, through in batch:
-            start, end = local_date_bounds_utc(first, through, sub.customer.timezone)
+            tz = sub.customer.timezone
+            for day in (first, through):
+                if (day, tz) not in bounds:
+                    bounds[(day, tz)] = local_date_bounds_utc(day, day, tz)[0]
+            start, end = bounds[(first, tz)], bounds[(through, tz)]
             tz_items.append((sub, start, end))
         rated = rated_usage_amounts(items=tz_items)
         for sub, period, first, through in batch:
