@@ -18,7 +18,8 @@ from common.models import AuditEvent
 from common.timeutil import local_midnight_utc
 from customers.models import Customer
 from customers.selectors import customer_credit_balance, prepaid_credit_available
-from invoicing.models import BillingRun, CreditNote, Invoice, InvoiceStatus, Payment
+from invoicing.models import BillingRun, CreditNote, Invoice, InvoiceStatus
+from payments.models import Payment, PaymentStatus
 from subscriptions.models import Subscription
 from usage.models import DeadLetterEvent, ReplayStatus, UsageEvent
 
@@ -76,7 +77,7 @@ def month_figures(*, currency: str, today: date) -> MonthFigures:
     return MonthFigures(
         currency=currency,
         invoiced=_sum(issued, "total"),
-        cash=_sum(Payment.objects.filter(currency=currency, paid_on__gte=start, paid_on__lt=end), "amount"),
+        cash=_sum(_collected(currency=currency, start=start, end=end), "amount"),
         outstanding=_sum(open_, "amount_due"),
         overdue=_sum(open_.filter(due_date__lt=today), "amount_due"),
     )
@@ -91,7 +92,7 @@ def monthly_series(*, currency: str, today: date, months: int = 6) -> dict:
         labels.append(start.strftime("%b %Y"))
         invoiced.append(_sum(Invoice.objects.filter(status__in=ISSUED, currency=currency, issue_date__gte=start,
                                                     issue_date__lt=end), "total"))
-        cash.append(_sum(Payment.objects.filter(currency=currency, paid_on__gte=start, paid_on__lt=end), "amount"))
+        cash.append(_sum(_collected(currency=currency, start=start, end=end), "amount"))
     return {"labels": labels, "invoiced": invoiced, "cash": cash}
 
 
@@ -281,3 +282,10 @@ def global_search(*, q: str, limit: int = 8) -> list[SearchHit]:
         hits.append(SearchHit("Subscription", sub.external_id, f"{sub.customer.name} · {sub.status}",
                               reverse("backoffice:customer", args=[sub.customer.external_id]) + f"#sub-{sub.pk}"))
     return hits
+
+
+def _collected(*, currency: str, start: date, end: date):
+    """Cash received in [start, end): payments that went through (later refunds are their own rows)."""
+    return Payment.objects.filter(currency=currency, paid_on__gte=start, paid_on__lt=end,
+                                  status__in=(PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED,
+                                              PaymentStatus.PARTIALLY_REFUNDED))

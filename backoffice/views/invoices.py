@@ -111,7 +111,7 @@ def invoice(request, pk):
     remaining = credit_note_remaining(obj) if obj.status in (InvoiceStatus.FINALIZED, InvoiceStatus.PAID) else None
     return page(
         request, "backoffice/invoice.html", "invoices", invoice=obj, lines=_lines(obj), totals=invoice_totals_rows(obj, fmt=_formatter(obj)), tz=obj.customer.timezone,
-        actions=available_actions(obj), payments=obj.payments.order_by("-paid_on", "-created_at"),
+        actions=available_actions(obj), payments=obj.payments_received.order_by("-paid_on", "-created_at"),
         credit_notes=obj.credit_notes.order_by("-issue_date"), emails=obj.emails.order_by("-created_at")[:20],
         history=selectors.invoice_history(invoice=obj), creditable=remaining["total"] if remaining else None,
         payment_form=PaymentForm(), credit_form=CreditNoteForm(), reason_form=ReasonForm(), resend_form=ResendForm())
