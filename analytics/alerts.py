@@ -57,13 +57,13 @@ def usage_alert_create(*, subscription, billable_metric_code: str, threshold_uni
 def _open_window(sub, now: datetime):
     """The open period and its billable window in UTC (what subscription_usage_current measures)."""
     from common.timeutil import local_date, local_date_bounds_utc
-    from subscriptions.selectors import billable_start, subscription_current_period
+    from subscriptions.selectors import subscription_current_period
+    from usage.selectors import period_usage_days
 
     tz = sub.customer.timezone
     period = subscription_current_period(subscription=sub, today=local_date(now, tz))
-    last = period.end if sub.end_date is None else min(period.end, sub.end_date)
-    first = max(billable_start(subscription=sub, period=period), sub.usage_billed_through or period.start)
-    start, end = local_date_bounds_utc(min(first, last), last, tz)
+    first, last = period_usage_days(subscription=sub, period=period)
+    start, end = local_date_bounds_utc(first, last, tz)
     return period, start, end
 
 

@@ -9,7 +9,10 @@ in arrears: three in four fees are monthly (April, 49.00), one in four yearly (A
 1. `revrec_sync` posts every invoice (obligations, schedules, the invoice and credits entries);
 2. `revrec_close(2026-03)` accrues March usage to unbilled receivable;
 3. `revrec_close(2026-04)` recognizes April from deferred revenue;
-4. the April close rerun (nothing posts).
+4. the April close rerun (nothing posts);
+5. with `--accrual` (default on): N anniversary subscriptions (period May 15 – Jun 15) with a graduated
+   usage charge and 3 events each in May, none invoiced: `revrec_close(2026-05)` rates and accrues
+   every one (the uninvoiced-usage accrual at close, revrec/accruals.py).
 It checks the trial balance sums to zero, the rollforward identity, and that the reconciliation
 kinds sum exactly, and prints wall times, rows and peak memory (RSS).
 """
@@ -65,9 +68,46 @@ def seed(n: int) -> None:
         cursor.execute("ANALYZE customers_customer, invoicing_invoice, invoicing_invoiceline")
 
 
+def seed_usage(n: int) -> None:
+    """N anniversary subscriptions (from 2026-05-15) on one plan with a graduated usage charge, 3 API
+    calls each in May (customer i: at i mod 28 + 15 hours), none invoiced."""
+    from datetime import timedelta
+
+    from catalog.models import BillableMetric, Charge, Plan, PlanVersion
+    from customers.models import Customer
+    from subscriptions.models import Subscription
+    from usage.models import UsageEvent
+
+    metric = BillableMetric.objects.create(code="bench_calls", name="calls", aggregation="count")
+    plan = Plan.objects.create(code="bench_usage", name="usage", currency="USD", interval="month")
+    version = PlanVersion.objects.create(plan=plan, version=1, amount=Decimal("0"))
+    Charge.objects.create(plan_version=version, billable_metric=metric, model="graduated",
+                          properties={"tiers": [{"up_to": 2, "unit_amount": "1.00", "flat_amount": "0"}, {"up_to": None, "unit_amount": "0.50", "flat_amount": "0"}]})
+    customers = list(Customer.objects.order_by("pk")[:n])
+    subs = Subscription.objects.bulk_create([
+        Subscription(external_id=f"bench_sub_{c.pk}", customer=c, plan_version=version, billing_time="anniversary",
+                     start_date=date(2026, 5, 15)) for c in customers], batch_size=2000)
+    now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    events = []
+    for i, sub in enumerate(subs):
+        for k in range(3):
+            ts = datetime(2026, 5, 16 + (i + k) % 15, 12, tzinfo=timezone.utc) + timedelta(minutes=k)
+            events.append(UsageEvent(transaction_id=f"b{i}_{k}", customer_id=sub.customer_id, subscription_id=sub.pk,
+                                     metric_id=metric.pk, timestamp=ts, properties={}, received_at=now))
+    from usage.partitioning import usage_partitions_ensure_for
+
+    usage_partitions_ensure_for(timestamps=[datetime(2026, 5, 20, tzinfo=timezone.utc)])
+    UsageEvent.objects.bulk_create(events, batch_size=5000)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE subscriptions_subscription, usage_event")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--accrual", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     ensure_database(fresh=True)
     setup_django()
@@ -100,6 +140,20 @@ def main() -> None:
           f"schedule entries {ScheduleEntry.objects.count()}")
     print(f"April: billed {recon['billed']}, recognized {recon['recognized']}, rollforward {rf}")
     print(f"peak RSS {rss_mb():.0f} MB")
+    if args.accrual:
+        seed_usage(args.subscriptions)
+        start = time.monotonic()
+        result = revrec_close(month=date(2026, 5, 1))
+        elapsed = time.monotonic() - start
+        print(f"{'close 2026-05 (uninvoiced usage)':32s} {elapsed:7.1f}s  {result}")
+        from revrec.models import UsageAccrual
+        from django.db.models import Sum
+
+        total = UsageAccrual.objects.filter(month=date(2026, 5, 1)).aggregate(s=Sum("amount"))["s"]
+        # graduated: 2 × 1.00 + 1 × 0.50 per subscription
+        assert total == Decimal("2.50") * args.subscriptions, total
+        assert trial_balance(currency="USD", through=date(2026, 5, 31))["total"] == "0.00"
+        print(f"accrued {UsageAccrual.objects.count()} subscriptions, {total} USD; peak RSS {rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from common.errors import ApplicationError
 from revrec import reports
-from revrec.models import AccountingPeriod, JournalEntry, JournalLine, PerformanceObligation, ScheduleEntry
+from revrec.models import AccountingPeriod, JournalEntry, JournalLine, PerformanceObligation, ScheduleEntry, UsageAccrual
 from revrec.schedules import month_end, month_start
 from revrec.selectors import parse_currency_param, parse_month_param
 
@@ -100,3 +100,13 @@ class JournalEntryAdmin(ReadOnlyAdmin):
 class AccountingPeriodAdmin(ReadOnlyAdmin):
     list_display = ("month", "closed_at", "closed_by")
     readonly_fields = ("month", "closed_at", "closed_by", "summary")
+
+
+@admin.register(UsageAccrual)
+class UsageAccrualAdmin(ReadOnlyAdmin):
+    """Usage accrued at month closes before it was invoiced, and the invoice that released it."""
+
+    list_display = ("month", "subscription", "currency", "period_start", "period_end", "amount", "cumulative",
+                    "released_invoice")
+    list_filter = ("month", "currency")
+    raw_id_fields = ("subscription", "customer", "entry", "released_invoice")

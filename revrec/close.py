@@ -8,6 +8,8 @@
      in the month and invoiced after it; its invoice entry credited unbilled receivable).
    Dated the last day of the schedule month, or, when that month is closed already (a late item),
    the last day of the month being closed, with a note.
+   Before that, usage consumed in the month and not invoiced yet is accrued
+   (`revrec.accruals.accrue_usage`: Dr unbilled receivable / Cr revenue, kind `usage_accrual`).
 3. The month is marked closed: nothing more posts on a date inside it (later items move to the
    first open day after it).
 
@@ -26,6 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from common.errors import ApplicationError
+from revrec.accruals import accrue_usage
 from revrec.models import Account, AccountingPeriod, EntryTreatment, JournalEntry, ScheduleEntry
 from revrec.postings import Draft, _lock, analyze_after_bulk, closed_months, revrec_sync, write_entries
 from revrec.schedules import month_end, month_start, next_month
@@ -95,8 +98,14 @@ def revrec_close(*, month: date, actor: str = "system") -> dict:
     synced = revrec_sync()
     if AccountingPeriod.objects.filter(month=month).exists():
         return {"month": f"{month:%Y-%m}", "already_closed": True, "synced": synced.as_dict(), "entries": 0}
+    # Usage consumed in the month and not invoiced yet: accrued first (revrec.accruals).
+    with transaction.atomic():
+        _lock()
+        if AccountingPeriod.objects.filter(month=month).exists():
+            return {"month": f"{month:%Y-%m}", "already_closed": True, "synced": synced.as_dict(), "entries": 0}
+        accrued = accrue_usage(month)
     # Obligations exist only for posted invoices (written with the invoice entry): no join needed.
-    entries = 0
+    entries = accrued
     while True:
         with transaction.atomic():
             _lock()
@@ -109,7 +118,7 @@ def revrec_close(*, month: date, actor: str = "system") -> dict:
             if not rows:
                 analyze_after_bulk(entries)
                 summary = {"month": f"{month:%Y-%m}", "already_closed": False, "synced": synced.as_dict(),
-                           "entries": entries}
+                           "entries": entries, "usage_accruals": accrued}
                 AccountingPeriod.objects.create(month=month, closed_at=timezone.now(), closed_by=actor,
                                                 summary=summary)
                 return summary

@@ -65,6 +65,7 @@ class EntryTreatment(models.TextChoices):
     ACCRUED = "accrued", "earned before billed: accrued to unbilled receivable at its month's close"
     IMMEDIATE = "immediate", "earned when billed: revenue in the invoice entry"
     CREDIT = "credit", "recognized revenue taken back by a credit note"
+    RELEASED = "released", "usage accrued at a month close before it was invoiced: the invoice credits unbilled receivable"
 
 
 class ScheduleEntry(models.Model):
@@ -142,3 +143,36 @@ class AccountingPeriod(models.Model):
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m} closed"
+
+
+class UsageAccrual(models.Model):
+    """Usage consumed in `month` and not invoiced at its close (DESIGN.md §8 first bullet):
+    Dr unbilled receivable / Cr revenue, for one subscription's billing period. Cumulative: the
+    period's usage rated from its first billable day through the month end, minus what earlier
+    closes accrued for the same period. The invoice that bills the period releases it
+    (`released_invoice`): its usage lines credit unbilled receivable for it."""
+
+    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="+")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
+    currency = models.CharField(max_length=3)
+    period_start = models.DateField()
+    period_end = models.DateField(help_text="Half-open: first day after the billing period")
+    month = models.DateField(help_text="The closed month (first day)")
+    rated_through = models.DateField(help_text="Half-open: usage rated up to this day (excluded)")
+    amount = models.DecimalField(**MONEY_FIELD, help_text="Accrued this month (signed: a lower re-rating is negative)")
+    cumulative = models.DecimalField(**MONEY_FIELD, help_text="The period's usage rated through the month end")
+    entry = models.ForeignKey("revrec.JournalEntry", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    released_invoice = models.ForeignKey("invoicing.Invoice", null=True, blank=True, on_delete=models.PROTECT,
+                                         related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["subscription", "period_start", "month"]
+        constraints = [models.UniqueConstraint(fields=["subscription", "period_start", "month"],
+                                               name="revrec_usage_accrual_once")]
+        indexes = [models.Index(fields=["subscription", "released_invoice"])]
+
+    def __str__(self) -> str:
+        return f"usage accrual {self.month:%Y-%m} {self.amount} {self.currency}"

@@ -19,7 +19,10 @@ Postings (signed: + debit, − credit):
   customer credit (balance) or cash (refund). A voided credit note posts the exact reverse.
 - void: the exact reverse of everything posted on the invoice so far (it nets to zero).
 - uncollectible: Dr bad debt / Cr AR (the amount due).
-- payment: Dr cash / Cr AR; refund: Dr AR / Cr cash (`post_payment`, `post_refund`).
+- payment (payments.Payment, card or manual, once per row): Dr cash / Cr AR (applied), Cr customer
+  credit (cash beyond what was due); refund without a credit note (payments.Refund): Dr customer
+  credit (the payment's unapplied part) or AR (the rest) / Cr cash; dispute (`invoice.payment_reversed`):
+  Dr AR / Cr cash for the reopened amount.
 
 Dates: the source document's own date; a date in a closed month moves to the first open day
 after it, and the entry carries a note saying so.
@@ -30,18 +33,18 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from common.models import AuditEvent
 from common.money import quantize_money
 from invoicing.models import CreditNote, CreditNoteLine, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceLine
 from revrec.models import (Account, AccountingPeriod, EntryTreatment, JournalEntry, JournalLine, ObligationKind,
-                           PerformanceObligation, ScheduleEntry)
+                           PerformanceObligation, ScheduleEntry, UsageAccrual)
 from revrec.schedules import (allocate_discount, cumulative_split, month_start, next_month, ratable_schedule, shrink)
 
 log = logging.getLogger(__name__)
@@ -88,9 +91,11 @@ class Draft:
     note: str = ""
     lines: list = field(default_factory=list)
 
-    def add(self, account: str, amount: Decimal, *, invoice_id=None, obligation=None) -> None:
+    def add(self, account: str, amount: Decimal, *, invoice_id=None, obligation=None, unlinked: bool = False) -> None:
+        """`unlinked`: the line belongs to no invoice (e.g. cash received beyond what an invoice was due)."""
         if amount:
-            self.lines.append((account, amount, invoice_id if invoice_id is not None else self.invoice_id, obligation))
+            invoice = None if unlinked else invoice_id if invoice_id is not None else self.invoice_id
+            self.lines.append((account, amount, invoice, obligation))
 
     def balanced(self) -> bool:
         return sum((a for _, a, _, _ in self.lines), ZERO) == 0
@@ -105,7 +110,7 @@ def write_entries(drafts: list[Draft]) -> list[JournalEntry]:
     entries = JournalEntry.objects.bulk_create([
         JournalEntry(date=d.date, currency=d.currency, memo=d.memo[:500], source_type=d.source_type,
                      source_id=d.source_id, kind=d.kind, invoice_id=d.invoice_id, customer_id=d.customer_id,
-                     document_date=d.document_date, note=d.note) for d in drafts], batch_size=1000)
+                     document_date=d.document_date, note=d.note[:300]) for d in drafts], batch_size=1000)
     lines = []
     for entry, d in zip(entries, drafts):
         for account, amount, invoice_id, obligation in d.lines:
@@ -137,19 +142,52 @@ def obligation_kind(line: InvoiceLine) -> str:
     return ObligationKind.POINT_IN_TIME
 
 
-def build_obligations(invoice: Invoice, lines: list[InvoiceLine], post_on: date) -> list[tuple]:
+def _released(lines: list[InvoiceLine], nets: list[Decimal], accruals: list, currency: str) -> dict:
+    """{line index: (released, accrued_through)}: the usage accrued at month closes for the
+    billing periods these usage lines bill, split over the lines of each period in proportion to
+    their net amounts (cumulative rounding: the parts sum to the accrual exactly)."""
+    out: dict = {}
+    for p_start, p_end, amount, through, _ in accruals:
+        members = [i for i, ln in enumerate(lines) if ln.kind == "usage" and obligation_kind(ln) == ObligationKind.USAGE
+                   and p_start <= ln.period_start < p_end and i not in out]
+        if not members:
+            continue
+        for i, part in zip(members, cumulative_split(amount, [max(nets[i], ZERO) for i in members], currency)):
+            out[i] = (part, through)
+    return out
+
+
+def build_obligations(invoice: Invoice, lines: list[InvoiceLine], post_on: date, accruals: list | None = None) -> list[tuple]:
     """[(PerformanceObligation (unsaved), [(month, amount, treatment)])] for a finalized invoice
-    posted on `post_on`. Pure apart from its inputs."""
+    posted on `post_on`. `accruals`: the unreleased usage accruals of its subscription
+    (revrec.accruals.unreleased_by_subscription). Pure apart from its inputs."""
     currency = invoice.currency
     shares = allocate_discount(invoice.discount, [ln.amount for ln in lines], currency)
+    nets = [quantize_money(line.amount - share, currency) for line, share in zip(lines, shares)]
+    released = _released(lines, nets, accruals or [], currency)
     posting_month = month_start(post_on)
     out = []
-    for line, share in zip(lines, shares):
-        net = quantize_money(line.amount - share, currency)
+    for index, (line, share, net) in enumerate(zip(lines, shares, nets)):
         kind = obligation_kind(line)
         if kind == ObligationKind.POINT_IN_TIME:
             start, end = invoice.issue_date, date.fromordinal(invoice.issue_date.toordinal() + 1)
             schedule = [(posting_month, net, EntryTreatment.IMMEDIATE)]
+        elif index in released:
+            # Usage accrued at earlier closes: that part was recognized then (Dr unbilled / Cr
+            # revenue) and is released from unbilled receivable; the rest is the usage after the
+            # accrued days (by its schedule) or, when the estimate was too high, a true-up.
+            start, end = line.period_start, line.period_end
+            part, through = released[index]
+            schedule = [(month_start(through - timedelta(days=1)), part, EntryTreatment.RELEASED)]
+            rest = net - part
+            rest_start = max(through, start)
+            if rest > 0 and rest_start < end:
+                # Usage is billed in arrears: what falls in the posting month is earned by now.
+                schedule += [(m, a, EntryTreatment.ACCRUED if m < posting_month else
+                              EntryTreatment.IMMEDIATE if m == posting_month else EntryTreatment.DEFERRED)
+                             for m, a in ratable_schedule(rest, rest_start, end, currency)]
+            elif rest:
+                schedule.append((posting_month, rest, EntryTreatment.IMMEDIATE))
         else:
             start, end = line.period_start, line.period_end
             schedule = [(m, a, EntryTreatment.ACCRUED if m < posting_month else EntryTreatment.DEFERRED)
@@ -182,10 +220,24 @@ def post_invoices(invoice_ids: list) -> int:
         lines_by: dict = defaultdict(list)
         for line in InvoiceLine.objects.filter(invoice__in=invoices).order_by("invoice_id", "position", "pk"):
             lines_by[line.invoice_id].append(line)
+        from revrec.accruals import unreleased_by_subscription
+
+        accruals = unreleased_by_subscription({i.subscription_id for i in invoices if i.subscription_id})
         obligations, schedules, drafts, immediate = [], [], [], []
         for invoice in invoices:
             post_on, note = posting_date(invoice.issue_date, closed)
-            built = build_obligations(invoice, lines_by[invoice.pk], post_on)
+            pending = accruals.get(invoice.subscription_id, []) if invoice.subscription_id else []
+            built = build_obligations(invoice, lines_by[invoice.pk], post_on, pending)
+            used = [g for g in pending if any(t == EntryTreatment.RELEASED and g[0] <= o.service_start < g[1]
+                                              for o, sched in built for _, _, t in sched)]
+            if used:
+                UsageAccrual.objects.filter(pk__in=[pk for g in used for pk in g[4]]).update(released_invoice=invoice)
+                accruals[invoice.subscription_id] = [g for g in pending if g not in used]
+                trued = sum((a for o, sched in built for _, a, t in sched
+                             if t == EntryTreatment.IMMEDIATE and o.kind == ObligationKind.USAGE), ZERO)
+                text = (f"usage accrued at close released from unbilled receivable "
+                        f"({sum((g[2] for g in used), ZERO)}); true-up of the estimate to revenue: {trued}")
+                note = f"{note}; {text}" if note else text
             for obligation, schedule in built:
                 obligations.append(obligation)
                 schedules.append(schedule)
@@ -198,7 +250,7 @@ def post_invoices(invoice_ids: list) -> int:
             for month, amount, treatment in schedule:
                 rows.append(ScheduleEntry(obligation=obligation, month=month, amount=amount, treatment=treatment,
                                           posted_entry=invoice_entry.get(obligation.invoice_id)
-                                          if treatment == EntryTreatment.IMMEDIATE else None))
+                                          if treatment in (EntryTreatment.IMMEDIATE, EntryTreatment.RELEASED) else None))
         ScheduleEntry.objects.bulk_create(rows, batch_size=2000)
         return len(invoices)
 
@@ -210,7 +262,7 @@ def _invoice_drafts(invoice: Invoice, built: list, post_on: date, note: str) -> 
     main.add(Account.ACCOUNTS_RECEIVABLE, invoice.total)
     main.add(Account.TAX_PAYABLE, -invoice.tax)
     accounts = {EntryTreatment.IMMEDIATE: Account.REVENUE, EntryTreatment.ACCRUED: Account.UNBILLED_RECEIVABLE,
-                EntryTreatment.DEFERRED: Account.DEFERRED_REVENUE}
+                EntryTreatment.DEFERRED: Account.DEFERRED_REVENUE, EntryTreatment.RELEASED: Account.UNBILLED_RECEIVABLE}
     for obligation, schedule in built:
         per_account: dict = defaultdict(lambda: ZERO)
         for _, amount, treatment in schedule:
@@ -242,7 +294,7 @@ def _recognized_by(entries: list[ScheduleEntry], month: date) -> tuple[Decimal, 
     reversals) and the entries still to come."""
     recognized, future = ZERO, []
     for entry in entries:
-        if entry.treatment in (EntryTreatment.IMMEDIATE, EntryTreatment.CREDIT) or entry.month < month:
+        if entry.treatment in (EntryTreatment.IMMEDIATE, EntryTreatment.CREDIT, EntryTreatment.RELEASED) or entry.month < month:
             recognized += entry.amount
         else:
             future.append(entry)
@@ -399,6 +451,8 @@ def post_invoice_void(invoice: Invoice) -> bool:
             draft.add(account, -amount, obligation=obligation_id)
         (entry,) = write_entries([draft]) or (None,)
         PerformanceObligation.objects.filter(invoice_id=invoice.pk).update(voided=True)
+        # Its usage is unbilled again: the accruals it released wait for the invoice that bills it.
+        UsageAccrual.objects.filter(released_invoice=invoice).update(released_invoice=None)
         if entry is not None:
             ScheduleEntry.objects.filter(obligation__invoice_id=invoice.pk, posted_entry__isnull=True).update(posted_entry=entry)
         return True
@@ -423,41 +477,145 @@ def post_uncollectible(invoice: Invoice) -> bool:
         return True
 
 
-# --- cash -------------------------------------------------------------------------------------
+# --- cash ----------------------------------------------------------------------------------------
+# The cash source documents are the payments app's rows (payments.Payment, payments.Refund) and the
+# `invoice.payment_reversed` audit rows (disputes). Each posts exactly once: entries are unique per
+# (source_type, source_id, kind) and the sweep re-checks under the journal lock.
+
+def _cash_draft(*, source_type, source_id, kind, on: date, currency, memo, invoice_id, customer_id) -> Draft:
+    post_on, text = posting_date(on, closed_months())
+    return Draft(date=post_on, currency=currency, memo=memo, source_type=source_type, source_id=str(source_id),
+                 kind=kind, document_date=on, invoice_id=invoice_id, customer_id=customer_id, note=text)
+
 
 def post_payment(*, source_id: str, invoice_id=None, customer_id=None, amount: Decimal, currency: str, on: date,
-                 memo: str = "") -> bool:
-    """Dr cash / Cr AR for a payment received. `source_id` identifies the payment (unique)."""
+                 memo: str = "", applied: Decimal | None = None) -> bool:
+    """Dr cash (amount) / Cr AR (applied to the invoice) / Cr customer credit (the rest: cash
+    received beyond what the invoice had due, e.g. a card charge that arrived after the invoice was
+    paid; it is refunded or kept as credit). `source_id` identifies the payment (unique)."""
+    applied = amount if applied is None else applied
     with transaction.atomic():
         _lock()
         if _posted("payment", "received", [source_id]):
             return False
-        post_on, text = posting_date(on, closed_months())
-        draft = Draft(date=post_on, currency=currency, memo=memo or f"Payment {source_id}", source_type="payment",
-                      source_id=str(source_id), kind="received", document_date=on, invoice_id=invoice_id,
-                      customer_id=customer_id, note=text)
-        draft.add(Account.CASH, amount)
-        draft.add(Account.ACCOUNTS_RECEIVABLE, -amount)
+        draft = _cash_draft(source_type="payment", source_id=source_id, kind="received", on=on, currency=currency,
+                            memo=memo or f"Payment {source_id}", invoice_id=invoice_id, customer_id=customer_id)
+        draft.add(Account.CASH, applied)
+        draft.add(Account.ACCOUNTS_RECEIVABLE, -applied)
+        # The unapplied part belongs to no invoice (the reconciliation counts it as collected for
+        # no invoice of the month).
+        draft.add(Account.CASH, amount - applied, unlinked=True)
+        draft.add(Account.CUSTOMER_CREDIT, -(amount - applied), unlinked=True)
         write_entries([draft])
         return True
 
 
 def post_refund(*, source_id: str, invoice_id=None, customer_id=None, amount: Decimal, currency: str, on: date,
-                memo: str = "") -> bool:
-    """Dr AR / Cr cash for money paid back outside a credit note (a refund that belongs to a
-    refund credit note is already in that note's entry: do not post it again)."""
+                memo: str = "", from_credit: Decimal = ZERO) -> bool:
+    """Money paid back outside a credit note (a refund that belongs to a refund credit note is
+    already in that note's entry: it is never posted again): Dr customer credit for `from_credit`
+    (what the payment had left unapplied: an overpayment refunded), Dr AR for the rest (money of a
+    settled invoice returned without a credit note: the customer owes it again) / Cr cash."""
     with transaction.atomic():
         _lock()
         if _posted("refund", "paid_out", [source_id]):
             return False
-        post_on, text = posting_date(on, closed_months())
-        draft = Draft(date=post_on, currency=currency, memo=memo or f"Refund {source_id}", source_type="refund",
-                      source_id=str(source_id), kind="paid_out", document_date=on, invoice_id=invoice_id,
-                      customer_id=customer_id, note=text)
+        draft = _cash_draft(source_type="refund", source_id=source_id, kind="paid_out", on=on, currency=currency,
+                            memo=memo or f"Refund {source_id}", invoice_id=invoice_id, customer_id=customer_id)
+        draft.add(Account.CUSTOMER_CREDIT, from_credit, unlinked=True)
+        draft.add(Account.CASH, -from_credit, unlinked=True)
+        draft.add(Account.ACCOUNTS_RECEIVABLE, amount - from_credit)
+        draft.add(Account.CASH, -(amount - from_credit))
+        write_entries([draft])
+        return True
+
+
+def post_payment_reversal(*, source_id: str, invoice_id, customer_id, amount: Decimal, currency: str, on: date,
+                          memo: str = "") -> bool:
+    """A dispute (or a reversed payment) reopens `amount` of an invoice: Dr AR / Cr cash."""
+    with transaction.atomic():
+        _lock()
+        if _posted("payment", "reversed", [source_id]):
+            return False
+        draft = _cash_draft(source_type="payment", source_id=source_id, kind="reversed", on=on, currency=currency,
+                            memo=memo or f"Payment reversed {source_id}", invoice_id=invoice_id, customer_id=customer_id)
         draft.add(Account.ACCOUNTS_RECEIVABLE, amount)
         draft.add(Account.CASH, -amount)
         write_entries([draft])
         return True
+
+
+def _legacy_posted_payments() -> set[str]:
+    """Payments already posted by the first version's sweep, keyed by their `invoice.payment_recorded`
+    audit row: those events name their payment (`payment_id`), or (written by invoice_mark_paid
+    before the payments app) match the Payment row written for them on (invoice, amount, date)."""
+    from django.db.models import CharField
+    from django.db.models.functions import Cast
+
+    from payments.models import Payment
+
+    by_payment = Payment.objects.annotate(pk_text=Cast("pk", CharField())).filter(pk_text=OuterRef("source_id"))
+    event_ids = list(JournalEntry.objects.filter(source_type="payment", kind="received")
+                     .exclude(Exists(by_payment)).values_list("source_id", flat=True))
+    if not event_ids:
+        return set()
+    covered, legacy = set(), []
+    for inputs, invoice_id in AuditEvent.objects.filter(action="invoice.payment_recorded", pk__in=event_ids) \
+            .values_list("inputs", "object_id"):
+        if inputs.get("payment_id"):
+            covered.add(str(inputs["payment_id"]))
+        else:
+            legacy.append((invoice_id, Decimal(str(inputs["amount"])), inputs.get("date")))
+    for invoice_id, amount, day in legacy:
+        match = (Payment.objects.filter(invoice_id=invoice_id, amount=amount, paid_on=day, attempt__isnull=True)
+                 .exclude(pk__in=covered).order_by("created_at").values_list("pk", flat=True).first())
+        if match is not None:
+            covered.add(str(match))
+    return covered
+
+
+def _sweep_cash(result) -> None:
+    from payments.models import Payment, PaymentStatus, Refund, RefundStatus
+
+    received = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED)
+    legacy = None
+    for payment in _unposted(Payment.objects.filter(status__in=received, paid_on__isnull=False)
+                             .select_related("invoice"), "payment", "received").order_by("paid_on", "created_at"):
+        if legacy is None:
+            legacy = _legacy_posted_payments()
+        if str(payment.pk) in legacy:
+            continue
+        result.payments += post_payment(source_id=str(payment.pk), invoice_id=payment.invoice_id,
+                                        customer_id=payment.customer_id, amount=payment.amount,
+                                        applied=payment.amount_applied, currency=payment.currency, on=payment.paid_on,
+                                        memo=f"{payment.get_method_display().capitalize()} payment on invoice "
+                                             f"{payment.invoice.number}")
+    # Refunds without a credit note (with one, the credit note's entry pays the cash out).
+    refunds = _unposted(Refund.objects.filter(status=RefundStatus.SUCCEEDED, credit_note__isnull=True)
+                        .select_related("payment__invoice"), "refund", "paid_out").order_by("updated_at", "pk")
+    for refund in refunds:
+        payment = refund.payment
+        earlier = Refund.objects.filter(payment=payment, status=RefundStatus.SUCCEEDED, credit_note__isnull=True) \
+            .exclude(pk=refund.pk).filter(Q(updated_at__lt=refund.updated_at) | Q(updated_at=refund.updated_at,
+                                                                                   pk__lt=refund.pk))
+        taken = sum(earlier.values_list("amount", flat=True), ZERO)
+        unapplied = max(payment.amount - payment.amount_applied - taken, ZERO)
+        result.refunds += post_refund(source_id=str(refund.pk), invoice_id=payment.invoice_id,
+                                      customer_id=payment.customer_id, amount=refund.amount,
+                                      from_credit=min(unapplied, refund.amount), currency=refund.currency,
+                                      on=_local_date(refund.updated_at),
+                                      memo=f"Refund of a payment on invoice {payment.invoice.number}: {refund.reason}")
+    for event in _unposted(AuditEvent.objects.filter(action="invoice.payment_reversed"), "payment", "reversed") \
+            .order_by("created_at"):
+        amount = Decimal(str(event.inputs.get("amount") or 0))
+        invoice = Invoice.objects.filter(pk=event.object_id).only("pk", "customer_id", "currency", "number").first()
+        if invoice is None or amount <= 0:
+            continue
+        result.reversals += post_payment_reversal(source_id=str(event.pk), invoice_id=invoice.pk,
+                                                  customer_id=invoice.customer_id, amount=amount,
+                                                  currency=invoice.currency, on=_local_date(event.created_at),
+                                                  memo=f"Payment reversed on invoice {invoice.number}: "
+                                                       f"{event.inputs.get('reason', '')}")
 
 
 def analyze_after_bulk(rows: int, threshold: int = 1000) -> None:
@@ -479,6 +637,8 @@ class SyncResult:
     uncollectible: int = 0
     voids: int = 0
     payments: int = 0
+    refunds: int = 0
+    reversals: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -501,15 +661,7 @@ def revrec_sync() -> SyncResult:
     for invoice in _unposted(Invoice.objects.filter(marked_uncollectible_at__isnull=False, number__isnull=False),
                              "uncollectible", "written_off").order_by("marked_uncollectible_at"):
         result.uncollectible += post_uncollectible(invoice)
-    for event in _unposted(AuditEvent.objects.filter(action="invoice.payment_recorded"), "payment", "received") \
-            .order_by("created_at"):
-        invoice = Invoice.objects.filter(pk=event.object_id).only("pk", "customer_id", "currency", "number").first()
-        if invoice is None:
-            continue
-        result.payments += post_payment(source_id=str(event.pk), invoice_id=invoice.pk, customer_id=invoice.customer_id,
-                                        amount=Decimal(event.inputs["amount"]), currency=invoice.currency,
-                                        on=date.fromisoformat(event.inputs["date"]),
-                                        memo=f"Payment on invoice {invoice.number}")
+    _sweep_cash(result)
     for invoice in _unposted(Invoice.objects.filter(voided_at__isnull=False, finalized_at__isnull=False,
                                                     number__isnull=False), "void", "voided").order_by("voided_at"):
         result.voids += post_invoice_void(invoice)

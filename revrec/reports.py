@@ -147,7 +147,10 @@ def reconciliation(*, month: date, currency: str) -> dict:
                     written_off -= signed  # … written off (payments are collected)
         elif account == Account.CASH:
             collected += signed
-            if signed < 0:
+            if source == "payment" and kind == "reversed":
+                if not this_month:  # a dispute reopening an earlier month's invoice
+                    prior_collected += signed  # (this month's: its AR line is outstanding again)
+            elif signed < 0:
                 refunded -= signed
             elif not (this_month and source == "payment"):
                 prior_collected += signed

@@ -391,6 +391,48 @@ def _forecast_units(aggregation: str, units: Decimal, fraction: Decimal) -> Deci
     return projected.quantize(_FORECAST_PLACES, rounding=ROUND_HALF_UP)
 
 
+def period_usage_days(*, subscription, period):
+    """The customer-local days [first, last) of `period` whose usage the period bills (as invoicing
+    does): not the trial, not the part an immediate change already invoiced (before
+    usage_billed_through), nothing after the end date. Shared by the live usage endpoint and the
+    revenue accrual of uninvoiced usage at month close (revrec.accruals)."""
+    from subscriptions.fees import subscription_first_billable_day
+
+    last = period.end if subscription.end_date is None else min(period.end, subscription.end_date)
+    first = max(subscription_first_billable_day(subscription=subscription, period=period),
+                subscription.usage_billed_through or period.start)
+    return min(first, last), last
+
+
+def rated_usage_amounts(*, items: Sequence[tuple]) -> dict[int, Decimal]:
+    """Usage rated with the plan's charges, per subscription, for many windows at once:
+    `items` are (subscription, start, end) with UTC instants, one per subscription. One aggregate
+    query for all of them (usage_aggregate), then catalog.rating.rate_charge per charge, exactly as
+    the live usage endpoint rates the open period. Late events are excluded (billed separately).
+    Subscriptions need `plan_version` with its charges prefetched (`plan_version__charges`)."""
+    from catalog.rating import rate_charge
+
+    if not items:
+        return {}
+    charges_by = {sub.id: sorted(sub.plan_version.charges.all(), key=lambda c: (c.position, c.pk)) for sub, _, _ in items}
+    metric_ids = sorted({c.billable_metric_id for charges in charges_by.values() for c in charges})
+    usage = usage_aggregate(windows=[UsageWindow(sub.id, start, end) for sub, start, end in items]) if metric_ids else {}
+    out: dict[int, Decimal] = {}
+    for sub, start, end in items:
+        currency = sub.plan_version.plan.currency
+        total = Decimal(0)
+        for charge in charges_by[sub.id]:
+            aggregate = usage.get((sub.id, charge.billable_metric_id), ZERO)
+            values = None
+            if charge.model == "percentage":
+                values = usage_event_values(subscription_id=sub.id, metric_id=charge.billable_metric_id,
+                                            start=start, end=end)
+            total += rate_charge(charge=charge, quantity=aggregate.quantity, currency=currency,
+                                 event_count=aggregate.event_count, event_values=values).amount
+        out[sub.id] = total
+    return out
+
+
 def subscription_usage_current(*, subscription, now: datetime | None = None) -> dict:
     """The open period's usage per charge (units, amount, tier breakdown), its total, and a forecast
     of end-of-period units and amount (linear run-rate by elapsed time, see _forecast_units).
@@ -399,19 +441,14 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
     from catalog.rating import rate_charge, rate_projected
     from common.money import format_money
     from common.timeutil import local_date, local_date_bounds_utc
-    from subscriptions.fees import subscription_first_billable_day
     from subscriptions.selectors import subscription_current_period
 
     now = now or dj_timezone.now()
     tz = subscription.customer.timezone
     currency = subscription.plan_version.plan.currency
     period = subscription_current_period(subscription=subscription, today=local_date(now, tz))
-    # What the period will bill (as invoicing does): not the trial, not the part an immediate
-    # change already invoiced (before usage_billed_through), nothing after the end date.
-    last = period.end if subscription.end_date is None else min(period.end, subscription.end_date)
-    first = max(subscription_first_billable_day(subscription=subscription, period=period),
-                subscription.usage_billed_through or period.start)
-    start, end = local_date_bounds_utc(min(first, last), last, tz)
+    first, last = period_usage_days(subscription=subscription, period=period)
+    start, end = local_date_bounds_utc(first, last, tz)
     span = end - start
     elapsed = min(max(now, start), end) - start
     fraction = Decimal(elapsed // _MICROSECOND) / Decimal(span // _MICROSECOND) if span else Decimal(0)
