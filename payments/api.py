@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.errors import ApplicationError
+from common.pagination import whole_list_schema
 from customers.selectors import customer_get
 from invoicing.selectors import invoice_get
 from invoicing.serializers import InvoiceSerializer
@@ -67,7 +68,7 @@ class InvoicePaymentsView(APIView):
                                         currency=data.get("currency"), actor=request.auth)
         return Response(PaymentSerializer(payment_get(payment_id=payment.pk)).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: PaymentSerializer(many=True)})
+    @extend_schema(responses={200: whole_list_schema("InvoicePaymentList", PaymentSerializer)})
     def get(self, request, pk):
         invoice = invoice_get(invoice_id=pk)
         return Response({"results": PaymentSerializer(payments_list(invoice=str(invoice.pk)), many=True).data,
