@@ -1,6 +1,6 @@
 from django.urls import path
 
-from backoffice.views import analytics, auth, invoices, operations, pages
+from backoffice.views import analytics, auth, invoices, operations, pages, revenue
 
 app_name = "backoffice"
 
@@ -30,4 +30,8 @@ urlpatterns = [
     path("dead-letters/<int:pk>/replay/", operations.dead_letter_replay_view, name="dead_letter_replay"),
     path("analytics/", analytics.analytics_page, name="analytics"),
     path("analytics/<str:name>.csv", analytics.analytics_csv, name="analytics_csv"),
+    path("revenue/", revenue.revenue, name="revenue"),
+    path("revenue/journal/", revenue.journal, name="revenue_journal"),
+    path("revenue/close/", revenue.revenue_close, name="revenue_close"),
+    path("revenue/<str:name>.csv", revenue.revenue_csv, name="revenue_csv"),
 ]
