@@ -7,8 +7,16 @@ MANAGE := $(BIN)/python manage.py
 HOST ?= 127.0.0.1
 PORT ?= 8000
 RUN := .run
+# The local Stripe sandbox (payments/sandbox/): `make demo` starts it and points the app at it.
+# To use real Stripe test mode instead, set STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET and run with
+# STRIPE_API_BASE= (empty) — see README "Payments".
+# Only the demo's processes get these (not `make test`, whose suite starts its own sandbox).
+STRIPE_SANDBOX_PORT ?= 12111
+STRIPE_API_BASE ?= http://127.0.0.1:$(STRIPE_SANDBOX_PORT)
+STRIPE_WEBHOOK_SECRET ?= whsec_ledgerline_demo_sandbox
+DEMO_ENV := STRIPE_API_BASE=$(STRIPE_API_BASE) STRIPE_WEBHOOK_SECRET=$(STRIPE_WEBHOOK_SECRET)
 
-.PHONY: demo test venv system-deps services migrate seed start stop serve worker beat bench clean
+.PHONY: demo test venv system-deps services migrate seed start stop stop-app sandbox serve worker beat bench clean
 
 # WeasyPrint needs Pango (present on this machine kind); the PDF checks use poppler's pdftoppm; the
 # back-office browser tests drive Debian's headless Chromium through its chromedriver.
@@ -35,29 +43,43 @@ migrate: services
 	@$(MANAGE) migrate --noinput -v0
 	@$(MANAGE) collectstatic --noinput -v0
 
-seed: migrate
-	@$(MANAGE) seed_demo
+# Starts the Stripe sandbox in the background (once; its state survives restarts in $(RUN)/).
+sandbox: venv
+	@mkdir -p $(RUN)
+	@if [ -z "$(STRIPE_API_BASE)" ]; then echo "STRIPE_API_BASE is empty: using real Stripe, no sandbox"; \
+	elif [ -f $(RUN)/sandbox.pid ] && kill -0 $$(cat $(RUN)/sandbox.pid) 2>/dev/null; then :; \
+	else nohup $(MANAGE) stripe_sandbox --port $(STRIPE_SANDBOX_PORT) --state-file $(RUN)/stripe-sandbox.pickle \
+		--webhook-url http://$(HOST):$(PORT)/api/v1/stripe/webhook/ --webhook-secret $(STRIPE_WEBHOOK_SECRET) \
+		>$(RUN)/sandbox.log 2>&1 & echo $$! > $(RUN)/sandbox.pid; \
+		for i in $$(seq 1 50); do grep -q listening $(RUN)/sandbox.log 2>/dev/null && break; sleep 0.2; done; \
+		grep -q listening $(RUN)/sandbox.log || (echo "ERROR: the Stripe sandbox did not start; see $(RUN)/sandbox.log" && exit 1); fi
+
+seed: migrate sandbox
+	@$(DEMO_ENV) $(MANAGE) seed_demo
 
 # Starts the web app (gunicorn), a Celery worker and beat in the background, then prints how to log in.
 demo: seed
-	@$(MAKE) --no-print-directory stop >/dev/null
+	@$(MAKE) --no-print-directory stop-app >/dev/null
 	@mkdir -p $(RUN)
-	@$(BIN)/gunicorn billing_site.wsgi:application --bind $(HOST):$(PORT) --workers 2 --daemon \
+	@$(DEMO_ENV) $(BIN)/gunicorn billing_site.wsgi:application --bind $(HOST):$(PORT) --workers 2 --daemon \
 		--pid $(RUN)/web.pid --access-logfile $(RUN)/web-access.log --error-logfile $(RUN)/web.log
-	@nohup $(BIN)/celery -A billing_site worker -l INFO --concurrency 2 >$(RUN)/worker.log 2>&1 & echo $$! > $(RUN)/worker.pid
-	@nohup $(BIN)/celery -A billing_site beat -l INFO >$(RUN)/beat.log 2>&1 & echo $$! > $(RUN)/beat.pid
+	@$(DEMO_ENV) nohup $(BIN)/celery -A billing_site worker -l INFO --concurrency 2 >$(RUN)/worker.log 2>&1 & echo $$! > $(RUN)/worker.pid
+	@$(DEMO_ENV) nohup $(BIN)/celery -A billing_site beat -l INFO >$(RUN)/beat.log 2>&1 & echo $$! > $(RUN)/beat.pid
 	@for i in $$(seq 1 50); do curl -fs -o /dev/null http://$(HOST):$(PORT)/healthz && break; sleep 0.2; done
 	@curl -fs -o /dev/null http://$(HOST):$(PORT)/healthz || (echo "ERROR: the web app did not start; see $(RUN)/web.log" && exit 1)
 	@$(MANAGE) demo_banner --url http://$(HOST):$(PORT)
 
-stop:
+stop: stop-app
+	@if [ -f $(RUN)/sandbox.pid ]; then kill $$(cat $(RUN)/sandbox.pid) 2>/dev/null || true; rm -f $(RUN)/sandbox.pid; fi
+
+stop-app:
 	@for p in web worker beat; do \
 		if [ -f $(RUN)/$$p.pid ]; then kill $$(cat $(RUN)/$$p.pid) 2>/dev/null || true; rm -f $(RUN)/$$p.pid; fi; \
 	done
 
 # Foreground web server, for development.
-serve: migrate
-	@$(MANAGE) runserver $(HOST):$(PORT)
+serve: migrate sandbox
+	@$(DEMO_ENV) $(MANAGE) runserver $(HOST):$(PORT)
 
 test: venv system-deps
 	@$(BIN)/python bin/check_services.py

@@ -19,6 +19,8 @@ app.conf.beat_schedule = {
     "billing-run-hourly": {"task": "invoicing.tasks.run_billing_today", "schedule": crontab(minute=5)},
     "invoices-auto-finalize": {"task": "invoicing.tasks.auto_finalize", "schedule": crontab(minute=35)},
     "usage-partitions-ahead": {"task": "usage.ensure_partitions_ahead", "schedule": crontab(minute=15, hour=3)},
+    # Charges left pending (worker died, broker down at enqueue) are retried with their own idempotency key.
+    "payments-sweep-pending-attempts": {"task": "payments.tasks.sweep_pending_attempts", "schedule": crontab(minute="*/15")},
     # Revenue: post new source documents to the journal hourly; close every past month from the 3rd on.
     "revrec-sync": {"task": "revrec.sync", "schedule": crontab(minute=45)},
     "revrec-close-due": {"task": "revrec.close_due", "schedule": crontab(minute=50, hour=4)},

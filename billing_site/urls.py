@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("catalog.urls")),
     path("", include("usage.urls")),
     path("", include("subscriptions.urls")),
+    path("", include("payments.urls")),
     path("", include("invoicing.urls")),
     path("", include("revrec.urls")),
     path("", include("analytics.urls")),

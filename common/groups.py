@@ -4,7 +4,8 @@ every migrate so models added later join them: viewers may only view, admins may
 
 from django.contrib.auth.models import Group, Permission
 
-FINANCE_APPS = ("common", "customers", "catalog", "usage", "subscriptions", "invoicing", "dunning", "revrec", "analytics", "webhooks")
+FINANCE_APPS = ("common", "customers", "catalog", "usage", "subscriptions", "invoicing", "payments", "dunning", "revrec", "analytics",
+               "webhooks")
 FINANCE_ADMIN = "finance-admin"
 FINANCE_VIEWER = "finance-viewer"
 

@@ -64,3 +64,20 @@ def credit_grants_usable(*, customer, currency: str, on=None):
     return (CreditGrant.objects.filter(customer=customer, currency=currency, remaining__gt=0)
             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=moment))
             .order_by(F("expires_at").asc(nulls_last=True), "created_at", "pk"))
+
+
+def customer_balance_summary(*, customer, currency: str | None = None) -> dict:
+    """The credit balance, usable prepaid credit and the balance ledger in one currency (API.md
+    GET /customers/{id}/balance/). Amounts are Decimals; the API formats them."""
+    from customers.models import CustomerBalanceTransaction
+
+    currency = (currency or customer.currency).upper()
+    ledger = CustomerBalanceTransaction.objects.filter(customer=customer, currency=currency).order_by("created_at", "pk")
+    return {
+        "currency": currency,
+        "credit_balance": customer_credit_balance(customer=customer, currency=currency),
+        "prepaid_credit_available": prepaid_credit_available(customer=customer, currency=currency),
+        "ledger": [{"date": row.created_at.date(), "kind": row.kind, "amount": row.amount,
+                    "invoice": row.invoice_id, "credit_note": row.credit_note_id, "description": row.description}
+                   for row in ledger],
+    }

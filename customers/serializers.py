@@ -26,3 +26,12 @@ class CustomerSerializer(serializers.ModelSerializer):
 class CustomerUpdateSerializer(CustomerSerializer):
     class Meta(CustomerSerializer.Meta):
         read_only_fields = ("external_id", "created_at", "updated_at")
+
+
+class CreditGrantCreateSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=20, decimal_places=4, coerce_to_string=False,
+                                      help_text="Decimal string in the customer's currency")
+    expires_on = serializers.DateField(required=False, allow_null=True,
+                                       help_text="Last day the credit can be used (inclusive); none = no expiry")
+    reference = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    currency = CurrencyField(required=False, help_text="Defaults to the customer's currency")

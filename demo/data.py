@@ -242,6 +242,9 @@ def seed_demo(*, today: date | None = None, bill: bool = True) -> dict:
 
         run = billing_run(as_of=today, actor="seed_demo")
         summary["invoices created by the billing run"] = run.invoices_created
+        from demo.payments import seed_payments
+
+        summary.update({f"payments: {k}": v for k, v in seed_payments().items()})
     from demo.analytics import seed_analytics
 
     summary.update(seed_analytics(today=today, bill=bill))

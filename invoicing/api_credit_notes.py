@@ -5,12 +5,13 @@ GET  /api/v1/credit_notes/?invoice=&customer=&status=  and  /api/v1/credit_notes
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from invoicing.credit_notes import credit_note_create
+from invoicing.credit_notes import credit_note_create, credit_note_void
 from invoicing.selectors import credit_note_get, credit_notes_list, invoice_get
 from invoicing.serializers import CreditNoteCreateSerializer, CreditNoteSerializer
 
@@ -34,6 +35,10 @@ class InvoiceCreditNotesView(APIView):
         return Response({"results": CreditNoteSerializer(notes, many=True).data, "next": None})
 
 
+class VoidCreditNoteSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
 class CreditNoteViewSet(viewsets.GenericViewSet):
     serializer_class = CreditNoteSerializer
     lookup_value_regex = "[^/]+"
@@ -43,9 +48,21 @@ class CreditNoteViewSet(viewsets.GenericViewSet):
         return credit_notes_list(invoice=params.get("invoice"), customer=params.get("customer"),
                                  status=params.get("status"))
 
+    @extend_schema(parameters=[OpenApiParameter("invoice", str), OpenApiParameter("customer", str),
+                               OpenApiParameter("status", str)])
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(CreditNoteSerializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
         return Response(CreditNoteSerializer(credit_note_get(credit_note_id=pk)).data)
+
+    @extend_schema(request=VoidCreditNoteSerializer,
+                   responses={200: CreditNoteSerializer, 409: OpenApiResponse(description="already void, refunded, or its credit was used")})
+    @action(detail=True, methods=["post"])
+    def void(self, request, pk=None):
+        serializer = VoidCreditNoteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        note = credit_note_void(credit_note=credit_note_get(credit_note_id=pk), actor=request.auth,
+                                reason=serializer.validated_data["reason"])
+        return Response(CreditNoteSerializer(credit_note_get(credit_note_id=note.pk)).data)

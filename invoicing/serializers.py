@@ -133,10 +133,16 @@ class CreditNoteCreateSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500)
     lines = CreditNoteLineInputSerializer(many=True, required=False)
     outcome = serializers.ChoiceField(choices=CreditNoteOutcome.choices, required=False, allow_null=True)
+    refund = serializers.BooleanField(required=False, default=False,
+                                      help_text='`true` is the same as `"outcome": "refund"` (API.md Payments)')
 
     def validate(self, attrs):
         if attrs.get("amount") is None and not attrs.get("lines"):
             raise serializers.ValidationError({"amount": ["This field is required (or give lines)."]})
+        if attrs.pop("refund", False):
+            if attrs.get("outcome") not in (None, CreditNoteOutcome.REFUND):
+                raise serializers.ValidationError({"refund": ["contradicts outcome"]})
+            attrs["outcome"] = CreditNoteOutcome.REFUND
         return attrs
 
 

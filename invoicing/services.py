@@ -20,7 +20,7 @@ from common.errors import ApplicationError, ConflictError
 from common.models import AuditEvent
 from common.money import money_quantum, quantize_money
 from customers.services import invoice_credits_return
-from invoicing.models import Invoice, InvoiceLine, InvoiceNumberSeries, InvoiceStatus, Payment
+from invoicing.models import Invoice, InvoiceLine, InvoiceNumberSeries, InvoiceStatus
 from invoicing.totals import (InvoiceTotals, TaxCache, customers_with_coupons, customers_with_credit, invoice_totals,
                               line_discountable, totals_inputs)
 
@@ -384,7 +384,10 @@ def invoice_mark_uncollectible(*, invoice: Invoice, actor=None, reason: str = ""
         invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
         if invoice.status != InvoiceStatus.FINALIZED:
             raise ConflictError(f"Only a finalized invoice can be marked uncollectible; this one is {invoice.status}.",
-                                code="invalid_state")
+                                code="invalid_state", fields={"invoice": [f"invoice is {invoice.status}"]})
+        if invoice.amount_due <= 0:
+            raise ConflictError("Only an invoice with an amount due can be marked uncollectible.", code="nothing_due",
+                                fields={"invoice": ["nothing due"]})
         invoice.status = InvoiceStatus.UNCOLLECTIBLE
         invoice.marked_uncollectible_at = timezone.now()
         invoice.save(update_fields=["status", "marked_uncollectible_at", "updated_at"])
@@ -395,39 +398,86 @@ def invoice_mark_uncollectible(*, invoice: Invoice, actor=None, reason: str = ""
 
 
 def invoice_mark_paid(*, invoice: Invoice, amount: Decimal | None = None, paid_on: date | None = None,
-                      reference: str = "", actor=None) -> Invoice:
-    """Record a (partial) payment; the invoice is paid when the amount due reaches zero.
-    `amount` defaults to the whole amount due; it may not exceed it."""
+                      reference: str = "", actor=None, method: str = "bank_transfer") -> Invoice:
+    """Record a (partial) payment received outside Stripe; the invoice is paid when the amount due
+    reaches zero. `amount` defaults to the whole amount due; it may not exceed it.
+
+    The payment record itself belongs to the payments app (DESIGN.md §1: invoicing never imports
+    it): it subscribes to `invoice.payment_recorded` and writes its `Payment` row in this
+    transaction from the event's inputs (amount, date, reference, method)."""
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
-        if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
-            raise ConflictError(f"Only a finalized invoice can be paid; this one is {invoice.status}.",
-                                code="invalid_state")
-        amount = invoice.amount_due if amount is None else amount
-        if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
-            raise ApplicationError("The amount must be a positive decimal.", fields={"amount": ["must be positive"]})
-        if amount != quantize_money(amount, invoice.currency):
-            raise ApplicationError(f"{invoice.currency} amounts have at most {money_quantum(invoice.currency)} precision.",
-                                   fields={"amount": ["too many decimal places"]})
-        if amount > invoice.amount_due:
-            raise ApplicationError(f"The amount exceeds the amount due ({invoice.amount_due}).", code="overpayment",
-                                   fields={"amount": ["exceeds amount due"]})
-        paid_on = paid_on or timezone.localdate()
-        Payment.objects.create(invoice=invoice, amount=amount, currency=invoice.currency, paid_on=paid_on,
-                               reference=reference, recorded_by=actor_label(actor), recorded_by_user=actor_user(actor))
-        old = invoice.status
-        invoice.amount_paid += amount
-        # amount_due already nets the frozen credits and any credit notes that reduced it.
-        invoice.amount_due = quantize_money(max(invoice.amount_due - amount, Decimal(0)), invoice.currency)
-        fields = ["amount_paid", "amount_due", "updated_at"]
-        if invoice.amount_due == 0:
-            invoice.status = InvoiceStatus.PAID
-            invoice.paid_at = timezone.now()
-            fields += ["status", "paid_at"]
-        invoice.save(update_fields=fields)
-        audit_record(action="invoice.payment_recorded", obj=invoice, actor=actor_label(actor),
-                     actor_user=actor_user(actor), rule="manual_payment", inputs={"amount": str(amount), "date": paid_on.isoformat(),
-                                                    "reference": reference, "from": old, "to": invoice.status,
-                                                    "amount_due": str(invoice.amount_due)})
+        return invoice_payment_apply(invoice=invoice, amount=amount, paid_on=paid_on, reference=reference,
+                                     actor=actor, rule="manual_payment", inputs={"method": method})
+
+
+def invoice_payment_check(*, invoice: Invoice, amount: Decimal | None) -> Decimal:
+    """The amount a payment may apply to a locked invoice (default: all that is due), or the error naming the field."""
+    if invoice.status not in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
+        raise ConflictError(f"Only a finalized invoice can be paid; this one is {invoice.status}.",
+                            code="invalid_state", fields={"invoice": [f"invoice is {invoice.status}"]})
+    amount = invoice.amount_due if amount is None else amount
+    if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+        raise ApplicationError("The amount must be a positive decimal.", fields={"amount": ["must be positive"]})
+    if amount != quantize_money(amount, invoice.currency):
+        raise ApplicationError(f"{invoice.currency} amounts have at most {money_quantum(invoice.currency)} precision.",
+                               fields={"amount": ["too many decimal places"]})
+    if amount > invoice.amount_due:
+        raise ApplicationError(f"The amount exceeds the amount due ({invoice.amount_due}).", code="overpayment",
+                               fields={"amount": [f"exceeds the amount due ({invoice.amount_due})"]})
+    return amount
+
+
+def invoice_payment_apply(*, invoice: Invoice, amount: Decimal | None, paid_on: date | None = None,
+                          reference: str = "", actor=None, rule: str, inputs: dict | None = None) -> Invoice:
+    """Lower a **locked** invoice's amount due by a payment (the caller holds the row lock and
+    writes its own payment record in the same transaction). Writes `invoice.payment_recorded`
+    and, when nothing is due any more, `invoice.paid`."""
+    amount = invoice_payment_check(invoice=invoice, amount=amount)
+    paid_on = paid_on or timezone.localdate()
+    old = invoice.status
+    invoice.amount_paid += amount
+    # amount_due already nets the frozen credits and any credit notes that reduced it.
+    invoice.amount_due = quantize_money(max(invoice.amount_due - amount, Decimal(0)), invoice.currency)
+    fields = ["amount_paid", "amount_due", "updated_at"]
+    if invoice.amount_due == 0:
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = timezone.now()
+        fields += ["status", "paid_at"]
+    invoice.save(update_fields=fields)
+    audit_record(action="invoice.payment_recorded", obj=invoice, actor=actor_label(actor),
+                 actor_user=actor_user(actor), rule=rule,
+                 inputs={**(inputs or {}), "amount": str(amount), "date": paid_on.isoformat(), "reference": reference,
+                         "from": old, "to": invoice.status, "amount_due": str(invoice.amount_due)})
+    if invoice.status == InvoiceStatus.PAID:
+        audit_record(action="invoice.paid", obj=invoice, actor=actor_label(actor), actor_user=actor_user(actor),
+                     rule=rule, inputs={"total": str(invoice.total), "amount_paid": str(invoice.amount_paid),
+                                        "last_payment": str(amount), "customer": invoice.customer_id})
     return invoice
 
+
+def invoice_payment_reverse(*, invoice: Invoice, amount: Decimal, actor=None, rule: str, reason: str = "",
+                            flag: str = "", inputs: dict | None = None) -> Invoice:
+    """Reopen `amount` of a **locked** invoice's payments (a dispute or a reversed payment): the
+    amount is due again and a paid invoice is open again. `flag` adds a review reason (the invoice
+    shows up as flagged for finance)."""
+    amount = min(quantize_money(amount, invoice.currency), invoice.amount_paid)
+    old = invoice.status
+    fields = ["updated_at"]
+    if amount > 0:
+        invoice.amount_paid -= amount
+        invoice.amount_due = quantize_money(invoice.amount_due + amount, invoice.currency)
+        fields += ["amount_paid", "amount_due"]
+        if invoice.status == InvoiceStatus.PAID:
+            invoice.status = InvoiceStatus.FINALIZED
+            invoice.paid_at = None
+            fields += ["status", "paid_at"]
+    if flag:
+        invoice.needs_review = True
+        invoice.review_reasons = [*invoice.review_reasons, {"code": flag, "message": reason}]
+        fields += ["needs_review", "review_reasons"]
+    invoice.save(update_fields=fields)
+    audit_record(action="invoice.payment_reversed", obj=invoice, actor=actor_label(actor), actor_user=actor_user(actor),
+                 rule=rule, inputs={**(inputs or {}), "amount": str(amount), "from": old, "to": invoice.status,
+                                    "amount_due": str(invoice.amount_due), "reason": reason})
+    return invoice

@@ -9,6 +9,7 @@ from subscriptions.serializers import (
     CancelSerializer,
     ChangePlanSerializer,
     ChangeQuantitySerializer,
+    PriceOverrideSerializer,
     ProrationItemSerializer,
     SubscriptionChangeSerializer,
     SubscriptionCreateSerializer,
@@ -19,6 +20,7 @@ from subscriptions.services import (
     subscription_change_plan,
     subscription_change_quantity,
     subscription_create,
+    subscription_price_override,
 )
 
 
@@ -71,6 +73,17 @@ class SubscriptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             subscription=self.get_object(), plan_code=data["plan"], plan_version=data.get("plan_version"),
             effective=data.get("effective"), on=data.get("date"), actor=request.auth,
         )
+        return Response(_change_body(result))
+
+    @extend_schema(request=PriceOverrideSerializer, responses={200: SubscriptionSerializer})
+    @action(detail=True, methods=["post"])
+    def price_overrides(self, request, external_id=None):
+        """Customer-specific prices from `date`: a private plan version for this subscription."""
+        serializer = PriceOverrideSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = subscription_price_override(subscription=self.get_object(), amount=data.get("amount"),
+                                             charges=data.get("charges"), on=data.get("date"), actor=request.auth)
         return Response(_change_body(result))
 
     @extend_schema(request=ChangeQuantitySerializer, responses={200: SubscriptionSerializer})

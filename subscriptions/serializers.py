@@ -114,3 +114,11 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             pending = subscription_pending_changes(subscription=obj).select_related("from_plan_version__plan",
                                                                                    "to_plan_version__plan")
         return SubscriptionChangeSerializer(pending, many=True).data
+
+
+class PriceOverrideSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(required=False, max_digits=20, decimal_places=4, coerce_to_string=False,
+                                      help_text="Base fee per seat per period")
+    charges = serializers.ListField(child=serializers.DictField(), required=False,
+                                    help_text="The full list of charges, as in POST /plans/")
+    date = serializers.DateField(required=False, help_text="In force from (customer-local), default today")

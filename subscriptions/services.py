@@ -609,3 +609,20 @@ def subscription_set_past_due(*, subscription: Subscription, past_due: bool, act
                 from_status=source, to_status=target, inputs={"reason": reason})
         audit_record(action=f"subscription.{target}", obj=sub, actor=label, rule=reason)
     return sub
+
+
+def subscription_price_override(*, subscription: Subscription, amount=None, charges=None, on: date | None = None,
+                                today: date | None = None, actor=None) -> ChangeResult:
+    """Customer-specific prices (API.md "Credits, overrides"): a private plan version for this
+    subscription's customer, derived from the version it is on (`amount` and/or the full
+    `charges` list replace the base's), in force from `on` (default today). It is a plan change to
+    that version effective immediately on `on`, so the period engine and proration apply as for any
+    change and usage is priced by the version in force during its service period."""
+    from catalog.services import plan_version_override_create
+
+    if amount is None and charges is None:
+        raise ApplicationError("Give the new amount and/or the charges.", fields={"amount": ["amount or charges required"]})
+    version = plan_version_override_create(base_version=subscription.plan_version, customer=subscription.customer,
+                                           amount=amount, charges=charges, actor=actor)
+    return subscription_change_plan(subscription=subscription, plan_code=version.plan.code, plan_version=version,
+                                    effective=IMMEDIATELY, on=on, today=today, actor=actor)

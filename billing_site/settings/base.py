@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "usage",
     "subscriptions",
     "invoicing",
+    "payments",
     "dunning",
     "revrec",
     "analytics",

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from common.models import AuditEvent
 from common.timeutil import local_date
-from invoicing.models import Invoice, InvoiceStatus, Payment
+from invoicing.models import Invoice, InvoiceStatus
+from payments.models import Payment  # manual payments are payments.Payment rows (issue 13)
 from invoicing.services import invoice_approve, invoice_mark_uncollectible, invoices_auto_finalize
 from tests.invoicing.conftest import lines_of
 

@@ -201,8 +201,9 @@ def test_payment_failed_maps_to_two_types_with_fallback_and_invoice_payloads(adm
                                                           "attempt": 1})])
     assert webhooks_deliver_due(as_of=T0).succeeded == 2
     bodies = {json.loads(r.body)["type"]: json.loads(r.body)["data"] for r in receiver.requests}
-    assert bodies["payment.failed"] == {"object": "payments.paymentattempt", "id": "77", "invoice": str(invoice.pk),
-                                        "decline_code": "card_declined", "attempt": 1}
+    # payments.PaymentAttempt exists now (issue 13): attempt 77 does not, so the payload is the "deleted" fallback.
+    assert bodies["payment.failed"] == {"object": "payments.paymentattempt", "id": "77", "deleted": True,
+                                        "invoice": str(invoice.pk), "decline_code": "card_declined", "attempt": 1}
     api_view = admin_api.get(f"/api/v1/invoices/{invoice.pk}/").json()
     assert bodies["invoice.payment_failed"] == api_view
 
