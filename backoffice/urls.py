@@ -1,6 +1,6 @@
 from django.urls import path
 
-from backoffice.views import analytics, auth, invoices, operations, pages, revenue
+from backoffice.views import analytics, auth, invoices, operations, pages, payments, revenue
 
 app_name = "backoffice"
 
@@ -18,7 +18,8 @@ urlpatterns = [
     path("invoices/<uuid:pk>/approve/", invoices.invoice_approve_view, name="invoice_approve"),
     path("invoices/<uuid:pk>/finalize/", invoices.invoice_finalize_view, name="invoice_finalize"),
     path("invoices/<uuid:pk>/void/", invoices.invoice_void_view, name="invoice_void"),
-    path("invoices/<uuid:pk>/pay/", invoices.invoice_pay_view, name="invoice_pay"),
+    path("invoices/<uuid:pk>/pay/", payments.invoice_pay_view, name="invoice_pay"),
+    path("invoices/<uuid:pk>/charge/", payments.invoice_charge_view, name="invoice_charge"),
     path("invoices/<uuid:pk>/credit/", invoices.invoice_credit_view, name="invoice_credit"),
     path("invoices/<uuid:pk>/uncollectible/", invoices.invoice_uncollectible_view, name="invoice_uncollectible"),
     path("invoices/<uuid:pk>/resend/", invoices.invoice_resend_view, name="invoice_resend"),
@@ -30,6 +31,9 @@ urlpatterns = [
     path("dead-letters/<int:pk>/replay/", operations.dead_letter_replay_view, name="dead_letter_replay"),
     path("analytics/", analytics.analytics_page, name="analytics"),
     path("analytics/<str:name>.csv", analytics.analytics_csv, name="analytics_csv"),
+    path("payments/", payments.payments, name="payments"),
+    path("payments/export.csv", payments.payments_csv, name="payments_csv"),
+    path("payments/<uuid:pk>/", payments.payment, name="payment"),
     path("revenue/", revenue.revenue, name="revenue"),
     path("revenue/journal/", revenue.journal, name="revenue_journal"),
     path("revenue/close/", revenue.revenue_close, name="revenue_close"),

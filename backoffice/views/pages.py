@@ -11,7 +11,9 @@ from backoffice.views.base import page, paginate, query_without_page
 from common.money import format_money
 from common.timeutil import local_date
 from customers.models import Customer
-from invoicing.models import CreditNote, Invoice, Payment
+from invoicing.models import CreditNote, Invoice
+from payments.models import Payment
+from payments.selectors import payment_methods_for
 from subscriptions.models import Subscription
 
 
@@ -102,7 +104,8 @@ def customer(request, external_id: str):
         balances=selectors.customer_balances(customer=obj, today=today),
         subscriptions=Subscription.objects.filter(customer=obj).select_related("plan_version__plan").order_by("-start_date"),
         invoices=Invoice.objects.filter(customer=obj).order_by("-issue_date", "-created_at")[:50],
-        payments=Payment.objects.filter(invoice__customer=obj).select_related("invoice").order_by("-paid_on", "-created_at")[:50],
+        payments=Payment.objects.filter(customer=obj).select_related("invoice", "attempt__payment_method").order_by("-created_at")[:50],
+        payment_methods=payment_methods_for(customer=obj),
         credit_notes=CreditNote.objects.filter(customer=obj).select_related("invoice").order_by("-issue_date")[:50],
         grants=obj.credit_grants.order_by("-created_at")[:20],
         balance_transactions=obj.balance_transactions.order_by("-created_at")[:20],
