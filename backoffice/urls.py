@@ -1,12 +1,13 @@
 from django.urls import path
 
 from backoffice.views import analytics, auth, invoices, operations, pages, payments, revenue
+from common.throttle import login_throttled
 
 app_name = "backoffice"
 
 urlpatterns = [
     path("", pages.dashboard, name="dashboard"),
-    path("login/", auth.LoginView.as_view(), name="login"),
+    path("login/", login_throttled(auth.LoginView.as_view()), name="login"),
     path("logout/", auth.LogoutView.as_view(), name="logout"),
     path("search/", pages.search, name="search"),
     path("customers/", pages.customers, name="customers"),

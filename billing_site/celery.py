@@ -18,6 +18,7 @@ app.conf.beat_schedule = {
     "subscriptions-apply-due-changes": {"task": "subscriptions.apply_due_changes", "schedule": crontab(minute=1)},
     "billing-run-hourly": {"task": "invoicing.tasks.run_billing_today", "schedule": crontab(minute=5)},
     "invoices-auto-finalize": {"task": "invoicing.tasks.auto_finalize", "schedule": crontab(minute=35)},
+    "invoice-documents-sweep": {"task": "invoicing.tasks.invoice_documents_sweep", "schedule": crontab(minute="*/15")},
     "usage-partitions-ahead": {"task": "usage.ensure_partitions_ahead", "schedule": crontab(minute=15, hour=3)},
     # Charges left pending (worker died, broker down at enqueue) are retried with their own idempotency key.
     "payments-sweep-pending-attempts": {"task": "payments.tasks.sweep_pending_attempts", "schedule": crontab(minute="*/15")},

@@ -18,11 +18,11 @@ from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
 from billing_site.api_auth import required_scope
+from common.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
 UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
-_client = None
 
 
 def parse_rate(rate: str | None) -> tuple[int, int] | None:
@@ -31,13 +31,6 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
         return None
     count, _, unit = str(rate).partition("/")
     return int(count), UNITS[(unit or "s").strip().lower()]
-
-
-def redis_client():
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
-    return _client
 
 
 class ApiKeyRateThrottle(BaseThrottle):

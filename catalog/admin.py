@@ -91,14 +91,15 @@ def _add_errors(form: forms.Form, errors: Errors) -> None:
 class BillableMetricForm(forms.ModelForm):
     class Meta:
         model = BillableMetric
-        fields = ("code", "name", "description", "aggregation", "field")
+        fields = ("code", "name", "description", "aggregation", "field", "allow_negative")
 
     def clean(self):
         data = super().clean()
         if self.instance.pk is None and not self.errors:
             _add_errors(self, billable_metric_errors(code=data.get("code", ""), name=data.get("name", ""),
                                                      aggregation=data.get("aggregation", ""),
-                                                     field=(data.get("field") or "").strip()))
+                                                     field=(data.get("field") or "").strip(),
+                                                     allow_negative=bool(data.get("allow_negative"))))
         return data
 
 
@@ -123,14 +124,15 @@ class BillableMetricAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     search_fields = ("code", "name", "field")
 
     def get_readonly_fields(self, request, obj=None):
-        return ("code", "aggregation", "field", "created_at", "updated_at") if obj else ()
+        return ("code", "aggregation", "field", "allow_negative", "created_at", "updated_at") if obj else ()
 
     def save_model(self, request, obj, form, change):
         if change:
             obj.save()  # name/description only
             return
         metric = billable_metric_create(code=obj.code, name=obj.name, aggregation=obj.aggregation,
-                                        field=obj.field, description=obj.description, actor=request.user)
+                                        field=obj.field, description=obj.description,
+                                        allow_negative=obj.allow_negative, actor=request.user)
         obj.pk = metric.pk
 
 

@@ -80,6 +80,8 @@ from catalog.serializers import (CouponApplySerializer, CouponCreateSerializer, 
 from catalog.services import coupon_apply, coupon_create, tax_rate_create  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
 
+from common.pagination import whole_list_schema  # noqa: E402
+
 
 class TaxRateViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """GET (billing:read) lists rates, POST (billing:write) creates one."""
@@ -126,7 +128,7 @@ class CustomerCouponsView(APIView):
     """POST /customers/{external_id}/coupons/ applies a coupon (billing:write); GET lists the
     customer's redemptions (billing:read)."""
 
-    @extend_schema(responses={200: CouponRedemptionSerializer(many=True)})
+    @extend_schema(responses={200: whole_list_schema("CouponRedemptionList", CouponRedemptionSerializer)})
     def get(self, request, external_id):
         from customers.selectors import customer_get
 

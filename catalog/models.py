@@ -33,6 +33,8 @@ class BillableMetric(TimestampedModel):
     description = models.TextField(blank=True)
     aggregation = models.CharField(max_length=20, choices=Aggregation.choices)
     field = models.CharField(max_length=120, blank=True, help_text="Event property aggregated; empty for count")
+    allow_negative = models.BooleanField(
+        default=False, help_text="Accept negative event values (e.g. a `latest` gauge); otherwise they are rejected")
 
     history = HistoricalRecords()
 

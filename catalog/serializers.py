@@ -5,7 +5,7 @@ from rest_framework import serializers
 from catalog.models import Aggregation, BillableMetric, ChargeModel, Interval, PlanVersion
 from catalog.rating import format_price
 from common.money import format_money
-from common.serializer_fields import CurrencyField
+from common.serializer_fields import INT32_MAX, MAX_TRIAL_DAYS, BoundedDateField, CurrencyField
 
 PRICE_KWARGS = dict(max_digits=28, decimal_places=12, min_value=0)
 
@@ -16,9 +16,10 @@ class BillableMetricSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = BillableMetric
-        fields = ("code", "name", "description", "aggregation", "field", "created_at")
+        fields = ("code", "name", "description", "aggregation", "field", "allow_negative", "created_at")
         read_only_fields = ("created_at",)
-        extra_kwargs = {"code": {"validators": []}, "description": {"required": False}}
+        extra_kwargs = {"code": {"validators": []}, "description": {"required": False},
+                        "allow_negative": {"required": False}}
 
 
 class ChargeInputSerializer(serializers.Serializer):
@@ -37,7 +38,7 @@ class PlanCreateSerializer(serializers.Serializer):
     interval = serializers.ChoiceField(choices=Interval.choices)
     amount = serializers.DecimalField(required=False, default="0", **PRICE_KWARGS)
     pay_in_advance = serializers.BooleanField(required=False, default=True)
-    trial_days = serializers.IntegerField(required=False, default=0, min_value=0)
+    trial_days = serializers.IntegerField(required=False, default=0, min_value=0, max_value=MAX_TRIAL_DAYS)
     minimum_commitment = serializers.DecimalField(required=False, allow_null=True, default=None, **PRICE_KWARGS)
     charges = ChargeInputSerializer(many=True, required=False, default=list)
 
@@ -51,7 +52,7 @@ class PlanUpdateSerializer(serializers.Serializer):
     interval = serializers.ChoiceField(choices=Interval.choices, required=False)
     amount = serializers.DecimalField(required=False, **PRICE_KWARGS)
     pay_in_advance = serializers.BooleanField(required=False)
-    trial_days = serializers.IntegerField(required=False, min_value=0)
+    trial_days = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TRIAL_DAYS)
     minimum_commitment = serializers.DecimalField(required=False, allow_null=True, **PRICE_KWARGS)
     charges = ChargeInputSerializer(many=True, required=False)
 
@@ -84,7 +85,7 @@ class PlanOutputSerializer(serializers.Serializer):
     minimum_commitment = serializers.SerializerMethodField()
     charges = ChargeOutputSerializer(many=True)
     version = serializers.IntegerField()
-    customer = serializers.CharField(source="customer.external_id", default=None)
+    customer = serializers.CharField(source="customer.external_id", default=None, allow_null=True)
     created_at = serializers.DateTimeField(source="plan.created_at")
     version_created_at = serializers.DateTimeField(source="created_at")
 
@@ -104,6 +105,8 @@ from catalog.models import Coupon, CouponDuration, CouponKind, CouponRedemption,
 
 class TaxRateSerializer(serializers.ModelSerializer):
     rate = serializers.DecimalField(max_digits=7, decimal_places=4)
+    valid_from = BoundedDateField(required=False, allow_null=True)
+    valid_to = BoundedDateField(required=False, allow_null=True)
 
     class Meta:
         model = TaxRate
@@ -121,10 +124,10 @@ class CouponCreateSerializer(serializers.Serializer):
     percent_off = serializers.DecimalField(max_digits=7, decimal_places=4, required=False, allow_null=True,
                                            default=None)
     duration = serializers.ChoiceField(choices=CouponDuration.choices, required=False, default="once")
-    duration_periods = serializers.IntegerField(required=False, allow_null=True, default=None)
+    duration_periods = serializers.IntegerField(required=False, allow_null=True, default=None, max_value=INT32_MAX)
     applies_to_plans = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    redeem_by = serializers.DateField(required=False, allow_null=True, default=None)
-    max_redemptions = serializers.IntegerField(required=False, allow_null=True, default=None)
+    redeem_by = BoundedDateField(required=False, allow_null=True, default=None)
+    max_redemptions = serializers.IntegerField(required=False, allow_null=True, default=None, max_value=INT32_MAX)
 
 
 class CouponOutputSerializer(serializers.ModelSerializer):

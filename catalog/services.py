@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
-from catalog.models import Aggregation, BillableMetric, Charge, ChargeModel, Interval, Plan, PlanVersion
+from catalog.models import NUMERIC_AGGREGATIONS, Aggregation, BillableMetric, Charge, ChargeModel, Interval, Plan, PlanVersion
 from catalog.selectors import plan_current_version
 from catalog.validation import Errors, _normalize, code_check, money_places_check, parse_count, parse_price
 from common.audit import actor_label, audit_record
@@ -37,23 +37,24 @@ def _audit(*, action: str, obj, actor, inputs: dict | None = None, message: str 
 # --- billable metrics ----------------------------------------------------------------------------
 
 def billable_metric_create(*, code: str, name: str, aggregation: str, field: str = "", description: str = "",
-                           actor=None) -> BillableMetric:
+                           allow_negative: bool = False, actor=None) -> BillableMetric:
     field = (field or "").strip()
-    errors = billable_metric_errors(code=code, name=name, aggregation=aggregation, field=field)
+    errors = billable_metric_errors(code=code, name=name, aggregation=aggregation, field=field,
+                                    allow_negative=allow_negative)
     errors.raise_if_any("Invalid billable metric.")
     try:
         with transaction.atomic():
             metric = BillableMetric.objects.create(code=code, name=name, aggregation=aggregation, field=field,
-                                                   description=description or "")
+                                                   description=description or "", allow_negative=allow_negative)
             _audit(action="billable_metric.created", obj=metric, actor=actor,
-                   inputs={"code": code, "aggregation": aggregation, "field": field})
+                   inputs={"code": code, "aggregation": aggregation, "field": field, "allow_negative": allow_negative})
     except IntegrityError as exc:
         raise ConflictError(f"Billable metric '{code}' already exists.", code="duplicate_code",
                             fields={"code": ["already exists"]}) from exc
     return metric
 
 
-def billable_metric_errors(*, code: str, name: str, aggregation: str, field: str) -> Errors:
+def billable_metric_errors(*, code: str, name: str, aggregation: str, field: str, allow_negative: bool = False) -> Errors:
     """The rules a metric definition must satisfy (shared by the service and the admin form)."""
     errors = Errors()
     code_check(errors, "code", code)
@@ -65,6 +66,8 @@ def billable_metric_errors(*, code: str, name: str, aggregation: str, field: str
         errors.add("field", "a count metric counts events and takes no field.")
     elif aggregation != Aggregation.COUNT and not field:
         errors.add("field", f"a {aggregation} metric needs the event property to aggregate.")
+    if allow_negative and aggregation not in NUMERIC_AGGREGATIONS:
+        errors.add("allow_negative", f"only a numeric metric ({', '.join(sorted(NUMERIC_AGGREGATIONS))}) has values.")
     return errors
 
 

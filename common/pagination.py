@@ -1,3 +1,5 @@
+from drf_spectacular.utils import inline_serializer
+from rest_framework import serializers
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 
 
@@ -14,3 +16,12 @@ class CreatedCursorPagination(CursorPagination):
     ordering = "-created_at"
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+
+def whole_list_schema(name: str, item_serializer, **extra_fields):
+    """The OpenAPI shape of a short, unpaginated list answered as `{"results": [...], "next": null}`."""
+    return inline_serializer(name, fields={
+        "results": item_serializer(many=True),
+        "next": serializers.CharField(allow_null=True, help_text="Always null: the whole list is returned"),
+        **extra_fields,
+    })

@@ -1,4 +1,5 @@
 import json
+import re
 from decimal import Decimal
 
 from django.conf import settings
@@ -7,38 +8,62 @@ from rest_framework.parsers import JSONParser
 
 NUL = "\x00"
 NUL_MESSAGE = "Text may not contain NUL (\\u0000) characters."
+MAX_JSON_DEPTH = 32
+DEPTH_MESSAGE = f"JSON nested deeper than {MAX_JSON_DEPTH} levels."
+SURROGATE_MESSAGE = "Text may not contain lone UTF-16 surrogates (\\ud800-\\udfff)."
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def contains_nul(value) -> bool:
-    """PostgreSQL text cannot hold NUL: such input is refused at the edge, never half-stored."""
-    if isinstance(value, str):
-        return NUL in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(item) for item in value)
-    return False
+def json_document_problem(data) -> str | None:
+    """What makes a parsed JSON document unstorable, or None. Iterative, so a hostile nesting depth
+    cannot exhaust the stack: PostgreSQL text holds neither NUL nor lone surrogates (UTF-8 cannot
+    encode them), and nothing in our API nests beyond a few levels."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if NUL in value:
+                return NUL_MESSAGE
+            if _SURROGATE.search(value):
+                return SURROGATE_MESSAGE
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return DEPTH_MESSAGE
+            items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+            for key, item in items:
+                if key is not None:
+                    stack.append((key, depth))
+                stack.append((item, depth + 1))
+    return None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load(stream, parser_context, **loads_kwargs):
+    encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+    try:
+        data = json.loads(stream.read().decode(encoding), parse_constant=_refuse_constant, **loads_kwargs)
+    except RecursionError as exc:
+        raise ParseError(DEPTH_MESSAGE) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(f"JSON parse error - {exc}") from exc
+    if problem := json_document_problem(data):
+        raise ParseError(problem)
+    return data
 
 
 class StrictJSONParser(JSONParser):
-    """DRF's JSON parser, refusing NUL characters anywhere in the document (400, not a 500 later)."""
+    """DRF's JSON parser, refusing what PostgreSQL cannot store or what would exhaust the stack:
+    NUL characters, lone surrogates, nesting deeper than MAX_JSON_DEPTH (400, not a 500 later)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        data = super().parse(stream, media_type, parser_context)
-        if contains_nul(data):
-            raise ParseError(NUL_MESSAGE)
-        return data
+        return _load(stream, parser_context)
 
 
 class DecimalJSONParser(JSONParser):
-    """JSON numbers become exact Decimals (for usage properties), never floats; NUL refused."""
+    """As StrictJSONParser, and JSON numbers become exact Decimals (for usage properties), never floats."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        try:
-            data = json.loads(stream.read().decode(encoding), parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ParseError(f"JSON parse error - {exc}") from exc
-        if contains_nul(data):
-            raise ParseError(NUL_MESSAGE)
-        return data
+        return _load(stream, parser_context, parse_float=Decimal)

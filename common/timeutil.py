@@ -6,6 +6,16 @@ from __future__ import annotations
 from datetime import date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
+# Every business date and timestamp the API accepts lies in these bounds (400 naming the field
+# otherwise): year 1 and 9999 overflow timezone arithmetic, and a billing run would bill every
+# period since year 1. Generous for a billing system, and period ends stay far from datetime.max.
+DATE_MIN = date(2000, 1, 1)
+DATE_MAX = date(2099, 12, 31)
+
+
+def date_in_bounds(day: date) -> bool:
+    return DATE_MIN <= day <= DATE_MAX
+
 
 def local_midnight_utc(day: date, tz: str) -> datetime:
     """The UTC instant at which `day` starts in `tz` (DST-aware: zoneinfo resolves the wall time)."""

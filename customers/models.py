@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import zoneinfo
 
 from django.core.exceptions import ValidationError
@@ -27,6 +28,25 @@ def validate_country(value: str) -> None:
         raise ValidationError(f"'{value}' is not an ISO 3166-1 alpha-2 country code.")
 
 
+METADATA_MAX_KEYS = 50
+METADATA_MAX_KEY_LENGTH = 40
+METADATA_MAX_BYTES = 8 * 1024
+
+
+def validate_metadata(value) -> None:
+    """Free-form customer metadata is for references (CRM ids, notes), not storage: at most 50
+    keys of at most 40 characters, and 8 KB as JSON."""
+    if not isinstance(value, dict):
+        raise ValidationError("metadata must be a JSON object.")
+    if len(value) > METADATA_MAX_KEYS:
+        raise ValidationError(f"metadata has {len(value)} keys; at most {METADATA_MAX_KEYS}.")
+    if long_keys := [k for k in value if len(str(k)) > METADATA_MAX_KEY_LENGTH]:
+        raise ValidationError(f"metadata keys are at most {METADATA_MAX_KEY_LENGTH} characters: {long_keys[0][:60]!r}.")
+    size = len(json.dumps(value, cls=DjangoJSONEncoder).encode())
+    if size > METADATA_MAX_BYTES:
+        raise ValidationError(f"metadata is {size} bytes as JSON; at most {METADATA_MAX_BYTES}.")
+
+
 class CollectionMethod(models.TextChoices):
     CHARGE_AUTOMATICALLY = "charge_automatically", "Charge automatically"
     SEND_INVOICE = "send_invoice", "Send invoice"
@@ -47,7 +67,7 @@ class Customer(TimestampedModel):
     collection_method = models.CharField(max_length=32, choices=CollectionMethod.choices, default=CollectionMethod.SEND_INVOICE)
     net_terms_days = models.PositiveIntegerField(default=30)
     invoice_grace_period_days = models.PositiveIntegerField(default=0, help_text="Days a draft waits before it auto-finalizes")
-    metadata = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    metadata = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder, validators=[validate_metadata])
     stripe_customer_id = models.CharField(max_length=64, blank=True)
 
     history = HistoricalRecords()

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from common.serializer_fields import CurrencyField, UpperCaseCharField
+from common.serializer_fields import CurrencyField, OptionalEmailField, UpperCaseCharField
 from customers.models import Customer, validate_country
 
 CUSTOMER_API_FIELDS = (
@@ -12,6 +12,8 @@ CUSTOMER_API_FIELDS = (
 
 class CustomerSerializer(serializers.ModelSerializer):
     metadata = serializers.DictField(required=False)
+    email = OptionalEmailField()
+    billing_email = OptionalEmailField()
     currency = CurrencyField()
     country = UpperCaseCharField(max_length=2, required=False, allow_blank=True, validators=[validate_country])
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from datetime import timedelta
@@ -10,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.audit import actor_label, audit_record
+from common.redis import RedisError, redis_client
 from common.errors import ApplicationError, ConflictError
 from common.money import currency_exponent, is_valid_currency, parse_decimal, quantize_money
 from customers.models import (ApiKey, ApiScope, BalanceTransactionKind, CreditGrant, CreditGrantUsage, Customer,
@@ -18,6 +20,7 @@ from customers.models import (ApiKey, ApiScope, BalanceTransactionKind, CreditGr
 # last_used_at is written at most this often per key, so the ingestion hot path is not a write per call.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 KEY_PREFIX = "ll"
+logger = logging.getLogger(__name__)
 
 
 def _hash_key(raw_key: str) -> str:
@@ -39,23 +42,42 @@ def api_key_create(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
 
 
 # Authenticated keys are remembered per process for a few seconds: ingestion posts thousands of events
-# a second and a key lookup per request was a measurable share of each. A revocation therefore takes
-# effect everywhere within KEY_CACHE_SECONDS (immediately in the process that revoked it).
+# a second and a key lookup per request was a measurable share of each. Each cached entry carries the
+# Redis key-set version it was read under; a revocation bumps that version on commit, so every process
+# drops its cache on its next request (a Redis GET, far cheaper than the key lookup). Without Redis the
+# cache is not used at all: a revoked key never outlives its revocation by more than a request.
 KEY_CACHE_SECONDS = 10.0
 KEY_CACHE_MAX = 1024
-_key_cache: dict[str, tuple[float, ApiKey]] = {}
+KEY_VERSION_REDIS_KEY = "ledgerline:api-keys:version"
+_key_cache: dict[str, tuple[float, bytes, ApiKey]] = {}
 
 
 def _key_cache_clear() -> None:
     _key_cache.clear()
 
 
+def _key_set_version() -> bytes | None:
+    try:
+        return redis_client().get(KEY_VERSION_REDIS_KEY) or b"0"
+    except RedisError:
+        return None
+
+
+def _key_set_changed() -> None:
+    _key_cache_clear()
+    try:
+        redis_client().incr(KEY_VERSION_REDIS_KEY)
+    except RedisError:  # other processes fall back on KEY_CACHE_SECONDS
+        logger.warning("API key revocation: Redis unavailable, other processes notice within %ss", KEY_CACHE_SECONDS)
+
+
 def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     key_hash = _hash_key(raw_key)
     cached = _key_cache.get(key_hash)
     clock = time.monotonic()
-    if cached and clock - cached[0] < KEY_CACHE_SECONDS:
-        key = cached[1]
+    version = _key_set_version()
+    if cached and version is not None and cached[1] == version and clock - cached[0] < KEY_CACHE_SECONDS:
+        key = cached[2]
     else:
         key = ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
         if key is None:
@@ -63,7 +85,8 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
             return None
         if len(_key_cache) >= KEY_CACHE_MAX:
             _key_cache.clear()
-        _key_cache[key_hash] = (clock, key)
+        if version is not None:
+            _key_cache[key_hash] = (clock, version, key)
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)  # no history row for a timestamp
@@ -77,7 +100,8 @@ def api_key_revoke(*, api_key: ApiKey, actor=None) -> ApiKey:
         if key.revoked_at is None:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at", "updated_at"])
-            _key_cache_clear()  # this process refuses the key at once; others within KEY_CACHE_SECONDS
+            _key_cache_clear()  # this process at once
+            transaction.on_commit(_key_set_changed)  # every other process on its next request
             audit_record(action="api_key.revoked", obj=key, actor=actor_label(actor))
     return key
 

@@ -19,13 +19,14 @@ from django.db import transaction
 
 from catalog.models import BillableMetric, Plan
 from catalog.services import billable_metric_create, plan_create
+from common.auth import DEMO_PASSWORD_DEFAULT
 from customers.models import Customer
 from customers.services import customer_create
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
 
 DEMO_ADMIN_USERNAME = os.environ.get("DEMO_ADMIN_USERNAME", "admin")
-DEMO_ADMIN_PASSWORD = os.environ.get("DEMO_ADMIN_PASSWORD", "ledgerline-demo")
+DEMO_ADMIN_PASSWORD = os.environ.get("DEMO_ADMIN_PASSWORD", DEMO_PASSWORD_DEFAULT)
 
 DEMO_CUSTOMERS = [
     dict(external_id="acme", name="Acme Analytics Inc.", currency="USD", email="ops@acme.example",

@@ -38,6 +38,42 @@ class InvoiceEmailInline(ReadOnlyInlineMixin, admin.TabularInline):
     readonly_fields = fields
 
 
+class DocumentPdfAdminMixin:
+    """A document's PDF through an authenticated admin view (`/media/` is not served): the
+    `pdf_download` button on the change page, for anyone who may view the record."""
+
+    pdf_url_name: str
+
+    def pdf_document(self, obj) -> tuple[str, bytes]:
+        raise NotImplementedError
+
+    def pdf_label(self, obj) -> str:
+        return "Download PDF"
+
+    def get_urls(self):
+        return [path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name=self.pdf_url_name),
+                *super().get_urls()]
+
+    def pdf_view(self, request, object_id):
+        try:
+            obj = get_object_or_404(self.model, pk=uuid.UUID(str(object_id)))
+        except ValueError as exc:
+            raise Http404("No such document.") from exc
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        filename, content = self.pdf_document(obj)
+        response = HttpResponse(content, content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    @admin.display(description="PDF")
+    def pdf_download(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        return format_html('<a class="button" href="{}">{}</a>', reverse(f"admin:{self.pdf_url_name}", args=[obj.pk]),
+                           self.pdf_label(obj))
+
+
 class NeedsReviewFilter(admin.SimpleListFilter):
     title = "review queue"
     parameter_name = "review"
@@ -54,7 +90,7 @@ class NeedsReviewFilter(admin.SimpleListFilter):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+class InvoiceAdmin(DocumentPdfAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
     list_display = ("__str__", "status", "customer", "subscription", "billing_date", "currency", "total",
                     "amount_due", "needs_review")
     list_filter = (NeedsReviewFilter, "status", "reason", "currency", "needs_review")
@@ -63,33 +99,23 @@ class InvoiceAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     date_hierarchy = "billing_date"
     inlines = [InvoiceLineInline, PaymentInline, InvoiceEmailInline]
     actions = ["finalize_selected", "approve_selected", "void_selected", "resend_email_selected"]
-    readonly_fields = ["pdf_download"] + [f.name for f in Invoice._meta.fields]
+    # The stored file is not listed (its /media/ URL is not served): `pdf_download` goes through `pdf_view`.
+    exclude = ("pdf",)
+    readonly_fields = ["pdf_download"] + [f.name for f in Invoice._meta.fields if f.name != "pdf"]
 
-    def get_urls(self):
-        return [path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_invoice_pdf"),
-                *super().get_urls()]
+    pdf_url_name = "invoicing_invoice_pdf"
 
-    def pdf_view(self, request, object_id):
-        try:
-            invoice = get_object_or_404(Invoice, pk=uuid.UUID(str(object_id)))
-        except ValueError as exc:
-            raise Http404("No such invoice.") from exc
-        if not self.has_view_permission(request, invoice):
-            raise PermissionDenied
-        response = HttpResponse(invoice_pdf_bytes(invoice=invoice), content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{invoice_pdf_filename(invoice)}"'
-        return response
+    def pdf_document(self, obj):
+        return invoice_pdf_filename(obj), invoice_pdf_bytes(invoice=obj)
 
-    @admin.display(description="PDF")
-    def pdf_download(self, obj):
-        if obj is None or obj.pk is None:
-            return "-"
-        label = "Preview draft PDF" if obj.status == "draft" else "Download PDF"
-        return format_html('<a class="button" href="{}">{}</a>', reverse("admin:invoicing_invoice_pdf", args=[obj.pk]),
-                           label)
+    def pdf_label(self, obj):
+        return "Preview draft PDF" if obj.status == "draft" else "Download PDF"
 
     def has_add_permission(self, request):
         return False  # invoices come from billing runs and subscription changes
+
+    def has_change_permission(self, request, obj=None):
+        return False  # every field is read-only: no Save; transitions are the actions
 
     def _each(self, request, queryset, service, verb):
         for invoice in queryset.order_by("pk"):
@@ -143,6 +169,7 @@ class BillingRunAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 # --- credit notes (money read-only; issued through invoicing.credit_notes) --------------------------
 
 from invoicing.credit_notes import credit_note_void  # noqa: E402
+from invoicing.pdf import credit_note_pdf_bytes, credit_note_pdf_filename  # noqa: E402
 from invoicing.models import CreditNote, CreditNoteLine  # noqa: E402
 
 
@@ -153,7 +180,7 @@ class CreditNoteLineInline(ReadOnlyInlineMixin, admin.TabularInline):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+class CreditNoteAdmin(DocumentPdfAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
     list_display = ("number", "status", "outcome", "invoice", "customer", "issue_date", "currency", "subtotal", "tax",
                     "total")
     list_filter = ("status", "outcome", "currency")
@@ -162,10 +189,18 @@ class CreditNoteAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     date_hierarchy = "issue_date"
     inlines = [CreditNoteLineInline]
     actions = ["void_selected"]
-    readonly_fields = [f.name for f in CreditNote._meta.fields]
+    exclude = ("pdf",)  # its /media/ URL is not served: `pdf_download` goes through `pdf_view`
+    readonly_fields = ["pdf_download"] + [f.name for f in CreditNote._meta.fields if f.name != "pdf"]
+    pdf_url_name = "invoicing_creditnote_pdf"
+
+    def pdf_document(self, obj):
+        return credit_note_pdf_filename(obj), credit_note_pdf_bytes(credit_note=obj)
 
     def has_add_permission(self, request):
         return False  # issued through the API (POST /api/v1/invoices/{id}/credit_notes/) and the service
+
+    def has_change_permission(self, request, obj=None):
+        return False  # every field is read-only: no Save; voiding is the action
 
     @admin.action(description="Void selected credit notes")
     def void_selected(self, request, queryset):

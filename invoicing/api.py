@@ -105,11 +105,13 @@ class InvoiceViewSet(viewsets.GenericViewSet):
         return response
 
     @extend_schema(request=SendInvoiceSerializer,
-                   responses={201: InvoiceEmailSerializer, 409: OpenApiResponse(description="not an issued invoice")})
+                   responses={201: InvoiceEmailSerializer,
+                              409: OpenApiResponse(description="not an issued invoice, or no e-mail address (`to`)")})
     @action(detail=True, methods=["post"])
     def send(self, request, pk=None):
-        """(Re)send the invoice by e-mail with its PDF. Always logs a delivery row: 201 with
-        `status` `sent` or `failed` (and `error`, e.g. no address on the invoice)."""
+        """(Re)send the invoice by e-mail with its PDF. Logs a delivery row: 201 with `status` `sent`
+        or `failed` (and `error`, e.g. the mail server refused). No address on the invoice and no
+        `to` → 409 `no_email_address`."""
         serializer = SendInvoiceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         log = invoice_email_send(invoice=invoice_get(invoice_id=pk), actor=request.auth, to=serializer.validated_data.get("to"))

@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.pagination import whole_list_schema
 from invoicing.credit_notes import credit_note_create, credit_note_void
 from invoicing.selectors import credit_note_get, credit_notes_list, invoice_get
 from invoicing.serializers import CreditNoteCreateSerializer, CreditNoteSerializer
@@ -28,7 +29,7 @@ class InvoiceCreditNotesView(APIView):
                                   outcome=data.get("outcome") or None, actor=request.auth)
         return Response(CreditNoteSerializer(credit_note_get(credit_note_id=note.pk)).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: CreditNoteSerializer(many=True)})
+    @extend_schema(responses={200: whole_list_schema("InvoiceCreditNoteList", CreditNoteSerializer)})
     def get(self, request, pk):
         invoice = invoice_get(invoice_id=pk)
         notes = credit_notes_list().filter(invoice=invoice).order_by("number")

@@ -3,8 +3,10 @@
 Every attempt writes one `InvoiceEmail` row (`sent` or `failed` with the error): the row is the
 delivery log finance looks at, and a resend (admin action, `POST /api/v1/invoices/{id}/send/`) is
 simply another attempt. A missing address or a transport error is a `failed` row, never an
-exception: the caller (a Celery task after finalize, an admin action) has nothing better to do
-with it than record it. The recipient comes from the snapshot frozen at finalize, like the PDF.
+exception: the caller (a Celery task after finalize) has nothing better to do with it than record
+it. A resend someone asks for (admin action, API) with no address at all is refused instead (409
+`no_email_address` naming `to`), so the caller learns it at once. The recipient comes from the
+snapshot frozen at finalize, like the PDF.
 
 The backend is Django's (`EMAIL_BACKEND`: console by default, SMTP by settings, locmem in tests)."""
 
@@ -82,17 +84,27 @@ def _deliver(log: InvoiceEmail, *, recipients: list[str], reply_to: str, body: s
     return log
 
 
-def invoice_email_send(*, invoice: Invoice, actor=None, to: str | list[str] | None = None) -> InvoiceEmail:
+def _require_recipients(recipients: list[str]) -> None:
+    """A (re)send someone asked for with no address anywhere is refused, not logged as a failure."""
+    if not recipients:
+        raise ConflictError(NO_ADDRESS_ERROR, code="no_email_address", fields={"to": [NO_ADDRESS_ERROR]})
+
+
+def invoice_email_send(*, invoice: Invoice, actor=None, to: str | list[str] | None = None,
+                       log_missing_address: bool = False) -> InvoiceEmail:
     """E-mail a finalized invoice with its PDF attached to the snapshot's billing e-mail (or `to`).
-    Returns the delivery row (`sent` or `failed`); a draft or voided invoice is a 409."""
+    Returns the delivery row (`sent` or `failed`); a draft or voided invoice is a 409, and so is no
+    address at all unless `log_missing_address` (the automatic send records it as a failed row)."""
     invoice = Invoice.objects.get(pk=invoice.pk)
     if invoice.status not in SENDABLE_STATUSES:
         raise ConflictError(f"Only an issued invoice can be e-mailed; this one is {invoice.status}.",
                             code="invalid_state")
     snapshot = dict(invoice.customer_snapshot or {})
+    recipients = _recipients(to, snapshot)
+    if not log_missing_address:
+        _require_recipients(recipients)
     context = invoice_document_context(invoice)
     seller = context["seller"]
-    recipients = _recipients(to, snapshot)
     log = InvoiceEmail.objects.create(
         invoice=invoice, to=", ".join(recipients)[:500], requested_by=actor_label(actor),
         subject=f"Invoice {invoice.number} from {seller.get('name', '')}".strip()[:255], status=EmailStatus.QUEUED,
@@ -108,10 +120,11 @@ def invoice_email_send_once(*, invoice: Invoice) -> InvoiceEmail | None:
     invoice = Invoice.objects.get(pk=invoice.pk)
     if invoice.status not in SENDABLE_STATUSES or invoice.emails.filter(status=EmailStatus.SENT).exists():
         return None
-    return invoice_email_send(invoice=invoice, actor="system")
+    return invoice_email_send(invoice=invoice, actor="system", log_missing_address=True)
 
 
-def credit_note_email_send(*, credit_note: CreditNote, actor=None, to: str | list[str] | None = None) -> InvoiceEmail:
+def credit_note_email_send(*, credit_note: CreditNote, actor=None, to: str | list[str] | None = None,
+                           log_missing_address: bool = False) -> InvoiceEmail:
     """E-mail a credit note with its PDF attached; same logging and failure rules as invoices."""
     credit_note = CreditNote.objects.select_related("invoice").get(pk=credit_note.pk)
     if credit_note.status != "issued":
@@ -120,6 +133,8 @@ def credit_note_email_send(*, credit_note: CreditNote, actor=None, to: str | lis
     context = credit_note_document_context(credit_note)
     seller = context["seller"]
     recipients = _recipients(to, context["customer"])
+    if not log_missing_address:
+        _require_recipients(recipients)
     log = InvoiceEmail.objects.create(
         credit_note=credit_note, to=", ".join(recipients)[:500],
         requested_by=actor_label(actor), status=EmailStatus.QUEUED,
@@ -135,4 +150,4 @@ def credit_note_email_send_once(*, credit_note: CreditNote) -> InvoiceEmail | No
     credit_note = CreditNote.objects.get(pk=credit_note.pk)
     if credit_note.status != "issued" or credit_note.emails.filter(status=EmailStatus.SENT).exists():
         return None
-    return credit_note_email_send(credit_note=credit_note, actor="system")
+    return credit_note_email_send(credit_note=credit_note, actor="system", log_missing_address=True)

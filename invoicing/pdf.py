@@ -19,6 +19,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from babel.dates import format_date
 from django.conf import settings
@@ -247,6 +248,25 @@ def _payment_instructions(invoice: Invoice, *, snapshot: dict, amount_due: str) 
 
 # --- rendering ---------------------------------------------------------------------------------
 
+DOCUMENT_FILES = (Path(settings.BASE_DIR) / "static").resolve()
+
+
+def document_url_fetcher(url: str, *args, **kwargs):
+    """The only resources a document may load: the app's own static files (stylesheet, fonts) and
+    inline `data:` URLs. No other `file://` path, no network: a URL that slipped into a document
+    cannot read the server's files or reach another host (WeasyPrint skips the refused resource)."""
+    from weasyprint import default_url_fetcher
+
+    parsed = urlsplit(url)
+    if parsed.scheme == "data":
+        return default_url_fetcher(url, *args, **kwargs)
+    if parsed.scheme == "file" and not parsed.netloc:
+        path = Path(unquote(parsed.path)).resolve()
+        if path.is_relative_to(DOCUMENT_FILES) and path.is_file():
+            return default_url_fetcher(path.as_uri(), *args, **kwargs)
+    raise ValueError(f"documents only load the app's static files; refused {url[:200]!r}")
+
+
 @lru_cache(maxsize=1)
 def _weasy():
     """WeasyPrint objects that are costly to build: the stylesheet and the font configuration."""
@@ -254,7 +274,7 @@ def _weasy():
     from weasyprint.text.fonts import FontConfiguration
 
     font_config = FontConfiguration()
-    return CSS(filename=str(STYLESHEET), font_config=font_config), font_config
+    return CSS(filename=str(STYLESHEET), font_config=font_config, url_fetcher=document_url_fetcher), font_config
 
 
 # Drop them before interpreter teardown: FontConfiguration.__del__ needs modules that are gone by then.
@@ -265,8 +285,8 @@ def html_to_pdf(html: str) -> bytes:
     from weasyprint import HTML
 
     stylesheet, font_config = _weasy()
-    return HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf(stylesheets=[stylesheet],
-                                                                       font_config=font_config)
+    return HTML(string=html, base_url=str(DOCUMENT_FILES), url_fetcher=document_url_fetcher).write_pdf(
+        stylesheets=[stylesheet], font_config=font_config)
 
 
 def render_invoice_html(invoice: Invoice, *, lines=None) -> str:

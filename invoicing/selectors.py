@@ -78,3 +78,21 @@ def billing_run_get(*, run_id) -> BillingRun:
     if run is None:
         raise NotFoundError(f"Billing run '{run_id}' not found.")
     return run
+
+
+def invoices_missing_documents(*, now, grace, max_age) -> list:
+    """Ids of issued invoices finalized between `now - max_age` and `now - grace` that still have no
+    stored PDF or no e-mail attempt at all: their document tasks were lost (a killed worker, a
+    broker restart). A failed attempt (no address, mail server refused) counts as an attempt; it is
+    resent on request, not by the sweep."""
+    from django.db.models import Exists, OuterRef, Q
+
+    from invoicing.models import InvoiceEmail, InvoiceStatus
+
+    attempted = InvoiceEmail.objects.filter(invoice=OuterRef("pk"))
+    return list(
+        Invoice.objects.filter(status__in=(InvoiceStatus.FINALIZED, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE),
+                               finalized_at__gte=now - max_age, finalized_at__lt=now - grace)
+        .filter(Q(pdf="") | ~Exists(attempted))
+        .order_by("finalized_at", "pk").values_list("pk", flat=True)
+    )

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from catalog.rating import format_quantity
 from common.money import format_money, quantize_unit_price
+from common.serializer_fields import INT64_MAX, BoundedDateField
 from invoicing.models import BillingRun, CreditNote, CreditNoteLine, CreditNoteOutcome, Invoice, InvoiceLine
 
 
@@ -120,7 +121,7 @@ class CreditNoteSerializer(serializers.ModelSerializer):
 
 
 class CreditNoteLineInputSerializer(serializers.Serializer):
-    line_id = serializers.IntegerField(help_text="An invoice line's id (invoice `lines[].id`)")
+    line_id = serializers.IntegerField(min_value=1, max_value=INT64_MAX, help_text="An invoice line's id (invoice `lines[].id`)")
     amount = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True,
                                       coerce_to_string=False,
                                       help_text="Pre-tax amount to credit on that line; omitted: all that remains")
@@ -148,7 +149,7 @@ class CreditNoteCreateSerializer(serializers.Serializer):
 
 class MarkPaidSerializer(serializers.Serializer):
     amount = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, coerce_to_string=False)
-    date = serializers.DateField(required=False)
+    date = BoundedDateField(required=False)
     reference = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
 
@@ -157,7 +158,7 @@ class ReasonSerializer(serializers.Serializer):
 
 
 class BillingRunCreateSerializer(serializers.Serializer):
-    as_of = serializers.DateField()
+    as_of = BoundedDateField()
     finalize = serializers.BooleanField(required=False, default=True)
     wait = serializers.BooleanField(
         required=False, default=True,

@@ -191,6 +191,9 @@ def invoice_finalize(*, invoice: Invoice, actor=None, rule: str = "manual", inpu
                    .select_related("customer", "subscription__plan_version").get(pk=invoice.pk))
         if invoice.status != InvoiceStatus.DRAFT:
             raise ConflictError(f"Only a draft can be finalized; this invoice is {invoice.status}.", code="invalid_state")
+        if invoice.needs_review:
+            raise ConflictError("This draft is waiting for review: approve it first (it is finalized on approval).",
+                                code="needs_review", fields={"needs_review": ["approve the draft first"]})
         now = timezone.now()
         invoice.issue_date = issue_date_on_finalize(invoice, today=today)
         totals, money_inputs = _finalize_money(invoice, now=now,

@@ -103,7 +103,15 @@ def invoice_subscription_now_task(self, subscription_id: int, on_date: str, reas
 
 # --- documents (issue 7): enqueued on commit by `invoicing.services._after_finalize` -------------
 
-@shared_task(name="invoicing.tasks.invoice_documents_fan_out")
+# The document tasks are idempotent (the PDF is stored once, the automatic e-mail is sent once), so
+# a message whose worker died is given back to the broker and redelivered (`IDEMPOTENT`), and
+# `invoice_documents_sweep` re-enqueues whatever still slipped through.
+IDEMPOTENT = dict(acks_late=True, reject_on_worker_lost=True)
+DOCUMENTS_GRACE = timedelta(minutes=30)
+DOCUMENTS_MAX_AGE = timedelta(days=3)
+
+
+@shared_task(name="invoicing.tasks.invoice_documents_fan_out", **IDEMPOTENT)
 def invoice_documents_fan_out(invoice_ids: list[str]) -> int:
     """One message per finalize batch; each invoice gets its own render → e-mail tasks."""
     import logging
@@ -116,8 +124,18 @@ def invoice_documents_fan_out(invoice_ids: list[str]) -> int:
     return len(invoice_ids)
 
 
+@shared_task(name="invoicing.tasks.invoice_documents_sweep", **IDEMPOTENT)
+def invoice_documents_sweep() -> int:
+    """Finalized invoices still without a PDF or an e-mail attempt after DOCUMENTS_GRACE get their
+    document tasks again (within DOCUMENTS_MAX_AGE, so old invoices are never e-mailed out of the blue)."""
+    from invoicing.selectors import invoices_missing_documents
+
+    ids = invoices_missing_documents(now=timezone.now(), grace=DOCUMENTS_GRACE, max_age=DOCUMENTS_MAX_AGE)
+    return invoice_documents_fan_out([str(invoice_id) for invoice_id in ids])
+
+
 @shared_task(name="invoicing.tasks.invoice_pdf_render", bind=True, max_retries=3, default_retry_delay=60,
-             time_limit=120, soft_time_limit=90)
+             time_limit=120, soft_time_limit=90, **IDEMPOTENT)
 def invoice_pdf_render(self, invoice_id: str, send_email: bool = True) -> str | None:
     """Render and store the PDF of a finalized invoice (idempotent), then enqueue its e-mail."""
     from django.db import OperationalError
@@ -137,7 +155,7 @@ def invoice_pdf_render(self, invoice_id: str, send_email: bool = True) -> str | 
     return invoice.pdf.name
 
 
-@shared_task(name="invoicing.tasks.invoice_email_deliver", time_limit=120, soft_time_limit=90)
+@shared_task(name="invoicing.tasks.invoice_email_deliver", time_limit=120, soft_time_limit=90, **IDEMPOTENT)
 def invoice_email_deliver(invoice_id: str) -> str | None:
     """The automatic e-mail after finalize, once per invoice; failures are logged on an InvoiceEmail row."""
     from invoicing.emails import invoice_email_send_once
@@ -148,7 +166,7 @@ def invoice_email_deliver(invoice_id: str) -> str | None:
     return log.status if log else None
 
 
-@shared_task(name="invoicing.tasks.credit_note_documents_deliver", time_limit=120, soft_time_limit=90)
+@shared_task(name="invoicing.tasks.credit_note_documents_deliver", time_limit=120, soft_time_limit=90, **IDEMPOTENT)
 def credit_note_documents_deliver(credit_note_id: str) -> str | None:
     """Render and store a credit note's PDF, then e-mail it once. Enqueue with transaction.on_commit."""
     from invoicing.emails import credit_note_email_send_once

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
@@ -86,7 +86,10 @@ class SchedulesView(APIView):
 
 class JournalView(APIView):
     @extend_schema(parameters=[OpenApiParameter("from", str), OpenApiParameter("to", str), CURRENCY],
-                   responses={200: JournalEntrySerializer(many=True)})
+                   responses={200: inline_serializer("PaginatedJournalEntryList", fields={
+                       "count": serializers.IntegerField(), "next": serializers.CharField(allow_null=True),
+                       "previous": serializers.CharField(allow_null=True),
+                       "results": JournalEntrySerializer(many=True)})})
     def get(self, request):
         from common.pagination import PagePagination
 

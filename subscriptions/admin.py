@@ -68,6 +68,9 @@ class SubscriptionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     def has_add_permission(self, request):
         return False  # created through the API / subscription_create (validation, ledger, audit)
 
+    def has_change_permission(self, request, obj=None):
+        return False  # every field is read-only (no Save); changes are the actions, which call the services
+
     @admin.display(description="Timeline (periods)")
     def timeline(self, obj: Subscription):
         rows = []

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -107,8 +107,9 @@ class SubscriptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         result = subscription_cancel(subscription=self.get_object(), at=data["at"], on=data.get("date"), actor=request.auth)
         return Response(_change_body(result))
 
-    @extend_schema(responses={200: SubscriptionChangeSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses={200: inline_serializer("SubscriptionChangeHistory", fields={
+        "results": SubscriptionChangeSerializer(many=True), "proration_items": ProrationItemSerializer(many=True)})})
+    @action(detail=True, methods=["get"], pagination_class=None)
     def changes(self, request, external_id=None):
         subscription = self.get_object()
         changes = subscription.changes.select_related("from_plan_version__plan", "to_plan_version__plan").order_by("effective_date", "pk")

@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from common.money import format_money
+from common.serializer_fields import INT32_MAX, MAX_TRIAL_DAYS, BoundedDateField
 from subscriptions.models import BillingTime, ProrationItem, Subscription, SubscriptionChange
 from subscriptions.selectors import PENDING_CHANGES_ATTR, subscription_current_period, subscription_pending_changes
 
@@ -13,32 +14,32 @@ class SubscriptionCreateSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=255)
     customer = serializers.CharField(max_length=255)
     plan = serializers.CharField(max_length=120)
-    plan_version = serializers.IntegerField(required=False, min_value=1,
+    plan_version = serializers.IntegerField(required=False, min_value=1, max_value=INT32_MAX,
                                             help_text="A specific version number (e.g. a customer's private override); default the current public one")
-    start_date = serializers.DateField(required=False)
+    start_date = BoundedDateField(required=False)
     billing_time = serializers.ChoiceField(choices=BillingTime.values, default=BillingTime.CALENDAR)
-    quantity = serializers.IntegerField(default=1, min_value=1)
-    trial_days = serializers.IntegerField(required=False, min_value=0, help_text="Overrides the plan's trial days")
+    quantity = serializers.IntegerField(default=1, min_value=1, max_value=INT32_MAX)
+    trial_days = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TRIAL_DAYS, help_text="Overrides the plan's trial days")
 
 
 class ChangePlanSerializer(serializers.Serializer):
     plan = serializers.CharField(max_length=120)
-    plan_version = serializers.IntegerField(required=False, min_value=1)
+    plan_version = serializers.IntegerField(required=False, min_value=1, max_value=INT32_MAX)
     effective = serializers.ChoiceField(choices=EFFECTIVE, required=False,
                                         help_text="Default: upgrades immediately, downgrades at period end")
-    date = serializers.DateField(required=False, help_text="Effective date (customer-local), default today")
+    date = BoundedDateField(required=False, help_text="Effective date (customer-local), default today")
 
 
 class ChangeQuantitySerializer(serializers.Serializer):
-    quantity = serializers.IntegerField(min_value=1)
+    quantity = serializers.IntegerField(min_value=1, max_value=INT32_MAX)
     effective = serializers.ChoiceField(choices=EFFECTIVE, required=False,
                                         help_text="Default: increases immediately, decreases at period end")
-    date = serializers.DateField(required=False)
+    date = BoundedDateField(required=False)
 
 
 class CancelSerializer(serializers.Serializer):
     at = serializers.ChoiceField(choices=EFFECTIVE, default="period_end")
-    date = serializers.DateField(required=False)
+    date = BoundedDateField(required=False)
 
 
 class SubscriptionChangeSerializer(serializers.ModelSerializer):
@@ -97,16 +98,23 @@ class SubscriptionSerializer(serializers.ModelSerializer):
                   "cancel_at_period_end", "end_date", "canceled_at", "pending_changes", "created_at", "updated_at")
 
     def _period(self, obj):
+        """None when the period cannot be computed (a row stored before dates were bounded, e.g.
+        a start in year 9999): one such row must not fail a whole list."""
         cache = self.context.setdefault("_periods", {})
         if obj.pk not in cache:
-            cache[obj.pk] = subscription_current_period(subscription=obj)
+            try:
+                cache[obj.pk] = subscription_current_period(subscription=obj)
+            except (OverflowError, ValueError):
+                cache[obj.pk] = None
         return cache[obj.pk]
 
-    def get_current_period_start(self, obj) -> str:
-        return self._period(obj).start.isoformat()
+    def get_current_period_start(self, obj) -> str | None:
+        period = self._period(obj)
+        return period.start.isoformat() if period else None
 
-    def get_current_period_end(self, obj) -> str:
-        return self._period(obj).end.isoformat()
+    def get_current_period_end(self, obj) -> str | None:
+        period = self._period(obj)
+        return period.end.isoformat() if period else None
 
     def get_pending_changes(self, obj) -> list:
         pending = getattr(obj, PENDING_CHANGES_ATTR, None)  # prefetched by subscriptions_list

@@ -51,3 +51,19 @@ def _fresh_api_key_cache():
     _key_cache_clear()
     yield
     _key_cache_clear()
+
+
+@pytest.fixture(scope="module")
+def demo_data(django_db_setup, django_db_blocker):
+    """The demo data set (every admin and API resource has rows), loaded once per module and flushed after."""
+    from datetime import date
+
+    from django.core.management import call_command
+
+    from demo.data import seed_demo
+
+    with django_db_blocker.unblock():
+        seed_demo(today=date(2026, 6, 15))
+    yield
+    with django_db_blocker.unblock():
+        call_command("flush", "--noinput", verbosity=0)  # its post_migrate re-creates permissions and groups

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Context, Decimal
@@ -26,9 +27,9 @@ from django.utils import timezone as dj_timezone
 from catalog.models import Aggregation
 from common.audit import actor_label, audit_record
 from common.money import parse_decimal
-from common.timeutil import local_date
+from common.timeutil import DATE_MAX, DATE_MIN, date_in_bounds, local_date
 from subscriptions.models import LIVE_STATUSES
-from usage.models import VALUE_DECIMAL_PLACES, VALUE_MAX_DIGITS, DeadLetterEvent, RejectReason, ReplayStatus
+from usage.models import VALUE_DECIMAL_PLACES, DeadLetterEvent, RejectReason, ReplayStatus
 from usage.partitioning import forget_known_partitions, is_missing_partition_error, usage_partitions_ensure_for
 
 MAX_BATCH = 1000
@@ -36,7 +37,13 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_ID_LENGTH = 255
 _NUMERIC = {Aggregation.SUM.value, Aggregation.MAX.value, Aggregation.LATEST.value}
 _LIVE = tuple(str(s) for s in LIVE_STATUSES)
-_MAX_INT_DIGITS = VALUE_MAX_DIGITS - VALUE_DECIMAL_PLACES
+# An event value has at most 15 integer digits: the event column holds 26, but one event's value
+# priced at 1.00 must still fit an invoice amount (MONEY_FIELD: 20 digits, 4 places → 16 integer
+# digits), so a single poison event cannot overflow the rating of a whole billing run.
+_MAX_INT_DIGITS = 15
+# Strings must be plain decimals: Python's Decimal() also reads "1_000", "١٢٣" (Arabic-Indic
+# digits), " 5 " and "1e3", which no client means as a usage quantity.
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 _WIDE = Context(prec=100)  # normalize without rounding
 
 
@@ -181,8 +188,8 @@ def _parse_timestamp(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        return None
+    if parsed.tzinfo is None or parsed.utcoffset() is None or not date_in_bounds(parsed.date()):
+        return None  # year 1 with an offset would not even convert to UTC
     return parsed.astimezone(timezone.utc)
 
 
@@ -223,7 +230,7 @@ def _parse(index: int, raw: Any) -> _Parsed:
     else:
         item.code = code
     if item.timestamp is None:
-        errors["timestamp"] = ["required: an RFC 3339 timestamp with offset"]
+        errors["timestamp"] = [f"required: an RFC 3339 timestamp with offset, from {DATE_MIN} to {DATE_MAX}"]
     properties = raw.get("properties")
     if properties is None:
         item.properties = {}
@@ -237,7 +244,7 @@ def _parse(index: int, raw: Any) -> _Parsed:
     return item
 
 
-def _extract_value(item: _Parsed, aggregation: str, field_name: str) -> IngestError | None:
+def _extract_value(item: _Parsed, aggregation: str, field_name: str, allow_negative: bool) -> IngestError | None:
     if aggregation == Aggregation.COUNT:
         return None
     props = item.properties or {}
@@ -249,10 +256,11 @@ def _extract_value(item: _Parsed, aggregation: str, field_name: str) -> IngestEr
     if aggregation == Aggregation.UNIQUE_COUNT:
         item.unique_value = raw if isinstance(raw, str) else dumps_exact(raw)
         return None
-    value = parse_decimal(raw)
+    value = parse_decimal(raw) if not isinstance(raw, str) or _PLAIN_DECIMAL.fullmatch(raw) else None
     if value is None:
         return _err(RejectReason.NON_NUMERIC_PROPERTY,
-                    f"Property '{field_name}' must be a number or a numeric string, got {dumps_exact(raw)[:60]}.",
+                    f"Property '{field_name}' must be a number or a plain decimal string (ASCII digits, "
+                    f"optional '-' and '.'), got {dumps_exact(raw)[:60]}.",
                     **{key: "not a number"})
     value = value.normalize(context=_WIDE) if value else Decimal(0)
     exponent = value.as_tuple().exponent
@@ -260,13 +268,17 @@ def _extract_value(item: _Parsed, aggregation: str, field_name: str) -> IngestEr
         return _err(RejectReason.NON_NUMERIC_PROPERTY,
                     f"Property '{field_name}' must have at most {VALUE_DECIMAL_PLACES} decimal places and "
                     f"{_MAX_INT_DIGITS} integer digits.", **{key: "out of range"})
+    if value < 0 and not allow_negative:
+        return _err(RejectReason.NON_NUMERIC_PROPERTY,
+                    f"Property '{field_name}' must not be negative: metric '{item.code}' does not allow negative "
+                    "values (allow_negative).", **{key: "negative"})
     item.value = value
     return None
 
 
 _LOOKUP_SQL = f"""
 SELECT
-  (SELECT coalesce(json_agg(json_build_array(id, code, aggregation, field)), '[]'::json)
+  (SELECT coalesce(json_agg(json_build_array(id, code, aggregation, field, allow_negative)), '[]'::json)
      FROM catalog_billablemetric WHERE code = ANY(%(codes)s::text[])),
   (SELECT coalesce(json_agg(json_build_array(id, external_id, timezone)), '[]'::json)
      FROM customers_customer WHERE external_id = ANY(%(customers)s::text[])),
@@ -311,7 +323,7 @@ def _lookup(items: list[_Parsed]) -> tuple[dict, dict, dict, dict, dict]:
         cursor.execute(_LOOKUP_SQL, {"codes": codes, "customers": customers, "subs": subs, "resolve": resolve, "tids": tids})
         metrics_raw, customers_raw, subs_raw, keys_raw = cursor.fetchone()
     load = (lambda v: json.loads(v) if isinstance(v, str) else v)
-    metrics = {code: (mid, agg, fld) for mid, code, agg, fld in load(metrics_raw)}
+    metrics = {code: (mid, agg, fld, negative) for mid, code, agg, fld, negative in load(metrics_raw)}
     customer_map = {ext: (cid, tz) for cid, ext, tz in load(customers_raw)}
     sub_by_ext: dict[str, _Sub] = {}
     live_by_customer: dict[str, list[_Sub]] = {}
@@ -335,8 +347,8 @@ def _validate(item: _Parsed, now: datetime, metrics, customers, sub_by_ext, live
     metric = metrics.get(item.code)
     if metric is None:
         return _err(RejectReason.UNKNOWN_METRIC, f"Unknown billable metric '{item.code}'.", code="unknown")
-    item.metric_id, aggregation, field_name = metric
-    error = _extract_value(item, aggregation, field_name)
+    item.metric_id, aggregation, field_name, allow_negative = metric
+    error = _extract_value(item, aggregation, field_name, allow_negative)
     if error:
         return error
     if item.subscription:

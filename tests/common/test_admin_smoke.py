@@ -1,30 +1,16 @@
 """Every back-office page renders over the demo data set: each admin's list, search, filters, add
 form, and the change page of one row, for a superuser and for a read-only finance viewer."""
 
-from datetime import date
-
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from demo.data import seed_demo
 from common.groups import FINANCE_APPS
 
 pytestmark = pytest.mark.django_db
 
 MODEL_ADMINS = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label)
-
-
-@pytest.fixture(scope="module")
-def demo_data(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        seed_demo(today=date(2026, 6, 15))
-    yield
-    with django_db_blocker.unblock():
-        from django.core.management import call_command
-
-        call_command("flush", "--noinput", verbosity=0)  # its post_migrate re-creates permissions and groups
 
 
 def _pages(model, model_admin):

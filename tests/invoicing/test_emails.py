@@ -104,7 +104,9 @@ def test_no_address_is_a_failed_delivery_not_an_exception(world, billing_api, dj
     # The customer adds an address later: the invoice keeps its snapshot, so a resend names the address.
     Customer.objects.filter(external_id="silent").update(email="late@silent.example")
     response = billing_api.post(f"/api/v1/invoices/{invoice.pk}/send/", {}, format="json")
-    assert response.status_code == 201 and response.json()["status"] == "failed"
+    assert response.status_code == 409  # issue 10: a resend with no address is refused, naming it
+    assert response.json()["error"]["code"] == "no_email_address" and "to" in response.json()["error"]["fields"]
+    assert InvoiceEmail.objects.filter(invoice=invoice).count() == 1
     ok = billing_api.post(f"/api/v1/invoices/{invoice.pk}/send/", {"to": "late@silent.example"}, format="json")
     assert ok.json()["status"] == "sent" and len(mail.outbox) == 1
 

@@ -59,3 +59,22 @@ def test_catch_up_run_numbers_invoices_in_issue_date_order(world):
         ("2026-04-01", "2026-04-01", "a-customer"), ("2026-04-01", "2026-04-01", "b-customer"),
     ]
     assert [i["number"] for i in invoices] == [f"INV-2026-{n:06d}" for n in range(1, 7)]
+
+
+def test_a_flagged_draft_cannot_be_finalized_before_approval(metered):
+    """Issue 10 item 7: the API `finalize` (and the admin action, same service) refuses a draft waiting for review."""
+    from invoicing.models import Invoice
+    from invoicing.services import invoice_approve, invoice_finalize
+    from common.errors import ConflictError
+
+    metered.events("calls", [_at(2, 2 + h // 24, h % 24) for h in range(50)], customer="c1")
+    feb = _february(metered)
+    assert (feb["status"], feb["needs_review"]) == ("draft", True)
+    response = metered.billing.post(f"/api/v1/invoices/{feb['id']}/finalize/")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "needs_review"
+    with pytest.raises(ConflictError):
+        invoice_finalize(invoice=Invoice(pk=feb["id"]))
+    assert metered.invoice(feb["id"])["status"] == "draft"
+    invoice = invoice_approve(invoice=Invoice(pk=feb["id"]), actor="finance")
+    assert (invoice.status, invoice.needs_review, invoice.number) == ("finalized", False, "INV-2026-000002")

@@ -167,13 +167,13 @@ def test_event_values_in_timestamp_order(auckland):
 def test_sums_stay_exact_beyond_28_digits(make_metric, make_subscription):
     metric = make_metric("volume", "sum", "amount")
     sub = make_subscription(metric, customer=CustomerFactory(external_id="acme"), external_id="s1")
-    big = "12345678901234567890123456.123456789012"  # 38 significant digits
+    big = "999999999999999.999999999999"  # the largest event value (issue 10: 15 integer digits, 12 places)
     body = [{"transaction_id": f"v{i}", "subscription": "s1", "code": "volume", "timestamp": "2026-03-01T00:00:00Z",
-             "properties": {"amount": big}} for i in range(3)]
-    assert event_ingest_batch(events=body).accepted == 3
+             "properties": {"amount": big}} for i in range(100)]
+    assert event_ingest_batch(events=body).accepted == 100
     start, end = local_date_bounds_utc(date(2026, 3, 1), date(2026, 4, 1), "UTC")
     result = usage_aggregate(windows=[UsageWindow(sub.id, start, end)])
-    assert result[(sub.id, metric.id)].quantity == Decimal("37037036703703703670370368.370370367036")
+    assert result[(sub.id, metric.id)].quantity == Decimal("99999999999999999.999999999900")  # 29 digits
 
 
 @pytest.mark.django_db
