@@ -12,3 +12,8 @@ class AnalyticsConfig(AppConfig):
 
         hooks.subscribe("subscription.", mrr.on_subscription_events, many=True)
         hooks.subscribe("coupon.", mrr.on_coupon_events, many=True)
+        # Usage anomalies hold drafts in the review queue (invoicing never imports analytics).
+        from analytics.anomalies import anomaly_review_check
+        from invoicing import review
+
+        review.register_check(anomaly_review_check)

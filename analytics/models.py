@@ -56,3 +56,107 @@ class MrrMovement(models.Model):
     @property
     def signed_amount(self):
         return self.amount * MOVEMENT_SIGN[self.kind]
+
+
+# --- Usage intelligence (DESIGN.md §12) ----------------------------------------------------------
+
+VALUE_FIELD = dict(max_digits=38, decimal_places=12)
+
+
+class AnomalyKind(models.TextChoices):
+    SPIKE = "spike", "spike"
+    DROP = "drop", "drop"
+    ZERO_USAGE = "zero_usage", "zero usage"
+    INVOICE_SPIKE = "invoice_spike", "invoice spike"
+
+
+class AnomalyStatus(models.TextChoices):
+    OPEN = "open", "open"
+    DISMISSED = "dismissed", "dismissed"
+    CONFIRMED = "confirmed", "confirmed"
+
+
+class Anomaly(models.Model):
+    """One flagged day of one subscription's metric (or one draft invoice for `invoice_spike`), with the
+    score, method and inputs that produced it (`analytics.anomalies`)."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
+    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="+")
+    billable_metric = models.ForeignKey("catalog.BillableMetric", null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+")
+    invoice = models.ForeignKey("invoicing.Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                help_text="The draft an invoice_spike was raised on")
+    date = models.DateField(help_text="Customer-local usage day (invoice_spike: the billing date)")
+    kind = models.CharField(max_length=16, choices=AnomalyKind.choices)
+    observed = models.DecimalField(**VALUE_FIELD)
+    expected = models.DecimalField(**VALUE_FIELD)
+    score = models.DecimalField(max_digits=14, decimal_places=4)
+    method = models.CharField(max_length=200)
+    inputs = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=AnomalyStatus.choices, default=AnomalyStatus.OPEN, db_index=True)
+    detected_at = models.DateTimeField()
+    resolved_by = models.CharField(max_length=120, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-date", "-id"]
+        indexes = [models.Index(fields=["subscription", "date"], name="anomaly_sub_date")]
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "billable_metric", "date", "kind"],
+                                    condition=models.Q(billable_metric__isnull=False), name="anomaly_one_per_metric_day"),
+            models.UniqueConstraint(fields=["invoice", "kind"], condition=models.Q(invoice__isnull=False),
+                                    name="anomaly_one_per_invoice"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.date} sub {self.subscription_id} ({self.status})"
+
+
+class AnomalyScan(models.Model):
+    """The cursor of `detect_anomalies`: the last day scored (a rerun rescoring a day changes nothing)."""
+
+    as_of = models.DateField()
+    days_scored = models.PositiveIntegerField(default=0)
+    anomalies_found = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-as_of", "-id"]
+
+    def __str__(self) -> str:
+        return f"scan through {self.as_of}"
+
+
+class UsageAlert(models.Model):
+    """A threshold on one metric of one subscription's open period, in units or in amount."""
+
+    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="+")
+    billable_metric = models.ForeignKey("catalog.BillableMetric", on_delete=models.PROTECT, related_name="+")
+    threshold_units = models.DecimalField(null=True, blank=True, **VALUE_FIELD)
+    threshold_amount = models.DecimalField(null=True, blank=True, max_digits=20, decimal_places=4)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=120, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(
+            condition=(models.Q(threshold_units__isnull=False, threshold_amount__isnull=True)
+                       | models.Q(threshold_units__isnull=True, threshold_amount__isnull=False)),
+            name="usage_alert_one_threshold")]
+
+    def __str__(self) -> str:
+        return f"alert {self.pk} on sub {self.subscription_id}"
+
+
+class UsageAlertTrigger(models.Model):
+    """An alert fired in one period (at most once: the unique constraint)."""
+
+    alert = models.ForeignKey(UsageAlert, on_delete=models.CASCADE, related_name="triggers")
+    period_start = models.DateField()
+    triggered_at = models.DateTimeField()
+    units = models.DecimalField(**VALUE_FIELD)
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["alert", "period_start"], name="usage_alert_once_per_period")]

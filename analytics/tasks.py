@@ -8,3 +8,23 @@ def rebuild_mrr_ledger() -> int:
     from analytics.mrr import ledger_rebuild
 
     return ledger_rebuild()
+
+
+@shared_task(name="analytics.detect_anomalies")
+def detect_anomalies() -> int:
+    """Daily: score yesterday (UTC) and any day missed since the last scan."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from analytics.anomalies import anomalies_detect
+
+    return len(anomalies_detect(as_of=timezone.now().date() - timedelta(days=1), actor="task:detect_anomalies").created)
+
+
+@shared_task(name="analytics.evaluate_usage_alerts")
+def evaluate_usage_alerts() -> int:
+    """Every minute: fire the threshold alerts crossed since the last sweep (once per period)."""
+    from analytics.alerts import usage_alerts_evaluate
+
+    return usage_alerts_evaluate()

@@ -26,6 +26,8 @@ app.conf.beat_schedule = {
     "revrec-sync": {"task": "revrec.sync", "schedule": crontab(minute=45)},
     "revrec-close-due": {"task": "revrec.close_due", "schedule": crontab(minute=50, hour=4)},
     "analytics-rebuild-mrr-ledger": {"task": "analytics.rebuild_mrr_ledger", "schedule": crontab(minute=30, hour=2)},
+    "analytics-detect-anomalies": {"task": "analytics.detect_anomalies", "schedule": crontab(minute=20, hour=1)},
+    "analytics-usage-alerts": {"task": "analytics.evaluate_usage_alerts", "schedule": crontab()},
     "webhooks-deliver": {"task": "webhooks.deliver", "schedule": 60.0},
     "idempotency-keys-purge": {"task": "common.purge_idempotency_keys", "schedule": crontab(minute=25)},
     "billing-runs-take-over-stale": {"task": "invoicing.tasks.billing_runs_take_over_stale",

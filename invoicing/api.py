@@ -53,7 +53,8 @@ class SendInvoiceSerializer(serializers.Serializer):
 class InvoiceViewSet(viewsets.GenericViewSet):
     serializer_class = InvoiceSerializer
     lookup_value_regex = "[^/]+"
-    scope_map = {"pdf": "billing:read", "send": "billing:write"}
+    scope_map = {"pdf": "billing:read", "send": "billing:write", "explanation": "billing:read",
+                 "allocation": "billing:read"}
 
     def get_queryset(self):
         params = self.request.query_params
@@ -103,6 +104,23 @@ class InvoiceViewSet(viewsets.GenericViewSet):
         disposition = "inline" if request.query_params.get("inline") else "attachment"
         response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
         return response
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def explanation(self, request, pk=None):
+        """Plain-language explanation of the invoice and of its change since the previous one."""
+        from invoicing.explanations import invoice_explanation
+
+        return Response(invoice_explanation(invoice=invoice_get(invoice_id=pk)))
+
+    @extend_schema(request=None, parameters=[OpenApiParameter("by", str, required=True, description="event property")],
+                   responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def allocation(self, request, pk=None):
+        """The usage lines split by an event property in proportion to units (cents by largest remainder)."""
+        from invoicing.allocation import invoice_allocation
+
+        return Response(invoice_allocation(invoice=invoice_get(invoice_id=pk), by=request.query_params.get("by", "")))
 
     @extend_schema(request=SendInvoiceSerializer,
                    responses={201: InvoiceEmailSerializer,

@@ -34,7 +34,7 @@ from common.audit import actor_label, audit_bulk_create
 from common.models import AuditEvent
 from common.money import quantize_money
 from common.timeutil import local_date, local_date_bounds_utc
-from invoicing import usage_source
+from invoicing import review, usage_source
 from invoicing.models import (
     BillingRun,
     Invoice,
@@ -53,10 +53,8 @@ logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1000
 ZERO = Decimal(0)
-REVIEW_TOTAL_FACTOR = Decimal(3)
 RULE_CYCLE = "billing_run.period_close"
 RULE_CHANGE = "subscription_change.invoice_now"
-RULE_TOTAL_SPIKE = "total_over_3x_previous_invoice"
 RULE_ZERO_USAGE = "zero_usage_after_usage"
 USAGE_KINDS = (LineKind.USAGE, LineKind.LATE_USAGE)
 
@@ -315,6 +313,7 @@ class _ChunkBuilder:
                 plan.usage_billed_through = plan.advance_billed_through = None
                 self._drop(sub)
                 failed.add(sub.pk)
+        self._review()
         for plan in plans.values():
             sub = plan.sub
             if sub.pk in failed:
@@ -330,6 +329,30 @@ class _ChunkBuilder:
                 sub.updated_at = timezone.now()
                 self.cursor_updates.append(sub)
         return self.invoices
+
+    def _review(self) -> None:
+        """Hand the chunk's drafts to the registered review checks (invoicing/review.py)."""
+        if not self.invoices:
+            return
+        by_invoice: dict = defaultdict(list)
+        for line in self.lines:
+            by_invoice[line.invoice.pk].append(line)
+        subs = {s.pk: s for s in self.subs}
+        drafts = [review.DraftForReview(invoice=inv, subscription=subs.get(inv.subscription_id), lines=by_invoice[inv.pk],
+                                        usage_total=sum((ln.amount for ln in by_invoice[inv.pk] if ln.kind in USAGE_KINDS),
+                                                        ZERO))
+                  for inv in self.invoices]
+        found = review.run_checks(drafts)
+        for invoice in self.invoices:
+            extra = found.get(invoice.pk)
+            if not extra:
+                continue
+            if not invoice.needs_review:
+                self.flagged += 1
+            invoice.needs_review = True
+            invoice.review_reasons = [*invoice.review_reasons, *extra]
+            for reason in extra:
+                self.audits.append(_audit("invoice.flagged", invoice, actor=self.actor, rule=reason["rule"], inputs=reason))
 
     def _drop(self, sub):
         dropped = {inv.pk for inv in self.invoices if inv.subscription_id == sub.pk}
@@ -445,23 +468,14 @@ class _ChunkBuilder:
             invoice.period_start = min((ln.period_start for ln in lines if ln.period_start), default=None)
             invoice.period_end = max((ln.period_end for ln in lines if ln.period_end), default=None)
 
-        # Review checks against the subscription's previous invoice.
+        # Built-in review check against the subscription's previous invoice; the total-spike check
+        # (invoice_spike) and usage anomalies come from the registered review checks (invoicing/review.py).
         usage_lines = [ln for ln in lines if ln.kind in USAGE_KINDS]
         has_usage = any(ln.quantity > 0 for ln in usage_lines)
         prev = previous.get(sub.pk)
         reasons = []
         if prev is not None:
             prev_total, prev_had_usage, prev_id, prev_days = prev
-            # A short previous invoice (a prorated first period) is scaled to this invoice's span first,
-            # so a normal first full period is not flagged as a spike. Both spans are measured the
-            # same way: the days the invoice's lines cover (an in-advance fee reaches into the next
-            # period, so the first full invoice covers the closed short period and a whole one).
-            days = _lines_span_days(lines)
-            scale = Decimal(days) / Decimal(prev_days) if prev_days and days > prev_days else Decimal(1)
-            if prev_total > 0 and invoice.total > REVIEW_TOTAL_FACTOR * prev_total * scale:
-                reasons.append({"rule": RULE_TOTAL_SPIKE, "total": str(invoice.total), "previous_total": str(prev_total),
-                                "previous_invoice": str(prev_id), "factor": str(REVIEW_TOTAL_FACTOR),
-                                "span_scale": f"{days}/{prev_days}" if scale != 1 else "1"})
             if has_usage_lines and not has_usage and prev_had_usage:
                 reasons.append({"rule": RULE_ZERO_USAGE, "usage_lines": len(usage_lines),
                                 "previous_invoice": str(prev_id)})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Sequence
 
@@ -288,7 +288,24 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
     charges = list(subscription.plan_version.charges.select_related("billable_metric").order_by("position", "pk"))
     metric_ids = sorted({c.billable_metric_id for c in charges})
     usage = usage_aggregate(windows=[UsageWindow(subscription.id, start, end)], metric_ids=metric_ids) if charges else {}
-    lines, forecast_lines = [], []
+    # The forecast path day by day (usage/forecast.py): weekday-aware once 28 days of history exist.
+    from common.timeutil import local_midnight_utc
+    from usage import forecast as fc
+
+    today = max(local_date(now, tz), min(first, last))
+    midnight = local_midnight_utc(today, tz)
+    day_span = local_midnight_utc(today + timedelta(days=1), tz) - midnight
+    today_left = Decimal(1) - (Decimal(min(max(now - midnight, timedelta(0)), day_span) // _MICROSECOND)
+                               / Decimal(day_span // _MICROSECOND))
+    history_days = (today - subscription.start_date).days
+    history = None
+    if history_days >= fc.WEEKDAY_HISTORY_DAYS and charges:
+        history = {}
+        for _, metric_id, day, quantity in usage_daily(start=today - timedelta(days=fc.WEEKDAY_HISTORY_DAYS), end=today,
+                                                       subscription_ids=[subscription.id]):
+            history.setdefault(metric_id, {})[day] = quantity
+    elapsed_days = Decimal(elapsed // _MICROSECOND) / Decimal(timedelta(days=1) // _MICROSECOND)
+    lines, forecast_lines, paths = [], [], []
     total = forecast_total = Decimal(0)
     for charge in charges:
         metric = charge.billable_metric
@@ -311,9 +328,19 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
             "amount": format_money(rated.amount, currency),
             "tiers": [t.as_dict() for t in rated.tiers],
         })
-        units = _forecast_units(metric.aggregation, aggregate.quantity, fraction)
+        path = fc.day_path(units=aggregate.quantity, today=today, today_left=today_left, last_day=last - timedelta(days=1),
+                           additive=metric.aggregation in _RUN_RATE_AGGREGATIONS,
+                           history=None if history is None else history.get(metric.id, {}),
+                           history_days=(today - min(history[metric.id])).days if history and history.get(metric.id) else 0,
+                           elapsed_days=elapsed_days)
+        if path.method == "weekday_run_rate":
+            units = fc.round_units(path.final, metric.aggregation)
+        else:
+            units = _forecast_units(metric.aggregation, aggregate.quantity, fraction)
         count = aggregate.event_count
-        if metric.aggregation in _RUN_RATE_AGGREGATIONS and fraction > 0:
+        if path.method == "weekday_run_rate" and aggregate.quantity > 0:
+            count = int((Decimal(count) * units / aggregate.quantity).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        elif metric.aggregation in _RUN_RATE_AGGREGATIONS and fraction > 0:
             count = int((Decimal(count) / fraction).quantize(Decimal(1), rounding=ROUND_HALF_UP))
         # Per-event values of the future are unknown: a charge priced per event (free events,
         # per-event min/max) keeps the events so far and adds the projected ones at their mean value.
@@ -323,8 +350,17 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
                                    currency=currency, event_count=count, event_values=values,
                                    extra_events=extra, extra_value=mean)
         forecast_total += projected
+        bound = fc.next_tier_bound(model=charge.model, properties=charge.properties, units=aggregate.quantity)
+        next_tier = None
+        if bound is not None:
+            next_tier = {"up_to": _plain(bound),
+                         **fc.crossing_day(path.days, path.cumulative, bound, aggregate.quantity, strict=True)}
+        paths.append((charge, path, aggregate))
         forecast_lines.append({"charge_id": charge.pk, "billable_metric": metric.code, "units": _plain(units),
-                               "amount": format_money(projected, currency)})
+                               "amount": format_money(projected, currency), "method": path.method,
+                               "next_tier": next_tier})
+    minimum = _minimum_commitment_forecast(subscription=subscription, paths=paths, currency=currency,
+                                           total_now=total, forecast_total=forecast_total)
     return {
         "subscription": subscription.external_id,
         "customer": subscription.customer.external_id,
@@ -335,10 +371,100 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
         "charges": lines,
         "total": format_money(total, currency),
         "forecast": {
-            "method": "linear run-rate by elapsed time for count and sum metrics; max, latest and "
+            "method": "count and sum metrics: weekday-aware run-rate (mean of each weekday over the last 28 days) once "
+                      "the subscription has 28 days of history, else linear run-rate by elapsed time; max, latest and "
                       "unique_count keep their value so far",
             "elapsed_fraction": f"{fraction.quantize(Decimal('0.0001'), rounding=ROUND_HALF_UP):f}",
             "charges": forecast_lines,
             "total": format_money(forecast_total, currency),
+            "minimum_commitment": minimum,
         },
     }
+
+
+def _minimum_commitment_forecast(*, subscription, paths, currency: str, total_now: Decimal,
+                                 forecast_total: Decimal) -> dict | None:
+    """When the period's subtotal (the full base fee plus the usage amounts along the forecast path)
+    reaches the plan's minimum commitment."""
+    from catalog.rating import rate_charge
+    from common.money import format_money
+    from usage import forecast as fc
+
+    version = subscription.plan_version
+    if not version.minimum_commitment:
+        return None
+    base = version.amount * subscription.quantity
+    days = paths[0][1].days if paths else []
+    amounts = []
+    for k in range(len(days)):
+        amount = base
+        for charge, path, aggregate in paths:
+            units = fc.round_units(path.cumulative[k], charge.billable_metric.aggregation)
+            amount += rate_charge(charge=charge, quantity=units, currency=currency,
+                                  event_count=aggregate.event_count).amount
+        amounts.append(amount)
+    return {"amount": format_money(version.minimum_commitment, currency),
+            "forecast_subtotal": format_money(base + forecast_total, currency),
+            **fc.crossing_day(days, amounts, version.minimum_commitment, base + total_now)}
+
+
+# --------------------------------------------------------------------------------------------
+# Daily usage series (usage intelligence: anomaly detection, run-rate forecasts)
+
+_DAILY_SQL = """
+SELECT e.subscription_id, e.metric_id, (e."timestamp" AT TIME ZONE c.timezone)::date AS day,
+       CASE m.aggregation WHEN 'count' THEN count(*)::numeric
+                          WHEN 'unique_count' THEN count(DISTINCT e.unique_value)::numeric
+                          WHEN 'sum' THEN coalesce(sum(e.value), 0)
+                          ELSE coalesce(max(e.value), 0) END AS quantity
+FROM usage_event e
+JOIN customers_customer c ON c.id = e.customer_id
+JOIN catalog_billablemetric m ON m.id = e.metric_id
+WHERE e."timestamp" >= %(lo)s AND e."timestamp" < %(hi)s {where}
+GROUP BY 1, 2, 3, m.aggregation
+"""
+
+
+def usage_daily(*, start: date, end: date, subscription_ids: Sequence[int] | None = None
+                ) -> list[tuple[int, int, date, Decimal]]:
+    """(subscription_id, metric_id, customer-local day, quantity) for days in [start, end), days with
+    events only. The day's quantity follows the metric's aggregation (count, sum, max, distinct
+    count; `latest` reads as the day's maximum). Late events count on the day they happened."""
+    from datetime import datetime as _dt, time as _time, timezone as _tz
+
+    # Local days are at most ±14 h from UTC: read a day more on each side, then keep [start, end).
+    lo = _dt.combine(start - timedelta(days=1), _time(), tzinfo=_tz.utc)
+    hi = _dt.combine(end + timedelta(days=1), _time(), tzinfo=_tz.utc)
+    params: dict = {"lo": lo, "hi": hi}
+    where = ""
+    if subscription_ids is not None:
+        if not subscription_ids:
+            return []
+        where = "AND e.subscription_id = ANY(%(ids)s::bigint[])"
+        params["ids"] = list(subscription_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_DAILY_SQL.format(where=where), params)
+        return [(s, m, d, _clean(q)) for s, m, d, q in cursor.fetchall() if start <= d < end]
+
+
+def usage_units_by_property(*, subscription_id: int, metric_id: int, start: datetime, end: datetime, prop: str,
+                            late: bool | None = False, late_invoice_id=None) -> dict[str | None, Decimal]:
+    """The metric's units in [start, end) grouped by the text value of event property `prop` (None:
+    events without it), each group aggregated by the metric's own rule (count, sum, max, distinct
+    count; `latest` is the group's last value). With `late_invoice_id`: the late events that invoice billed."""
+    where = "e.late_billed_invoice_id = %(inv)s" if late_invoice_id is not None else (
+        'e."timestamp" >= %(start)s AND e."timestamp" < %(end)s ' + _late_clause(late))
+    sql = f"""
+    SELECT e.properties ->> %(prop)s AS v, m.aggregation, count(*), sum(e.value), max(e.value),
+           count(DISTINCT e.unique_value),
+           (array_agg(e.value ORDER BY e."timestamp" DESC, e.id DESC))[1]
+    FROM usage_event e JOIN catalog_billablemetric m ON m.id = e.metric_id
+    WHERE e.subscription_id = %(sub)s AND e.metric_id = %(metric)s AND {where}
+    GROUP BY 1, 2
+    """
+    params = {"prop": prop, "sub": subscription_id, "metric": metric_id, "start": start, "end": end,
+              "inv": late_invoice_id}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {v: _clean(_quantity(agg, n, total, maximum, distinct, latest))
+                for v, agg, n, total, maximum, distinct, latest in cursor.fetchall()}

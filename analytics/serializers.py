@@ -1,0 +1,20 @@
+"""Serializers of the usage intelligence records, found by convention by the outbound webhooks
+(`webhooks.payloads`: `analytics.anomaly` → AnomalySerializer) so `anomaly.detected` and
+`usage.threshold_crossed` carry the resource as the API shows it."""
+
+from rest_framework import serializers
+
+
+class AnomalySerializer(serializers.BaseSerializer):
+    def to_representation(self, instance):
+        from analytics.selectors_intel import anomaly_as_dict
+
+        return anomaly_as_dict(instance)
+
+
+class UsageAlertSerializer(serializers.BaseSerializer):
+    def to_representation(self, instance):
+        from analytics.alerts import usage_alerts_for_subscription
+
+        rows = usage_alerts_for_subscription(subscription=instance.subscription)
+        return next(r for r in rows if r["id"] == instance.pk)

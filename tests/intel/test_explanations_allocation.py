@@ -1,0 +1,109 @@
+"""Invoice explanations (every figure in the text is a figure of the invoices; drivers sum to the
+delta) and cost allocation (largest remainder, exact sums), hand-computed."""
+
+import re
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from invoicing.allocation import split_largest_remainder
+
+pytestmark = pytest.mark.django_db
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _numbers_of(invoice: dict) -> set[Decimal]:
+    found = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, (str, int)) and not isinstance(value, bool):
+            found.update(Decimal(n) for n in NUMBER.findall(str(value)))
+
+    walk({k: v for k, v in invoice.items() if k not in ("id", "customer", "subscription")})
+    return found
+
+
+def _calls(world, month, n, team=None):
+    props = {"team": team} if team else {}
+    world.events("calls", [(f"2026-{month:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i // 24 % 60:02d}:00Z", props)
+                           for i in range(n)], customer="c1")
+
+
+def test_explanation_lines_summary_and_drivers(world, billing_api):
+    world.metric("calls")
+    world.plan("pro", amount="50.00", pay_in_advance=False, charges=[{
+        "billable_metric": "calls", "model": "graduated",
+        "properties": {"tiers": [{"up_to": 100, "unit_amount": "0.10"}, {"up_to": None, "unit_amount": "0.05"}]}}])
+    world.customer("c1")
+    world.subscription("s1", customer="c1", plan="pro", start_date=date(2026, 1, 1), quantity=2)
+    _calls(world, 1, 150)
+    _calls(world, 2, 300)
+    world.run(date(2026, 3, 1))
+    jan, feb = sorted(world.invoices(subscription="s1"), key=lambda i: i["billing_date"])
+    assert (jan["total"], feb["total"]) == ("112.50", "120.00")  # 2 × 50 + 100 × 0.10 + 50 × 0.05; 2 × 50 + 10 + 200 × 0.05
+
+    body = billing_api.get(f"/api/v1/invoices/{feb['id']}/explanation/").json()
+    assert len(body["lines"]) == len(feb["lines"]) == 2
+    assert body["lines"][1]["text"] == (
+        "Calls from 2026-02-01 until 2026-03-01: 300 units (100 units in tier 0 to 100 at 0.1 = 10; "
+        "200 units in tier 100 and above at 0.05 = 10) = 20.00.")
+    assert body["lines"][0]["text"] == "Base fee from 2026-02-01 until 2026-03-01: 2 seat(s) × 50.00 = 100.00."
+    comparison = body["comparison"]
+    assert (comparison["previous_invoice"], comparison["total_delta"]) == (jan["id"], "7.50")
+    # volume: 300 calls at January's prices = 20.00, against 12.50 then → +7.50; no price, seat or tax change
+    assert [d["amount"] for d in comparison["drivers"]] == ["7.50"]
+    assert sum(Decimal(d["amount"]) for d in comparison["drivers"]) == Decimal(comparison["total_delta"])
+
+    allowed = _numbers_of(world.invoice(feb["id"])) | _numbers_of(world.invoice(jan["id"]))
+    texts = [body["summary"], *(ln["text"] for ln in body["lines"])]
+    for d in comparison["drivers"]:
+        texts.append(d["text"])
+        allowed.add(Decimal(d["amount"]))
+    for text in texts:
+        for n in NUMBER.findall(text):
+            assert Decimal(n) in allowed, (n, text)
+
+    first = billing_api.get(f"/api/v1/invoices/{jan['id']}/explanation/").json()
+    assert first["comparison"]["previous_invoice"] is None and first["comparison"]["drivers"] == []
+    assert billing_api.get("/api/v1/invoices/00000000-0000-0000-0000-000000000000/explanation/").status_code == 404
+
+
+def test_largest_remainder_by_hand():
+    q = Decimal("0.01")
+    # 11.00 over 7:7:6:1 → 366.67, 366.67, 314.29, 52.38 cents → floors 366+366+314+52 = 1098, 2 more to a and b
+    got = split_largest_remainder(Decimal("11.00"), {"a": Decimal(7), "b": Decimal(7), "c": Decimal(6), None: Decimal(1)}, q)
+    assert got == {"a": Decimal("3.67"), "b": Decimal("3.67"), "c": Decimal("3.14"), None: Decimal("0.52")}
+    assert split_largest_remainder(Decimal("0.01"), {"x": Decimal(1), "y": Decimal(1)}, q) == {"x": Decimal("0.01"),
+                                                                                               "y": Decimal("0.00")}
+
+
+def test_allocation_by_team(world, billing_api):
+    world.metric("calls")
+    world.plan("metered", amount="0", pay_in_advance=False, charges=[{
+        "billable_metric": "calls", "model": "graduated",
+        "properties": {"tiers": [{"up_to": 10, "unit_amount": "0"}, {"up_to": None, "unit_amount": "1"}]}}])
+    world.customer("c1")
+    world.subscription("s1", customer="c1", plan="metered", start_date=date(2026, 1, 1))
+    _calls(world, 1, 7, "a")
+    _calls(world, 1, 7, "b")
+    _calls(world, 1, 6, "c")
+    _calls(world, 1, 1)
+    world.run(date(2026, 2, 1), finalize=False)
+    (inv,) = world.invoices(subscription="s1")
+    assert inv["total"] == "11.00"  # 21 calls, the first 10 free
+    body = billing_api.get(f"/api/v1/invoices/{inv['id']}/allocation/?by=team").json()
+    assert body["by"] == "team"
+    assert body["groups"] == [{"value": "a", "amount": "3.67", "units": "7"}, {"value": "b", "amount": "3.67", "units": "7"},
+                              {"value": "c", "amount": "3.14", "units": "6"}]
+    assert (body["unattributed"], body["unattributed_units"]) == ("0.52", "1")
+    assert sum(Decimal(g["amount"]) for g in body["groups"]) + Decimal(body["unattributed"]) == Decimal("11.00")
+    assert billing_api.get(f"/api/v1/invoices/{inv['id']}/allocation/").status_code == 400
+    nobody = billing_api.get(f"/api/v1/invoices/{inv['id']}/allocation/?by=region").json()
+    assert (nobody["groups"], nobody["unattributed"]) == ([], "11.00")
