@@ -22,6 +22,7 @@ from invoicing.credit_notes import credit_note_create, credit_note_remaining
 from invoicing.emails import invoice_email_send
 from invoicing.models import EmailStatus, Invoice, InvoiceStatus
 from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename, invoice_totals_rows, tier_wording
+from invoicing.explanations import invoice_explanation
 from payments.selectors import payment_methods_for
 from invoicing.services import (
     invoice_approve,
@@ -116,7 +117,7 @@ def invoice(request, pk):
         actions=available_actions(obj),
         payments=obj.payments_received.select_related("attempt__payment_method").order_by("-created_at"),
         attempts=obj.payment_attempts.select_related("payment_method").order_by("-attempt_number"),
-        payment_methods=payment_methods_for(customer=obj.customer),
+        payment_methods=payment_methods_for(customer=obj.customer), explanation=invoice_explanation(invoice=obj),
         credit_notes=obj.credit_notes.order_by("-issue_date"), emails=obj.emails.order_by("-created_at")[:20],
         history=selectors.invoice_history(invoice=obj), creditable=remaining["total"] if remaining else None,
         payment_form=PaymentForm(), credit_form=CreditNoteForm(), reason_form=ReasonForm(), resend_form=ResendForm())

@@ -185,7 +185,7 @@ def test_viewer_sees_pages_but_no_action_and_is_refused(books, finance_viewer, b
     _sign_in(browse, live_server, "fin-viewer")
     nav = [a.text for a in browse.find_elements(By.CSS_SELECTOR, ".mainnav a")]
     assert nav == ["Dashboard", "Customers", "Invoices", "Review queue", "Billing runs", "Payments", "Revenue",
-                   "Analytics", "Dead letters"]
+                   "Analytics", "Anomalies", "Dead letters"]
     invoice_id = books["acme-main"]
     browse.get(f"{live_server.url}/invoices/{invoice_id}/")
     assert "read-only access" in browse.find_element(By.ID, "actions").text
