@@ -152,7 +152,9 @@ def test_record_a_payment_and_issue_a_credit_note(books, billing_api, finance_ad
     credit = browse.find_element(By.CSS_SELECTOR, "#issue-credit form")
     credit.find_element(By.NAME, "amount").send_keys("5.00")
     credit.find_element(By.NAME, "reason").send_keys("Service outage")
-    credit.find_element(By.CSS_SELECTOR, "button").click()
+    button = credit.find_element(By.CSS_SELECTOR, "button")
+    browse.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)  # the actions column is taller now
+    button.click()
     _expect_message(browse, "for $5.00 (reduces the invoice's amount due).")
     assert browse.find_element(By.CSS_SELECTOR, "[data-field=amount_due]").text == "$15.00"
     assert "Service outage" in browse.find_element(By.ID, "credit-notes").text
