@@ -2,10 +2,16 @@
 a dedicated database (ledgerline_bench, created and migrated here).
 
     .venv/bin/python bench/ingest.py [--single 6000] [--threads 8] [--batches 60] [--batch-size 1000]
+    .venv/bin/python bench/ingest.py --growth 2000000 [--round 200000] [--batch-threads 4]
 
 Prints events/s for single posts (concurrent client threads, one event per request) and for batch
 posts (1000 events per request), then checks that every accepted event is in the database once.
 Targets on the 2-core machine: single >= 800 events/s, batch >= 10,000 events/s.
+
+Growth mode (`--growth N`): posts N events in 1,000-event batches, in rounds of `--round` events, and
+prints events/s per round and the stored event count before it; the last round must be within 20 %
+of the first (ingestion cost must not grow with the events already stored). Bodies are generated
+per round, so memory stays flat; statistics are never refreshed by hand.
 """
 
 from __future__ import annotations
@@ -120,6 +126,40 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))] * 1000
 
 
+def growth(args) -> None:
+    from django.utils import timezone
+
+    key = seed()
+    run = uuid.uuid4().hex[:10]
+    now_iso = (timezone.now() - timedelta(seconds=30)).isoformat()
+    rounds = max(1, args.growth // args.round)
+    per_round = args.round // args.batch_size
+    rates = []
+    with gunicorn(workers=2, threads=args.worker_threads) as base:
+        warm = [json.dumps(make_event(run + "w", n, now_iso)).encode() for n in range(200)]
+        run_requests(base, key, "/api/v1/events/", warm, 4)
+        n = 0
+        for r in range(rounds):
+            bodies = []
+            for _ in range(per_round):
+                events = [make_event(run, n + i, now_iso) for i in range(args.batch_size)]
+                n += args.batch_size
+                bodies.append(json.dumps({"events": events}).encode())
+            elapsed, statuses, lat = run_requests(base, key, "/api/v1/events/batch/", bodies, args.batch_threads)
+            rate = per_round * args.batch_size / elapsed
+            rates.append(rate)
+            print(f"round {r + 1:3d}/{rounds}: {r * per_round * args.batch_size:>10,} stored before -> {rate:,.0f} events/s "
+                  f"(p50 {pct(lat, .5):.0f} ms per batch, max {max(lat) * 1000:.0f} ms) statuses {statuses}", flush=True)
+    with psql_connect() as conn:
+        stored = conn.execute("SELECT count(*) FROM usage_event WHERE transaction_id LIKE %s", (f"{run}-%",)).fetchone()[0]
+        seq = conn.execute("SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname IN "
+                           "('usage_event_key', 'usage_rollup_daily', 'usage_rollup_unique')").fetchall()
+    print(f"stored: {stored:,} of {n:,} posted: {'OK' if stored == n else 'MISMATCH'}; sequential scans: {dict(seq)}")
+    ratio = rates[-1] / rates[0]
+    print(f"growth: first round {rates[0]:,.0f}/s, last round {rates[-1]:,.0f}/s, last/first {ratio:.2f} "
+          f"({'PASS' if ratio >= 0.8 else 'FAIL'}: within 20 %); mean {statistics.mean(rates):,.0f}/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--single", type=int, default=6000, help="single-event requests")
@@ -129,10 +169,15 @@ def main() -> None:
     parser.add_argument("--batch-threads", type=int, default=3)
     parser.add_argument("--worker-threads", type=int, default=1, help="gunicorn threads per worker (1 = sync worker)")
     parser.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
+    parser.add_argument("--growth", type=int, default=0, help="growth mode: post this many events in rounds")
+    parser.add_argument("--round", type=int, default=200_000, help="events per growth round")
     args = parser.parse_args()
 
     ensure_database(fresh=args.fresh)
     setup_django()
+    if args.growth:
+        growth(args)
+        return
     from django.utils import timezone
 
     key = seed()

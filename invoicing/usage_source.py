@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Hashable, Sequence
 
+from usage.rollups import usage_statistics_refresh as statistics_refresh  # noqa: F401
 from usage.selectors import (BILLED, UsageAggregate, UsageWindow, late_events_unbilled, usage_aggregate,  # noqa: F401
                              usage_event_values)
 

@@ -122,3 +122,57 @@ class DeadLetterEvent(models.Model):
     @property
     def is_resolved(self) -> bool:
         return self.replay_status in (ReplayStatus.ACCEPTED, ReplayStatus.DUPLICATE)
+
+
+class UsageRollupDaily(models.Model):
+    """One customer-local day of one subscription's usage of one metric, maintained at ingest in the
+    same statement that stores the events (usage/README.md, "Daily rollups").
+
+    The bucket is the customer's local calendar day when the event arrived, stored as its UTC
+    instant range [bucket_start, bucket_end): a billing window (local period dates → UTC instants)
+    covers whole buckets exactly, and a bucket that straddles a window edge (the customer's
+    timezone changed since) is detected and that window is aggregated from raw events. On-time and
+    late events are kept apart (`is_late`, fixed at ingest) so the on-time aggregate billing needs is
+    one read. unique_count needs the values themselves: UsageRollupUnique."""
+
+    pk = models.CompositePrimaryKey("subscription_id", "bucket_start", "metric_id", "is_late")
+    subscription_id = models.BigIntegerField()
+    metric_id = models.BigIntegerField()
+    bucket_start = models.DateTimeField(help_text="UTC instant of the customer's local midnight starting the day")
+    is_late = models.BooleanField()
+    bucket_end = models.DateTimeField(help_text="UTC instant of the next local midnight (exclusive)")
+    day = models.DateField(help_text="The customer-local date")
+    customer_id = models.BigIntegerField()
+    event_count = models.BigIntegerField()
+    value_sum = models.DecimalField(max_digits=60, decimal_places=VALUE_DECIMAL_PLACES, null=True)
+    value_max = models.DecimalField(max_digits=VALUE_MAX_DIGITS, decimal_places=VALUE_DECIMAL_PLACES, null=True)
+    latest_ts = models.DateTimeField(null=True, help_text="Timestamp of the day's last event (ties: higher id)")
+    latest_id = models.BigIntegerField(null=True)
+    latest_value = models.DecimalField(max_digits=VALUE_MAX_DIGITS, decimal_places=VALUE_DECIMAL_PLACES, null=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "usage_rollup_daily"
+        indexes = [models.Index(fields=["customer_id", "day"], name="usage_rollup_customer_day")]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id}/{self.metric_id} {self.day}{' late' if self.is_late else ''}: {self.event_count}"
+
+
+class UsageRollupUnique(models.Model):
+    """The distinct values of a unique_count metric per subscription and customer-local day (exact:
+    a period's unique count is count(DISTINCT unique_value) over the days it covers)."""
+
+    pk = models.CompositePrimaryKey("subscription_id", "bucket_start", "metric_id", "is_late", "unique_value")
+    subscription_id = models.BigIntegerField()
+    metric_id = models.BigIntegerField()
+    bucket_start = models.DateTimeField()
+    is_late = models.BooleanField()
+    unique_value = models.TextField()
+    bucket_end = models.DateTimeField()
+
+    class Meta:
+        db_table = "usage_rollup_unique"
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id}/{self.metric_id} {self.bucket_start:%Y-%m-%d}: {self.unique_value}"

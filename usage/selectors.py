@@ -112,19 +112,158 @@ def _clean(value: Decimal) -> Decimal:
 
 def usage_aggregate(*, windows: Sequence[UsageWindow], metric_ids: Sequence[int] | None = None,
                     late: bool | str | None = False) -> dict[tuple[int, int], UsageAggregate]:
-    """Aggregated usage per (subscription_id, metric_id) over each subscription's window, in ONE query.
+    """Aggregated usage per (subscription_id, metric_id) over each subscription's window.
 
     count → number of events; sum/max → of the value; unique_count → distinct values;
     latest → value of the last event by timestamp (ties: the later id). late=False excludes late
     events (billed separately as late usage), True keeps only them, None includes all, BILLED the
     on-time events and the late ones already billed (the "before" of incremental late pricing).
     Pairs without events are absent, except that with `metric_ids` every window × metric is
-    present (zero when unused). One window per subscription."""
+    present (zero when unused). One window per subscription.
+
+    Reads the daily rollups (two grouped queries over every window): a window covers whole
+    customer-local day buckets. A window whose edge cuts a bucket (the customer's timezone changed
+    since those events arrived) is aggregated from the raw events instead, and so is late=BILLED
+    (whether a late event is billed changes after ingest; those calls cover one subscription's
+    period). Same results as `usage_aggregate_raw`, exactly."""
     if not windows:
         return {}
+    _check_windows(windows)
+    if metric_ids is not None and not metric_ids:
+        return {}
+    if late == BILLED:
+        return usage_aggregate_raw(windows=windows, metric_ids=metric_ids, late=late)
+    result, straddling = _rollup_aggregate(windows, metric_ids, late)
+    if straddling:
+        result = {key: agg for key, agg in result.items() if key[0] not in straddling}
+        result.update(usage_aggregate_raw(windows=[w for w in windows if w.subscription_id in straddling],
+                                          metric_ids=metric_ids, late=late))
+    return result
+
+
+def _check_windows(windows: Sequence[UsageWindow]) -> None:
     sub_ids = [w.subscription_id for w in windows]
     if len(set(sub_ids)) != len(sub_ids):
         raise ValueError("usage_aggregate takes at most one window per subscription")
+
+
+def _rollup_late_clause(late: bool | None, alias: str) -> str:
+    if late is None:
+        return ""
+    return f"AND {alias}.is_late" if late else f"AND NOT {alias}.is_late"
+
+
+# Buckets are customer-local days, at most 26 hours long; a bucket that can overlap a window starts
+# less than this before it. The bound lets the (subscription_id, bucket_start, …) primary key
+# serve the window as one index range, whatever the subscription's history.
+_BUCKET_REACH = "interval '3 days'"
+_ROLLUP_WINDOWS = ("unnest(%(sub_ids)s::bigint[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) "
+                   "AS w(subscription_id, start_ts, end_ts)")
+# Per window, LATERAL: the window's buckets are one index range of the primary key and are grouped
+# right there, so the plan is a nested loop over the windows whatever the statistics say (a lateral
+# reference cannot be hash-joined), with no big sort or hash of all rows; unique counts likewise
+# per (window, unique_count metric).
+_ROLLUP_SQL = f"""
+SELECT w.subscription_id, a.metric_id, a.aggregation, a.n, a.total, a.maximum, a.latest_key, a.straddles,
+       u.distinct_n
+FROM {_ROLLUP_WINDOWS}
+CROSS JOIN LATERAL (
+    SELECT r.metric_id, m.aggregation,
+           coalesce(sum(r.event_count) FILTER (WHERE x.inside), 0) AS n,
+           sum(r.value_sum) FILTER (WHERE x.inside) AS total,
+           max(r.value_max) FILTER (WHERE x.inside) AS maximum,
+           max(CASE WHEN x.inside AND m.aggregation = 'latest' THEN
+               lpad(((extract(epoch FROM r.latest_ts) * 1000000)::bigint)::text, 20, '0')
+               || lpad(r.latest_id::text, 20, '0') || r.latest_value::text END) AS latest_key,
+           bool_or(NOT x.inside) AS straddles
+    FROM usage_rollup_daily r
+    CROSS JOIN LATERAL (SELECT r.bucket_start >= w.start_ts AND r.bucket_end <= w.end_ts AS inside) x
+    JOIN catalog_billablemetric m ON m.id = r.metric_id
+    WHERE r.subscription_id = w.subscription_id AND r.bucket_start > w.start_ts - {_BUCKET_REACH}
+          AND r.bucket_start < w.end_ts AND r.bucket_end > w.start_ts {{metric_where}} {{late}}
+    GROUP BY r.metric_id, m.aggregation
+) a
+LEFT JOIN LATERAL (
+    SELECT count(DISTINCT u.unique_value) AS distinct_n
+    FROM usage_rollup_unique u
+    WHERE a.aggregation = 'unique_count' AND u.subscription_id = w.subscription_id AND u.metric_id = a.metric_id
+          AND u.bucket_start >= w.start_ts AND u.bucket_start < w.end_ts AND u.bucket_end <= w.end_ts {{unique_late}}
+) u ON true
+"""
+# No sequential scan may serve a window's lookup, whatever the statistics say (a load minutes before
+# the billing run); JIT compiling costs more than it saves here.
+_ROLLUP_SETTINGS = {"jit": "off", "enable_seqscan": "off"}
+
+
+class _LocalSettings:
+    """SET LOCAL for one statement group: in its own transaction when the caller has none; inside a
+    caller's transaction the previous values are put back afterwards."""
+
+    def __init__(self, settings: dict[str, str] | None):
+        self.settings = settings or {}
+
+    def __enter__(self):
+        self._atomic = transaction.atomic() if self.settings else nullcontext()
+        self._atomic.__enter__()
+        self.cursor = connection.cursor().__enter__()
+        if self.settings:
+            self.own = not connection.savepoint_ids
+            names = list(self.settings)
+            self.cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
+            self.previous = dict(zip(names, self.cursor.fetchone()))
+            self.cursor.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names)),
+                                [x for item in self.settings.items() for x in item])
+        return self.cursor
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if self.settings and exc_type is None and not self.own:
+                self.cursor.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(self.previous)),
+                                    [x for item in self.previous.items() for x in item])
+        finally:
+            self.cursor.__exit__(exc_type, exc, tb)
+            self._atomic.__exit__(exc_type, exc, tb)
+        return False
+
+
+def _rollup_aggregate(windows, metric_ids, late) -> tuple[dict[tuple[int, int], UsageAggregate], set[int]]:
+    params = {
+        "sub_ids": [w.subscription_id for w in windows],
+        "starts": [w.start for w in windows],
+        "ends": [w.end for w in windows],
+    }
+    metric_where = ""
+    if metric_ids is not None:
+        metric_where = "AND r.metric_id = ANY(%(metric_ids)s::bigint[])"
+        params["metric_ids"] = list(metric_ids)
+    result: dict[tuple[int, int], UsageAggregate] = {}
+    if metric_ids is not None:
+        result = {(w.subscription_id, mid): ZERO for w in windows for mid in metric_ids}
+    straddling: set[int] = set()
+    sql = _ROLLUP_SQL.format(metric_where=metric_where, late=_rollup_late_clause(late, "r"),
+                             unique_late=_rollup_late_clause(late, "u"))
+    with _LocalSettings(_ROLLUP_SETTINGS if len(windows) >= _BIG_CALL_WINDOWS else None) as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for sub_id, metric_id, aggregation, count, total, maximum, latest_key, straddles, distinct in rows:
+        if straddles:
+            straddling.add(sub_id)
+        if not count:
+            continue
+        latest = Decimal(latest_key[40:]) if latest_key else None
+        quantity = _clean(_quantity(aggregation, count, total, maximum, distinct, latest))
+        result[(sub_id, metric_id)] = UsageAggregate(quantity=quantity, event_count=int(count))
+    return result, straddling
+
+
+def usage_aggregate_raw(*, windows: Sequence[UsageWindow], metric_ids: Sequence[int] | None = None,
+                        late: bool | str | None = False) -> dict[tuple[int, int], UsageAggregate]:
+    """`usage_aggregate` computed from the raw events in ONE grouped query (the reference the
+    rollups are tested against, and the path for windows the rollups cannot serve)."""
+    if not windows:
+        return {}
+    _check_windows(windows)
+    sub_ids = [w.subscription_id for w in windows]
     params = {
         "sub_ids": sub_ids,
         "starts": [w.start for w in windows],
@@ -143,24 +282,15 @@ def usage_aggregate(*, windows: Sequence[UsageWindow], metric_ids: Sequence[int]
     result: dict[tuple[int, int], UsageAggregate] = {}
     if metric_ids is not None:
         result = {(w.subscription_id, mid): ZERO for w in windows for mid in metric_ids}
-    big = len(windows) >= _BIG_CALL_WINDOWS
-    with (transaction.atomic() if big else nullcontext()), connection.cursor() as cursor:
-        if big:
-            own_transaction = not connection.savepoint_ids  # our atomic() is the outermost block
-            settings = {**_BIG_CALL_SETTINGS, **(_SCAN_CALL_SETTINGS if len(windows) >= _SCAN_CALL_WINDOWS else {})}
-            names = list(settings)
-            cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
-            previous = dict(zip(names, cursor.fetchone()))
-            for name, value in settings.items():  # SET LOCAL: ends with the transaction
-                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+    settings = None
+    if len(windows) >= _BIG_CALL_WINDOWS:
+        settings = {**_BIG_CALL_SETTINGS, **(_SCAN_CALL_SETTINGS if len(windows) >= _SCAN_CALL_WINDOWS else {})}
+    with _LocalSettings(settings) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-        if big and not own_transaction:
-            for name, value in previous.items():  # inside a caller's transaction: put the settings back
-                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
-        for sub_id, metric_id, aggregation, count, total, maximum, distinct, latest in rows:
-            quantity = _clean(_quantity(aggregation, count, total, maximum, distinct, latest))
-            result[(sub_id, metric_id)] = UsageAggregate(quantity=quantity, event_count=count)
+    for sub_id, metric_id, aggregation, count, total, maximum, distinct, latest in rows:
+        quantity = _clean(_quantity(aggregation, count, total, maximum, distinct, latest))
+        result[(sub_id, metric_id)] = UsageAggregate(quantity=quantity, event_count=count)
     return result
 
 
@@ -468,3 +598,43 @@ def usage_units_by_property(*, subscription_id: int, metric_id: int, start: date
         cursor.execute(sql, params)
         return {v: _clean(_quantity(agg, n, total, maximum, distinct, latest))
                 for v, agg, n, total, maximum, distinct, latest in cursor.fetchall()}
+# --------------------------------------------------------------------------------------------
+# Daily series (forecasts, anomaly detection, analytics): straight from the rollups
+
+
+@dataclass(frozen=True)
+class UsageDay:
+    day: date
+    quantity: Decimal
+    event_count: int
+
+
+def usage_daily_series(*, subscription_id: int, metric_id: int, start: date, end: date,
+                       late: bool | None = None) -> list[UsageDay]:
+    """The metric's usage per customer-local day in [start, end), days without events omitted, in
+    day order: count, sum, max, distinct values of that day, last value of that day. Reads only the
+    daily rollups (one subscription's index range); late=None counts late events on their own day."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT r.day, m.aggregation, sum(r.event_count), sum(r.value_sum), max(r.value_max),
+                   max(lpad(((extract(epoch FROM r.latest_ts) * 1000000)::bigint)::text, 20, '0')
+                       || lpad(r.latest_id::text, 20, '0') || r.latest_value::text),
+                   (SELECT count(DISTINCT u.unique_value) FROM usage_rollup_unique u
+                    WHERE u.subscription_id = r.subscription_id AND u.metric_id = r.metric_id
+                          AND u.bucket_start = ANY(array_agg(r.bucket_start)) {_rollup_late_clause(late, "u")})
+            FROM usage_rollup_daily r JOIN catalog_billablemetric m ON m.id = r.metric_id
+            WHERE r.subscription_id = %s AND r.metric_id = %s AND r.day >= %s AND r.day < %s
+                  {_rollup_late_clause(late, "r")}
+            GROUP BY r.subscription_id, r.metric_id, r.day, m.aggregation
+            ORDER BY r.day
+            """,
+            [subscription_id, metric_id, start, end],
+        )
+        rows = cursor.fetchall()
+    out = []
+    for day, aggregation, count, total, maximum, latest_key, distinct in rows:
+        latest = Decimal(latest_key[40:]) if latest_key else None
+        out.append(UsageDay(day=day, quantity=_clean(_quantity(aggregation, count, total, maximum, distinct, latest)),
+                            event_count=int(count)))
+    return out

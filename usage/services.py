@@ -5,7 +5,8 @@ The hot path is set-based for single events and batches alike:
 2. validation in Python (no queries);
 3. one INSERT statement for all valid rows: it share-locks their subscriptions (so a billing run
    that holds the subscription row FOR UPDATE either sees the event or makes it late), inserts the
-   idempotency keys with ON CONFLICT DO NOTHING and the events for the keys it won;
+   idempotency keys with ON CONFLICT DO NOTHING and the events for the keys it won, and folds those
+   events into the daily rollups (usage_rollup_daily / usage_rollup_unique, see usage/rollups.py);
 4. only when some keys already existed (a concurrent writer won): one query for their hashes.
 Rejected events go to DeadLetterEvent in one bulk insert.
 """
@@ -18,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Context, Decimal
+from functools import lru_cache
 from typing import Any, Sequence
 
 from django.db import connection, transaction
@@ -27,7 +29,7 @@ from django.utils import timezone as dj_timezone
 from catalog.models import Aggregation
 from common.audit import actor_label, audit_record
 from common.money import parse_decimal
-from common.timeutil import DATE_MAX, DATE_MIN, date_in_bounds, local_date
+from common.timeutil import DATE_MAX, DATE_MIN, date_in_bounds, local_date, local_date_bounds_utc
 from subscriptions.models import LIVE_STATUSES
 from usage.models import VALUE_DECIMAL_PLACES, DeadLetterEvent, RejectReason, ReplayStatus
 from usage.partitioning import forget_known_partitions, is_missing_partition_error, usage_partitions_ensure_for
@@ -100,13 +102,8 @@ def _hot_cursor():
         # Django disables preparation (for poolers); a huge threshold keeps automatic preparation off
         # while letting these explicit prepare=True statements be prepared.
         raw.prepare_threshold = 2**31 - 1
-    if getattr(connection, "_usage_generic_plans_for", None) is not raw:
-        # Plan the hot statements once: their custom plans are no better (every lookup is by index)
-        # and replanning costs more than executing. Affects prepared statements only, which only
-        # this module uses.
-        with connection.cursor() as cursor:
-            cursor.execute("SET plan_cache_mode = force_generic_plan")
-        connection._usage_generic_plans_for = raw
+    # The statements themselves are plpgsql functions that set plan_cache_mode and enable_seqscan
+    # for their own plans (migration usage 0004); the session's settings are left alone.
     return connection._prepare_cursor(_PreparedCursor(raw))
 
 
@@ -175,6 +172,13 @@ class _Parsed:
     local_date: date | None = None
     value: Decimal | None = None
     unique_value: str | None = None
+    bucket_start: datetime | None = None  # the customer-local day, as UTC instants (daily rollups)
+    bucket_end: datetime | None = None
+
+
+@lru_cache(maxsize=65536)
+def _day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
+    return local_date_bounds_utc(day, day + timedelta(days=1), tz)
 
 
 def _err(reason: str, message: str, **fields: str) -> IngestError:
@@ -276,25 +280,10 @@ def _extract_value(item: _Parsed, aggregation: str, field_name: str, allow_negat
     return None
 
 
-_LOOKUP_SQL = f"""
-SELECT
-  (SELECT coalesce(json_agg(json_build_array(id, code, aggregation, field, allow_negative)), '[]'::json)
-     FROM catalog_billablemetric WHERE code = ANY(%(codes)s::text[])),
-  (SELECT coalesce(json_agg(json_build_array(id, external_id, timezone)), '[]'::json)
-     FROM customers_customer WHERE external_id = ANY(%(customers)s::text[])),
-  (SELECT coalesce(json_agg(json_build_array(s.id, s.external_id, s.customer_id, s.status, s.start_date, s.end_date,
-                                             c.external_id, c.timezone,
-                                             ARRAY(SELECT ch.billable_metric_id FROM catalog_charge ch
-                                                   WHERE ch.plan_version_id = s.plan_version_id))), '[]'::json)
-     FROM subscriptions_subscription s JOIN customers_customer c ON c.id = s.customer_id
-     WHERE s.id IN (SELECT id FROM subscriptions_subscription WHERE external_id = ANY(%(subs)s::text[])
-                    UNION
-                    SELECT s2.id FROM subscriptions_subscription s2
-                    JOIN customers_customer c2 ON c2.id = s2.customer_id
-                    WHERE c2.external_id = ANY(%(resolve)s::text[]))),
-  (SELECT coalesce(json_agg(json_build_array(transaction_id, encode(payload_hash, 'hex'))), '[]'::json)
-     FROM usage_event_key WHERE transaction_id = ANY(%(tids)s::text[]))
-"""
+# The lookup is the plpgsql function usage_ingest_lookup (migration usage 0004): joins against
+# unnest() of the batch's ids, planned once per session with sequential scans disabled, so its cost
+# never grows with the events or keys stored, whatever the statistics say.
+_LOOKUP_SQL = "SELECT * FROM usage_ingest_lookup(%(codes)s::text[], %(customers)s::text[], %(subs)s::text[], %(resolve)s::text[], %(tids)s::text[])"
 
 
 @dataclass
@@ -367,6 +356,7 @@ def _validate(item: _Parsed, now: datetime, metrics, customers, sub_by_ext, live
                         f"The event's date {item.local_date} ({sub.timezone}) is outside subscription '{sub.external_id}' "
                         f"({sub.start_date} to {sub.end_date or 'open'}).", timestamp="outside the subscription")
         item.subscription_id, item.customer_id = sub.id, sub.customer_id
+        item.bucket_start, item.bucket_end = _day_bounds(item.local_date, sub.timezone)
         return None
     customer = customers.get(item.customer)
     if customer is None:
@@ -384,6 +374,7 @@ def _validate(item: _Parsed, now: datetime, metrics, customers, sub_by_ext, live
                     f"Customer '{item.customer}' has several subscriptions charging '{item.code}' ({names}); "
                     "send 'subscription'.", subscription="ambiguous")
     item.subscription_id = candidates[0].id
+    item.bucket_start, item.bucket_end = _day_bounds(item.local_date, tz)
     return None
 
 
@@ -391,64 +382,32 @@ def _validate(item: _Parsed, now: datetime, metrics, customers, sub_by_ext, live
 # The insert
 
 
-_INPUT_ARRAYS = """
-    SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[],
-                         %s::date[], %s::text[], %s::numeric[], %s::text[])
-        AS t(transaction_id, payload_hash, customer_id, subscription_id, metric_id, ts, local_date, properties,
-             value, unique_value)
-"""
-# One event: scalar parameters (no array building/unnesting on the single-event hot path).
-_INPUT_ONE = """
-    SELECT %s::text AS transaction_id, %s::bytea AS payload_hash, %s::bigint AS customer_id,
-           %s::bigint AS subscription_id, %s::bigint AS metric_id, %s::timestamptz AS ts, %s::date AS local_date,
-           %s::text AS properties, %s::numeric AS value, %s::text AS unique_value
-"""
-_INSERT_TEMPLATE = """
-WITH input AS ({input}),
-subs AS (
-    SELECT id, usage_billed_through FROM subscriptions_subscription
-    WHERE id IN (SELECT subscription_id FROM input) ORDER BY id FOR SHARE
-),
-keys AS (
-    INSERT INTO usage_event_key (transaction_id, payload_hash, event_id, event_timestamp, created_at)
-    SELECT transaction_id, payload_hash, nextval('usage_event_id_seq'), ts, now() FROM input
-    ON CONFLICT (transaction_id) DO NOTHING
-    RETURNING transaction_id, event_id
-),
-events AS (
-    INSERT INTO usage_event (id, transaction_id, customer_id, subscription_id, metric_id, "timestamp", properties,
-                             value, unique_value, received_at, is_late)
-    SELECT k.event_id, i.transaction_id, i.customer_id, i.subscription_id, i.metric_id, i.ts, i.properties::jsonb,
-           i.value, i.unique_value, now(), coalesce(i.local_date < s.usage_billed_through, false)
-    FROM input i JOIN keys k ON k.transaction_id = i.transaction_id JOIN subs s ON s.id = i.subscription_id
-    RETURNING transaction_id
-)
-SELECT transaction_id FROM events
-"""
-_INSERT_SQL = _INSERT_TEMPLATE.format(input=_INPUT_ARRAYS)
-_INSERT_ONE_SQL = _INSERT_TEMPLATE.format(input=_INPUT_ONE)
+# The insert is the plpgsql function usage_ingest_insert (migration usage 0004), one statement:
+# share-locks the subscriptions, inserts the idempotency keys (ON CONFLICT DO NOTHING), the events
+# for the keys it won (is_late from the locked row), and folds those events into the daily rollups
+# (usage_rollup_daily upserted in key order, usage_rollup_unique for unique_count values). Planned
+# once per session with sequential scans disabled.
+_INSERT_SQL = ("SELECT * FROM usage_ingest_insert(%s::text[], %s::bytea[], %s::bigint[], %s::bigint[], %s::bigint[], "
+               "%s::timestamptz[], %s::date[], %s::text[], %s::numeric[], %s::text[], %s::timestamptz[], "
+               "%s::timestamptz[])")
 
 
 def _insert(rows: list[_Parsed]) -> set[str]:
-    if len(rows) == 1:
-        r = rows[0]
-        sql = _INSERT_ONE_SQL
-        params = [r.transaction_id, r.hash, r.customer_id, r.subscription_id, r.metric_id, r.timestamp, r.local_date,
-                  dumps_exact(r.properties), r.value, r.unique_value]
-    else:
-        sql = _INSERT_SQL
-        params = [
-            [r.transaction_id for r in rows],
-            [r.hash for r in rows],
-            [r.customer_id for r in rows],
-            [r.subscription_id for r in rows],
-            [r.metric_id for r in rows],
-            [r.timestamp for r in rows],
-            [r.local_date for r in rows],
-            [dumps_exact(r.properties) for r in rows],
-            [r.value for r in rows],
-            [r.unique_value for r in rows],
-        ]
+    sql = _INSERT_SQL
+    params = [
+        [r.transaction_id for r in rows],
+        [r.hash for r in rows],
+        [r.customer_id for r in rows],
+        [r.subscription_id for r in rows],
+        [r.metric_id for r in rows],
+        [r.timestamp for r in rows],
+        [r.local_date for r in rows],
+        [dumps_exact(r.properties) for r in rows],
+        [r.value for r in rows],
+        [r.unique_value for r in rows],
+        [r.bucket_start for r in rows],
+        [r.bucket_end for r in rows],
+    ]
     usage_partitions_ensure_for(timestamps=[r.timestamp for r in rows])
     for attempt in (1, 2):
         try:
