@@ -22,6 +22,8 @@ app.conf.beat_schedule = {
     "usage-partitions-ahead": {"task": "usage.ensure_partitions_ahead", "schedule": crontab(minute=15, hour=3)},
     # Charges left pending (worker died, broker down at enqueue) are retried with their own idempotency key.
     "payments-sweep-pending-attempts": {"task": "payments.tasks.sweep_pending_attempts", "schedule": crontab(minute="*/15")},
+    # Dunning: every step due (retries, e-mails, escalations, final actions); each step runs once.
+    "dunning-run": {"task": "dunning.tasks.run_dunning", "schedule": crontab(minute="*/15")},
     # Revenue: post new source documents to the journal hourly; close every past month from the 3rd on.
     "revrec-sync": {"task": "revrec.sync", "schedule": crontab(minute=45)},
     "revrec-close-due": {"task": "revrec.close_due", "schedule": crontab(minute=50, hour=4)},

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("invoicing.urls")),
     path("", include("revrec.urls")),
     path("", include("analytics.urls")),
+    path("", include("dunning.urls")),
     path("", include("webhooks.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -172,6 +172,8 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@ledgerline.local")
+# Dunning e-mails link here to update the payment method ({customer}: external id, {invoice}: invoice id).
+DUNNING_UPDATE_PAYMENT_URL = os.environ.get("DUNNING_UPDATE_PAYMENT_URL", "https://billing.example.com/customers/{customer}/payment-method")
 
 # --- Seller (printed on invoices) -----------------------------------------------------------
 SELLER = {
