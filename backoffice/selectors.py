@@ -121,6 +121,12 @@ def failed_payments_open() -> QuerySet[Payment]:
     return Payment.objects.filter(status=PaymentStatus.FAILED, invoice__status=InvoiceStatus.FINALIZED)
 
 
+def _dunning_open_count() -> int:
+    from dunning.models import LIVE_CASE_STATUSES, DunningCase
+
+    return DunningCase.objects.filter(status__in=LIVE_CASE_STATUSES).count()
+
+
 def dead_letters_open() -> QuerySet[DeadLetterEvent]:
     return DeadLetterEvent.objects.exclude(replay_status__in=[ReplayStatus.ACCEPTED, ReplayStatus.DUPLICATE])
 
@@ -135,6 +141,7 @@ class DashboardCounts:
     last_run: BillingRun | None
     failed_payments: int = 0
     failed_payment_invoices: int = 0
+    dunning_open: int = 0
 
 
 def dashboard_counts(*, today: date) -> DashboardCounts:
@@ -145,6 +152,7 @@ def dashboard_counts(*, today: date) -> DashboardCounts:
     return DashboardCounts(drafts_for_review=drafts["review"], drafts=drafts["n"], open_invoices=open_["n"],
                            overdue_invoices=open_["overdue"], dead_letters=dead_letters_open().count(),
                            last_run=BillingRun.objects.order_by("-started_at", "-id").first(),
+                           dunning_open=_dunning_open_count(),
                            **failed_payments_open().aggregate(failed_payments=Count("id"),
                                                               failed_payment_invoices=Count("invoice_id", distinct=True)))
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from backoffice.views import analytics, auth, intel, invoices, operations, pages, payments, revenue
+from backoffice.views import analytics, auth, dunning, intel, invoices, operations, pages, payments, revenue
 from common.throttle import login_throttled
 
 app_name = "backoffice"
@@ -35,6 +35,9 @@ urlpatterns = [
     path("payments/", payments.payments, name="payments"),
     path("payments/export.csv", payments.payments_csv, name="payments_csv"),
     path("payments/<uuid:pk>/", payments.payment, name="payment"),
+    path("dunning/", dunning.dunning_cases, name="dunning"),
+    path("dunning/<int:pk>/", dunning.dunning_case, name="dunning_case"),
+    path("dunning/<int:pk>/retry/", dunning.dunning_retry_view, name="dunning_retry"),
     path("anomalies/", intel.anomalies, name="anomalies"),
     path("anomalies/<int:pk>/dismiss/", intel.anomaly_dismiss_view, name="anomaly_dismiss"),
     path("anomalies/<int:pk>/confirm/", intel.anomaly_confirm_view, name="anomaly_confirm"),

@@ -186,8 +186,8 @@ def test_start_a_billing_run_and_watch_it_finish(world, finance_admin, browse, l
 def test_viewer_sees_pages_but_no_action_and_is_refused(books, finance_viewer, browse, live_server):
     _sign_in(browse, live_server, "fin-viewer")
     nav = [a.text for a in browse.find_elements(By.CSS_SELECTOR, ".mainnav a")]
-    assert nav == ["Dashboard", "Customers", "Invoices", "Review queue", "Billing runs", "Payments", "Revenue",
-                   "Analytics", "Anomalies", "Dead letters"]
+    assert nav == ["Dashboard", "Customers", "Invoices", "Review queue", "Billing runs", "Payments", "Dunning",
+                   "Revenue", "Analytics", "Anomalies", "Dead letters"]
     invoice_id = books["acme-main"]
     browse.get(f"{live_server.url}/invoices/{invoice_id}/")
     assert "read-only access" in browse.find_element(By.ID, "actions").text
