@@ -3,6 +3,7 @@
 from django import forms
 
 from invoicing.models import CreditNoteOutcome
+from payments.models import MANUAL_METHODS, PaymentKind
 
 MONEY = {"max_digits": 20, "decimal_places": 4}
 
@@ -11,6 +12,11 @@ class PaymentForm(forms.Form):
     amount = forms.DecimalField(required=False, min_value=0, help_text="Empty: the whole amount due", **MONEY)
     paid_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Paid on")
     reference = forms.CharField(required=False, max_length=255)
+    method = forms.ChoiceField(required=False, choices=[(m, PaymentKind(m).label) for m in MANUAL_METHODS])
+
+
+class RetryChargeForm(forms.Form):
+    payment_method = forms.IntegerField(required=False, min_value=1, help_text="Empty: the default card")
 
 
 class CreditNoteForm(forms.Form):

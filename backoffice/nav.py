@@ -38,6 +38,7 @@ PAGES: list[Page] = [
     Page("dunning", "Dunning", "backoffice:dunning", requires_app="dunning"),
     Page("revenue", "Revenue", "backoffice:revenue", requires_app="revrec"),
     Page("analytics", "Analytics", "backoffice:analytics", requires_app="analytics"),
+    Page("anomalies", "Anomalies", "backoffice:anomalies", requires_app="analytics"),
     Page("dead_letters", "Dead letters", "backoffice:dead_letters"),
 ]
 

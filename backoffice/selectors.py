@@ -3,6 +3,7 @@ Figures that analytics owns (AR aging, MRR bridge, usage revenue) are read from 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -15,6 +16,7 @@ from analytics.selectors import AGING_BUCKETS as ANALYTICS_AGING_BUCKETS
 from analytics.selectors import ar_aging as analytics_ar_aging
 from analytics.selectors import mrr_bridge, usage_revenue
 from common.models import AuditEvent
+from common.money import format_money_display
 from common.timeutil import local_midnight_utc
 from customers.models import Customer
 from customers.selectors import customer_credit_balance, prepaid_credit_available
@@ -77,7 +79,7 @@ def month_figures(*, currency: str, today: date) -> MonthFigures:
     return MonthFigures(
         currency=currency,
         invoiced=_sum(issued, "total"),
-        cash=_sum(_collected(currency=currency, start=start, end=end), "amount"),
+        cash=_sum(cash_payments().filter(currency=currency, paid_on__gte=start, paid_on__lt=end), "amount_applied"),
         outstanding=_sum(open_, "amount_due"),
         overdue=_sum(open_.filter(due_date__lt=today), "amount_due"),
     )
@@ -92,7 +94,7 @@ def monthly_series(*, currency: str, today: date, months: int = 6) -> dict:
         labels.append(start.strftime("%b %Y"))
         invoiced.append(_sum(Invoice.objects.filter(status__in=ISSUED, currency=currency, issue_date__gte=start,
                                                     issue_date__lt=end), "total"))
-        cash.append(_sum(_collected(currency=currency, start=start, end=end), "amount"))
+        cash.append(_sum(cash_payments().filter(currency=currency, paid_on__gte=start, paid_on__lt=end), "amount_applied"))
     return {"labels": labels, "invoiced": invoiced, "cash": cash}
 
 
@@ -103,6 +105,26 @@ def mrr_series(*, currency: str, today: date, months: int = 6) -> dict:
     usage = usage_revenue(currency=currency, start=start, end=end)
     return {"labels": [b.month.strftime("%b %Y") for b in bridge], "bridge": bridge,
             "usage": [u["usage_revenue"] for u in usage]}
+
+
+def cash_payments() -> QuerySet[Payment]:
+    """Payments that brought money in (succeeded, possibly refunded since): their `amount_applied`
+    is what they paid on the invoice (refunds are money going out, not shown as negative cash here)."""
+    return Payment.objects.filter(status__in=COLLECTED)
+
+
+COLLECTED = [PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED]
+
+
+def failed_payments_open() -> QuerySet[Payment]:
+    """Failed payments (declined charges) of invoices that are still open: what finance chases."""
+    return Payment.objects.filter(status=PaymentStatus.FAILED, invoice__status=InvoiceStatus.FINALIZED)
+
+
+def _dunning_open_count() -> int:
+    from dunning.models import LIVE_CASE_STATUSES, DunningCase
+
+    return DunningCase.objects.filter(status__in=LIVE_CASE_STATUSES).count()
 
 
 def dead_letters_open() -> QuerySet[DeadLetterEvent]:
@@ -117,6 +139,9 @@ class DashboardCounts:
     overdue_invoices: int
     dead_letters: int
     last_run: BillingRun | None
+    failed_payments: int = 0
+    failed_payment_invoices: int = 0
+    dunning_open: int = 0
 
 
 def dashboard_counts(*, today: date) -> DashboardCounts:
@@ -126,7 +151,10 @@ def dashboard_counts(*, today: date) -> DashboardCounts:
         n=Count("id"), overdue=Count("id", filter=Q(due_date__lt=today)))
     return DashboardCounts(drafts_for_review=drafts["review"], drafts=drafts["n"], open_invoices=open_["n"],
                            overdue_invoices=open_["overdue"], dead_letters=dead_letters_open().count(),
-                           last_run=BillingRun.objects.order_by("-started_at", "-id").first())
+                           last_run=BillingRun.objects.order_by("-started_at", "-id").first(),
+                           dunning_open=_dunning_open_count(),
+                           **failed_payments_open().aggregate(failed_payments=Count("id"),
+                                                              failed_payment_invoices=Count("invoice_id", distinct=True)))
 
 
 # --- customers -----------------------------------------------------------------------------------
@@ -281,11 +309,37 @@ def global_search(*, q: str, limit: int = 8) -> list[SearchHit]:
     for sub in Subscription.objects.select_related("customer").filter(external_id__icontains=q)[:limit]:
         hits.append(SearchHit("Subscription", sub.external_id, f"{sub.customer.name} · {sub.status}",
                               reverse("backoffice:customer", args=[sub.customer.external_id]) + f"#sub-{sub.pk}"))
+    match = Q(reference__icontains=q) | Q(stripe_payment_intent__iexact=q) | Q(stripe_charge__iexact=q)
+    try:
+        match |= Q(pk=uuid.UUID(q))
+    except ValueError:
+        pass
+    for pay in Payment.objects.select_related("customer", "invoice").filter(match).order_by("-created_at")[:limit]:
+        hits.append(SearchHit("Payment", format_money_display(pay.amount, pay.currency),
+                              f"{pay.customer.name} · {pay.invoice.number or 'draft'} · {pay.get_method_display()} · {pay.status}",
+                              reverse("backoffice:payment", args=[pay.pk])))
     return hits
 
 
-def _collected(*, currency: str, start: date, end: date):
-    """Cash received in [start, end): payments that went through (later refunds are their own rows)."""
-    return Payment.objects.filter(currency=currency, paid_on__gte=start, paid_on__lt=end,
-                                  status__in=(PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED,
-                                              PaymentStatus.PARTIALLY_REFUNDED))
+def payments_page(*, status: str = "", method: str = "", customer: str = "", currency: str = "", q: str = "",
+                  start: date | None = None, end: date | None = None) -> QuerySet[Payment]:
+    """Payments, newest first, filtered; `start`/`end` bound the day it was paid (or tried, for a
+    failed charge) as a half-open range."""
+    rows = Payment.objects.select_related("customer", "invoice", "attempt").order_by("-created_at", "pk")
+    if status in PaymentStatus.values:
+        rows = rows.filter(status=status)
+    if method:
+        rows = rows.filter(method=method)
+    if customer:
+        rows = rows.filter(customer__external_id=customer)
+    if currency:
+        rows = rows.filter(currency=currency.upper())
+    if q:
+        rows = rows.filter(Q(reference__icontains=q) | Q(invoice__number__iexact=q) | Q(stripe_payment_intent__iexact=q)
+                           | Q(customer__name__icontains=q) | Q(customer__external_id__iexact=q))
+    day = Coalesce("paid_on", TruncDate("created_at"))
+    if start:
+        rows = rows.annotate(day=day).filter(day__gte=start)
+    if end:
+        rows = rows.annotate(day=day).filter(day__lt=end)
+    return rows

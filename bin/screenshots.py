@@ -33,6 +33,9 @@ PAGES = [  # (file, path, what to wait for)
     ("billing-runs.png", "/billing-runs/", "#runs"),
     ("analytics.png", "/analytics/", "#chart-mrr"),
     ("dead-letters.png", "/dead-letters/?state=all", "h1"),
+    ("payments.png", "/payments/", "#payment-table"),
+    ("revenue.png", "/revenue/", "#chart-waterfall"),
+    ("journal.png", "/revenue/journal/", "#journal"),
 ]
 
 
@@ -57,7 +60,7 @@ def _seed() -> dict:
     from demo.data import DEMO_ADMIN_USERNAME, seed_demo
     from invoicing.credit_notes import credit_note_create
     from invoicing.models import Invoice, InvoiceStatus
-    from invoicing.services import invoice_mark_paid
+    from payments.services import payment_record_manual
     from usage.services import event_ingest
 
     call_command("migrate", verbosity=0)
@@ -66,8 +69,8 @@ def _seed() -> dict:
     open_ = list(Invoice.objects.filter(status=InvoiceStatus.FINALIZED, amount_due__gt=0).order_by("issue_date", "number"))
     if open_:
         first = open_[0]
-        invoice_mark_paid(invoice=first, amount=(first.amount_due / 2).quantize(Decimal("1.00")),
-                          reference="Wire 2026-0142", actor=admin)
+        payment_record_manual(invoice=first, amount=(first.amount_due / 2).quantize(Decimal("1.00")),
+                              reference="Wire 2026-0142", actor=admin)
     if len(open_) > 1:
         credit_note_create(invoice=open_[1], amount=Decimal("10.00"), reason="Goodwill: API outage on the 14th",
                            actor=admin)

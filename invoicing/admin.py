@@ -8,7 +8,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
+from common.admin_mixins import MoneyAdminMixin, NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.errors import ApplicationError
 from invoicing.emails import invoice_email_send
 from invoicing.models import BillingRun, EmailStatus, Invoice, InvoiceEmail, InvoiceLine, Payment
@@ -16,15 +16,17 @@ from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename
 from invoicing.services import invoice_approve, invoice_finalize, invoice_void
 
 
-class InvoiceLineInline(ReadOnlyInlineMixin, admin.TabularInline):
+class InvoiceLineInline(MoneyAdminMixin, ReadOnlyInlineMixin, admin.TabularInline):
     model = InvoiceLine
+    money_fields = ("amount",)
     fields = ("position", "kind", "description", "billable_metric", "quantity", "unit_amount", "amount",
               "period_start", "period_end", "tiers")
     readonly_fields = fields
 
 
-class PaymentInline(ReadOnlyInlineMixin, admin.TabularInline):
+class PaymentInline(MoneyAdminMixin, ReadOnlyInlineMixin, admin.TabularInline):
     model = Payment
+    money_fields = ("amount",)
     fields = ("amount", "currency", "paid_on", "reference", "method", "recorded_by", "created_at")
     readonly_fields = fields
 
@@ -90,7 +92,9 @@ class NeedsReviewFilter(admin.SimpleListFilter):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(DocumentPdfAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
+class InvoiceAdmin(MoneyAdminMixin, DocumentPdfAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
+    money_fields = ("subtotal", "discount", "tax", "total", "amount_paid", "amount_due", "credit_balance_applied",
+                    "prepaid_applied")
     list_display = ("__str__", "status", "customer", "subscription", "billing_date", "currency", "total",
                     "amount_due", "needs_review")
     list_filter = (NeedsReviewFilter, "status", "reason", "currency", "needs_review")
@@ -173,14 +177,16 @@ from invoicing.pdf import credit_note_pdf_bytes, credit_note_pdf_filename  # noq
 from invoicing.models import CreditNote, CreditNoteLine  # noqa: E402
 
 
-class CreditNoteLineInline(ReadOnlyInlineMixin, admin.TabularInline):
+class CreditNoteLineInline(MoneyAdminMixin, ReadOnlyInlineMixin, admin.TabularInline):
     model = CreditNoteLine
+    money_fields = ("amount",)
     fields = ("invoice_line", "description", "amount")
     readonly_fields = fields
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(DocumentPdfAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
+class CreditNoteAdmin(MoneyAdminMixin, DocumentPdfAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
+    money_fields = ("subtotal", "tax", "total")
     list_display = ("number", "status", "outcome", "invoice", "customer", "issue_date", "currency", "subtotal", "tax",
                     "total")
     list_filter = ("status", "outcome", "currency")

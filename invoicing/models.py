@@ -21,6 +21,7 @@ from simple_history.models import HistoricalRecords
 
 from catalog.models import PRICE_FIELD
 from common.models import TimestampedModel
+from common.money import format_money_display
 
 MONEY_FIELD = dict(max_digits=20, decimal_places=4)
 QUANTITY_FIELD = dict(max_digits=38, decimal_places=12)
@@ -216,7 +217,7 @@ class InvoiceLine(models.Model):
         ordering = ["invoice", "position", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.amount} ({self.description})"
+        return f"{self.kind} {format_money_display(self.amount, self.invoice.currency)} ({self.description})"
 
 
 class InvoiceNumberSeries(models.Model):
@@ -257,7 +258,7 @@ class Payment(TimestampedModel):
         constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_amount_positive")]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} on {self.paid_on}"
+        return f"{format_money_display(self.amount, self.currency)} on {self.paid_on}"
 
 
 class EmailStatus(models.TextChoices):
@@ -341,4 +342,4 @@ class CreditNoteLine(models.Model):
         ordering = ["credit_note", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.description}: {self.amount}"
+        return f"{self.description}: {format_money_display(self.amount, self.credit_note.currency)}"

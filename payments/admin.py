@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
-from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
+from common.admin_mixins import MoneyAdminMixin, NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.errors import ApplicationError
 from invoicing.admin import InvoiceAdmin
 from invoicing.models import Invoice, InvoiceStatus
@@ -17,8 +17,9 @@ from payments.models import MANUAL_METHODS, Payment, PaymentAttempt, PaymentMeth
 from payments.services import payment_charge_invoice, payment_method_detach, payment_record_manual, refund_execute
 
 
-class RefundInline(ReadOnlyInlineMixin, admin.TabularInline):
+class RefundInline(MoneyAdminMixin, ReadOnlyInlineMixin, admin.TabularInline):
     model = Refund
+    money_fields = ("amount",)
     fields = ("created_at", "amount", "currency", "status", "stripe_refund", "credit_note", "reason", "rule")
     readonly_fields = fields
 
@@ -47,7 +48,8 @@ class ManualPaymentForm(forms.ModelForm):
 
 
 @admin.register(Payment)
-class PaymentAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+class PaymentAdmin(MoneyAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
+    money_fields = ("amount", "amount_applied", "amount_refunded", "disputed_amount")
     list_display = ("created_at", "invoice", "customer", "method", "status", "amount", "currency", "amount_refunded",
                     "decline_code", "paid_on")
     list_filter = ("status", "method", "currency")
@@ -68,12 +70,12 @@ class PaymentAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return [f.name for f in Payment._meta.fields]
+        return self._map(f.name for f in Payment._meta.fields)
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("invoice", "amount", "paid_on", "method", "reference")
-        return [f.name for f in Payment._meta.fields]
+        return self._map(f.name for f in Payment._meta.fields)
 
     def has_change_permission(self, request, obj=None):
         return False if obj is not None else super().has_change_permission(request, obj)
@@ -116,7 +118,8 @@ class PaymentAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(PaymentAttempt)
-class PaymentAttemptAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+class PaymentAttemptAdmin(MoneyAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
+    money_fields = ("amount",)
     list_display = ("created_at", "invoice", "customer", "attempt_number", "status", "amount", "currency",
                     "decline_code", "advice_code", "rule")
     list_filter = ("status", "decline_code", "currency")
@@ -133,7 +136,8 @@ class PaymentAttemptAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(Refund)
-class RefundAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
+class RefundAdmin(MoneyAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
+    money_fields = ("amount",)
     list_display = ("created_at", "payment", "amount", "currency", "status", "stripe_refund", "credit_note", "rule")
     list_filter = ("status", "currency", "rule")
     search_fields = ("payment__invoice__number", "payment__customer__external_id", "stripe_refund")
@@ -202,18 +206,20 @@ class WebhookEventAdmin(admin.ModelAdmin):
         return False
 
 
-class InvoicePaymentInline(ReadOnlyInlineMixin, admin.TabularInline):
+class InvoicePaymentInline(MoneyAdminMixin, ReadOnlyInlineMixin, admin.TabularInline):
     """The invoice page shows the payments app's records (invoicing cannot import payments)."""
 
     model = Payment
+    money_fields = ("amount", "amount_refunded")
     fk_name = "invoice"
     verbose_name = "payment"
     fields = ("created_at", "method", "status", "amount", "amount_refunded", "decline_code", "paid_on", "reference")
     readonly_fields = fields
 
 
-class InvoiceAttemptInline(ReadOnlyInlineMixin, admin.TabularInline):
+class InvoiceAttemptInline(MoneyAdminMixin, ReadOnlyInlineMixin, admin.TabularInline):
     model = PaymentAttempt
+    money_fields = ("amount",)
     fields = ("attempt_number", "status", "amount", "decline_code", "advice_code", "failure_message", "created_at")
     readonly_fields = fields
 

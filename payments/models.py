@@ -18,6 +18,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from common.models import TimestampedModel
+from common.money import format_money_display
 
 MONEY_FIELD = dict(max_digits=20, decimal_places=4)
 
@@ -157,7 +158,7 @@ class Payment(TimestampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.method} {self.amount} {self.currency} ({self.status})"
+        return f"{self.method} {format_money_display(self.amount, self.currency)} ({self.status})"
 
 
 class RefundStatus(models.TextChoices):
@@ -193,7 +194,7 @@ class Refund(TimestampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"refund {self.amount} {self.currency} ({self.status})"
+        return f"refund {format_money_display(self.amount, self.currency)} ({self.status})"
 
     @property
     def idempotency_key(self) -> str:

@@ -85,3 +85,10 @@ def ratio(value) -> str:
     if value is None or value == "":
         return "—"
     return f"{(Decimal(str(value)) * 100).quantize(Decimal('0.1'))}%"
+
+
+@register.filter
+def humanize_key(value) -> str:
+    """"prior_period_collected" → "Prior period collected"."""
+    text = str(value or "").replace("_", " ")
+    return text[:1].upper() + text[1:]

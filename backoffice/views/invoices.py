@@ -22,10 +22,11 @@ from invoicing.credit_notes import credit_note_create, credit_note_remaining
 from invoicing.emails import invoice_email_send
 from invoicing.models import EmailStatus, Invoice, InvoiceStatus
 from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename, invoice_totals_rows, tier_wording
+from invoicing.explanations import invoice_explanation
+from payments.selectors import payment_methods_for
 from invoicing.services import (
     invoice_approve,
     invoice_finalize,
-    invoice_mark_paid,
     invoice_mark_uncollectible,
     invoice_void,
 )
@@ -42,6 +43,8 @@ def available_actions(invoice: Invoice) -> set[str]:
         actions |= {"finalize", "void"} | ({"approve"} if invoice.needs_review else set())
     if status in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
         actions |= {"pay", "resend"} | ({"void"} if invoice.amount_paid == 0 else set())
+    if status == InvoiceStatus.FINALIZED and invoice.amount_due > 0:
+        actions.add("charge")
     if status == InvoiceStatus.FINALIZED:
         actions |= {"credit", "uncollectible"}
     if status == InvoiceStatus.PAID:
@@ -111,7 +114,10 @@ def invoice(request, pk):
     remaining = credit_note_remaining(obj) if obj.status in (InvoiceStatus.FINALIZED, InvoiceStatus.PAID) else None
     return page(
         request, "backoffice/invoice.html", "invoices", invoice=obj, lines=_lines(obj), totals=invoice_totals_rows(obj, fmt=_formatter(obj)), tz=obj.customer.timezone,
-        actions=available_actions(obj), payments=obj.payments_received.order_by("-paid_on", "-created_at"),
+        actions=available_actions(obj),
+        payments=obj.payments_received.select_related("attempt__payment_method").order_by("-created_at"),
+        attempts=obj.payment_attempts.select_related("payment_method").order_by("-attempt_number"),
+        payment_methods=payment_methods_for(customer=obj.customer), explanation=invoice_explanation(invoice=obj),
         credit_notes=obj.credit_notes.order_by("-issue_date"), emails=obj.emails.order_by("-created_at")[:20],
         history=selectors.invoice_history(invoice=obj), creditable=remaining["total"] if remaining else None,
         payment_form=PaymentForm(), credit_form=CreditNoteForm(), reason_form=ReasonForm(), resend_form=ResendForm())
@@ -174,24 +180,6 @@ def invoice_uncollectible_view(request, pk):
     def act():
         done = invoice_mark_uncollectible(invoice=obj, actor=request.user, reason=reason)
         return f"Marked {done.number} uncollectible ({format_money_display(done.amount_due, done.currency)} written off)."
-    return run_action(request, act, back=_back(request, obj))
-
-
-@admin_required
-def invoice_pay_view(request, pk):
-    obj = _invoice(pk)
-    form = PaymentForm(request.POST)
-
-    def act():
-        if not form.is_valid():
-            raise ApplicationError(form_errors(form))
-        data = form.cleaned_data
-        before = obj.amount_due
-        done = invoice_mark_paid(invoice=obj, amount=data.get("amount"), paid_on=data.get("paid_on"),
-                                 reference=data.get("reference", ""), actor=request.user)
-        paid = data.get("amount") or before
-        return (f"Recorded a payment of {format_money_display(paid, done.currency)} on {done.number}; "
-                f"{format_money_display(done.amount_due, done.currency)} remains due ({done.status}).")
     return run_action(request, act, back=_back(request, obj))
 
 

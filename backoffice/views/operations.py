@@ -47,7 +47,10 @@ def review_queue(request):
     drafts = (Invoice.objects.filter(status=InvoiceStatus.DRAFT, needs_review=True)
               .select_related("customer", "subscription").order_by("billing_date", "created_at"))
     rows = paginate(request, drafts)
-    items = [{"invoice": inv, "reasons": [describe_reason(r) for r in (inv.review_reasons or []) if isinstance(r, dict)]}
+    from backoffice.views.intel import anomalies_for_invoice
+
+    items = [{"invoice": inv, "reasons": [describe_reason(r) for r in (inv.review_reasons or []) if isinstance(r, dict)],
+              "anomalies": anomalies_for_invoice(inv)}
              for inv in rows]
     return page(request, "backoffice/review.html", "review", rows=rows, items=items, query=query_without_page(request))
 

@@ -13,6 +13,8 @@ from common.timeutil import local_date
 from customers.models import Customer
 from invoicing.models import CreditNote, Invoice
 from payments.models import Payment
+from payments.selectors import payment_methods_for
+from dunning.selectors import case_next_action, dunning_cases_list
 from subscriptions.models import Subscription
 
 
@@ -103,7 +105,9 @@ def customer(request, external_id: str):
         balances=selectors.customer_balances(customer=obj, today=today),
         subscriptions=Subscription.objects.filter(customer=obj).select_related("plan_version__plan").order_by("-start_date"),
         invoices=Invoice.objects.filter(customer=obj).order_by("-issue_date", "-created_at")[:50],
-        payments=Payment.objects.filter(customer=obj).select_related("invoice").order_by("-paid_on", "-created_at")[:50],
+        payments=Payment.objects.filter(customer=obj).select_related("invoice", "attempt__payment_method").order_by("-created_at")[:50],
+        payment_methods=payment_methods_for(customer=obj),
+        dunning_cases=[{"case": c, "next": case_next_action(c)} for c in dunning_cases_list(customer=obj.external_id)[:10]],
         credit_notes=CreditNote.objects.filter(customer=obj).select_related("invoice").order_by("-issue_date")[:50],
         grants=obj.credit_grants.order_by("-created_at")[:20],
         balance_transactions=obj.balance_transactions.order_by("-created_at")[:20],

@@ -143,7 +143,7 @@ def test_record_a_payment_and_issue_a_credit_note(books, billing_api, finance_ad
     form.find_element(By.NAME, "amount").send_keys("10.00")
     form.find_element(By.NAME, "reference").send_keys("wire 42")
     form.find_element(By.CSS_SELECTOR, "button").click()
-    _expect_message(browse, "Recorded a payment of $10.00 on INV-2026-000001; $20.00 remains due (finalized).")
+    _expect_message(browse, "Recorded a bank transfer payment of $10.00 on INV-2026-000001; $20.00 remains due (finalized).")
     assert browse.find_element(By.CSS_SELECTOR, "[data-field=amount_due]").text == "$20.00"
     assert "wire 42" in browse.find_element(By.ID, "payments").text
     assert billing_api.get(f"/api/v1/invoices/{invoice_id}/").json()["amount_due"] == "20.00"
@@ -152,7 +152,9 @@ def test_record_a_payment_and_issue_a_credit_note(books, billing_api, finance_ad
     credit = browse.find_element(By.CSS_SELECTOR, "#issue-credit form")
     credit.find_element(By.NAME, "amount").send_keys("5.00")
     credit.find_element(By.NAME, "reason").send_keys("Service outage")
-    credit.find_element(By.CSS_SELECTOR, "button").click()
+    button = credit.find_element(By.CSS_SELECTOR, "button")
+    browse.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)  # the actions column is taller now
+    button.click()
     _expect_message(browse, "for $5.00 (reduces the invoice's amount due).")
     assert browse.find_element(By.CSS_SELECTOR, "[data-field=amount_due]").text == "$15.00"
     assert "Service outage" in browse.find_element(By.ID, "credit-notes").text
@@ -184,7 +186,8 @@ def test_start_a_billing_run_and_watch_it_finish(world, finance_admin, browse, l
 def test_viewer_sees_pages_but_no_action_and_is_refused(books, finance_viewer, browse, live_server):
     _sign_in(browse, live_server, "fin-viewer")
     nav = [a.text for a in browse.find_elements(By.CSS_SELECTOR, ".mainnav a")]
-    assert nav == ["Dashboard", "Customers", "Invoices", "Review queue", "Billing runs", "Analytics", "Dead letters"]
+    assert nav == ["Dashboard", "Customers", "Invoices", "Review queue", "Billing runs", "Payments", "Dunning",
+                   "Revenue", "Analytics", "Anomalies", "Dead letters"]
     invoice_id = books["acme-main"]
     browse.get(f"{live_server.url}/invoices/{invoice_id}/")
     assert "read-only access" in browse.find_element(By.ID, "actions").text

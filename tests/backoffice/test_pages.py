@@ -73,7 +73,8 @@ def test_staff_outside_the_finance_groups_is_refused(db):
 def test_viewer_sees_every_page_and_no_action_and_every_action_is_403(books, viewer_client):
     acme = books["acme-main"]
     for url in ["/", "/customers/", "/customers/acme/", "/invoices/", f"/invoices/{acme}/", "/review/",
-                "/billing-runs/", "/dead-letters/", "/search/?q=acme"]:
+                "/billing-runs/", "/dead-letters/", "/search/?q=acme", "/revenue/", "/revenue/journal/", "/payments/",
+                "/anomalies/", "/dunning/"]:
         response = viewer_client.get(url)
         assert response.status_code == 200, url
         assert b"<button class=\"primary\"" not in response.content, url
@@ -140,19 +141,21 @@ def test_invoice_pdf_is_served_inline_to_signed_in_staff_only(books, viewer_clie
 def test_record_partial_then_full_payment(books, admin_client_bo, finance_admin):
     acme = books["acme-main"]
     response = admin_client_bo.post(f"/invoices/{acme}/pay/", {"amount": "12.50", "paid_on": "2026-02-10",
-                                                               "reference": "wire 7"}, follow=True)
+                                                               "reference": "wire 7", "method": "check"}, follow=True)
     text = _text(response)
-    assert "Recorded a payment of $12.50 on INV-2026-000001; $17.50 remains due (finalized)." in text
+    assert "Recorded a check payment of $12.50 on INV-2026-000001; $17.50 remains due (finalized)." in text
     too_much = _text(admin_client_bo.post(f"/invoices/{acme}/pay/", {"amount": "17.51"}, follow=True))
     assert "exceeds the amount due" in too_much
     admin_client_bo.post(f"/invoices/{acme}/pay/", {"amount": ""})
     invoice = Invoice.objects.get(pk=acme)
     assert (invoice.status, invoice.amount_paid, invoice.amount_due) == ("paid", Decimal("30.00"), Decimal("0.00"))
-    # Manual payments live in the payments app (one home), recorded in the signed-in user's name.
+    # Recorded through the payments service (payments.Payment), as POST /invoices/{id}/payments/ does.
     payments = list(Payment.objects.filter(invoice=invoice).order_by("created_at").values_list(
-        "amount", "paid_on", "reference", "method", "status"))
-    assert payments[0] == (Decimal("12.50"), date(2026, 2, 10), "wire 7", "bank_transfer", "succeeded")
-    assert payments[1][0] == Decimal("17.50")
+        "amount", "paid_on", "reference", "method", "status", "recorded_by"))
+    assert payments[0] == (Decimal("12.50"), date(2026, 2, 10), "wire 7", "check", "succeeded", "user:fin-admin")
+    assert payments[1][:4] == (Decimal("17.50"), timezone.localdate(), "", "bank_transfer")
+    page = _text(admin_client_bo.get(f"/invoices/{acme}/"))
+    assert "<td>check" in page and "wire 7" in page and "$12.50" in page and "$17.50" in page
     event = AuditEvent.objects.filter(action="invoice.payment_recorded").order_by("created_at").first()
     assert event.actor == "user:fin-admin" and event.actor_user_id == finance_admin.pk
 
@@ -337,9 +340,8 @@ def test_navigation_links_only_built_pages(admin_client_bo):
     text = _text(admin_client_bo.get("/"))
     for key in ("dashboard", "customers", "invoices", "review", "billing_runs", "dead_letters"):
         assert f'data-nav="{key}"' in text
-    assert 'data-nav="analytics"' in text  # analytics has landed
-    for key in ("payments", "dunning", "revenue"):
-        assert f'data-nav="{key}"' not in text
+    for key in ("analytics", "revenue", "payments", "dunning", "anomalies"):  # landed
+        assert f'data-nav="{key}"' in text
 
 
 def test_pages_reference_only_local_assets(admin_client_bo):
