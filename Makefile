@@ -14,7 +14,9 @@ RUN := .run
 STRIPE_SANDBOX_PORT ?= 12111
 STRIPE_API_BASE ?= http://127.0.0.1:$(STRIPE_SANDBOX_PORT)
 STRIPE_WEBHOOK_SECRET ?= whsec_ledgerline_demo_sandbox
-DEMO_ENV := STRIPE_API_BASE=$(STRIPE_API_BASE) STRIPE_WEBHOOK_SECRET=$(STRIPE_WEBHOOK_SECRET)
+# The demo's e-mails (invoices, dunning) go to files under var/mail instead of flooding the terminal.
+DEMO_ENV := STRIPE_API_BASE=$(STRIPE_API_BASE) STRIPE_WEBHOOK_SECRET=$(STRIPE_WEBHOOK_SECRET) \
+	EMAIL_BACKEND=$${EMAIL_BACKEND:-django.core.mail.backends.filebased.EmailBackend}
 
 .PHONY: demo test venv system-deps services migrate seed start stop stop-app sandbox serve worker beat bench clean
 

@@ -50,6 +50,9 @@ class AnomalyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False  # every field is read-only: no Save; dismiss/confirm are the actions
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -63,13 +66,13 @@ class AnomalyAdmin(admin.ModelAdmin):
             except ApplicationError as exc:
                 self.message_user(request, f"{anomaly}: {exc.message}", messages.ERROR)
 
-    @admin.action(description="Dismiss selected anomalies (normal: remember the pattern)", permissions=["change"])
+    @admin.action(description="Dismiss selected anomalies (normal: remember the pattern)")
     def dismiss_selected(self, request, queryset):
         from analytics.anomalies import anomaly_dismiss
 
         self._each(request, queryset, anomaly_dismiss, "Dismissed")
 
-    @admin.action(description="Confirm selected anomalies", permissions=["change"])
+    @admin.action(description="Confirm selected anomalies")
     def confirm_selected(self, request, queryset):
         from analytics.anomalies import anomaly_confirm
 

@@ -259,7 +259,10 @@ def case_on_payment_failed(event) -> DunningCase | None:
     """`payment.failed` (inside the charge's transaction, the invoice locked): open the invoice's case,
     or record the decline on its open case and re-plan when the decline's class changed."""
     inputs = event.inputs or {}
-    attempt = PaymentAttempt.objects.select_related("payment_method").get(pk=event.object_id)
+    attempt = PaymentAttempt.objects.select_related("payment_method").filter(pk=event.object_id).first()
+    if attempt is None:  # an event about no attempt of ours (only the payments service writes real ones)
+        logger.warning("dunning: payment.failed for unknown attempt %s ignored", event.object_id)
+        return None
     invoice = Invoice.objects.select_related("customer").get(pk=attempt.invoice_id)
     classification = decline_codes.classify(decline_code=attempt.decline_code, failure_code=attempt.failure_code,
                                             advice_code=attempt.advice_code,

@@ -172,6 +172,7 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@ledgerline.local")
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))  # file-based backend (the demo)
 # Dunning e-mails link here to update the payment method ({customer}: external id, {invoice}: invoice id).
 DUNNING_UPDATE_PAYMENT_URL = os.environ.get("DUNNING_UPDATE_PAYMENT_URL", "https://billing.example.com/customers/{customer}/payment-method")
 

@@ -28,6 +28,9 @@ _counter = itertools.count()
 
 def _setup(make_metric, make_subscription, tz: str, n: int):
     metrics = {agg: make_metric(f"r{n}_{agg}", agg, "" if agg == "count" else "v") for agg in AGGREGATIONS}
+    for metric in metrics.values():  # the generated values include negatives: the metrics opt in (issue 10)
+        metric.allow_negative = True
+        metric.save(update_fields=["allow_negative"])
     customer = CustomerFactory(external_id=f"rc{n}", timezone=tz)
     sub = make_subscription(*metrics.values(), customer=customer, external_id=f"rs{n}", start_date=date(2026, 1, 1))
     return sub, metrics
