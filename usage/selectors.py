@@ -580,39 +580,37 @@ def _minimum_commitment_forecast(*, subscription, paths, currency: str, total_no
 # Daily usage series (usage intelligence: anomaly detection, run-rate forecasts)
 
 _DAILY_SQL = """
-SELECT e.subscription_id, e.metric_id, (e."timestamp" AT TIME ZONE c.timezone)::date AS day,
-       CASE m.aggregation WHEN 'count' THEN count(*)::numeric
-                          WHEN 'unique_count' THEN count(DISTINCT e.unique_value)::numeric
-                          WHEN 'sum' THEN coalesce(sum(e.value), 0)
-                          ELSE coalesce(max(e.value), 0) END AS quantity
-FROM usage_event e
-JOIN customers_customer c ON c.id = e.customer_id
-JOIN catalog_billablemetric m ON m.id = e.metric_id
-WHERE e."timestamp" >= %(lo)s AND e."timestamp" < %(hi)s {where}
-GROUP BY 1, 2, 3, m.aggregation
+SELECT r.subscription_id, r.metric_id, r.day,
+       CASE m.aggregation WHEN 'count' THEN sum(r.event_count)::numeric
+                          WHEN 'unique_count' THEN (
+                              SELECT count(DISTINCT u.unique_value) FROM usage_rollup_unique u
+                              WHERE u.subscription_id = r.subscription_id AND u.metric_id = r.metric_id
+                                    AND u.bucket_start = ANY(array_agg(r.bucket_start)))::numeric
+                          WHEN 'sum' THEN coalesce(sum(r.value_sum), 0)
+                          ELSE coalesce(max(r.value_max), 0) END AS quantity
+FROM usage_rollup_daily r
+JOIN catalog_billablemetric m ON m.id = r.metric_id
+WHERE r.day >= %(start)s AND r.day < %(end)s {where}
+GROUP BY r.subscription_id, r.metric_id, r.day, m.aggregation
 """
 
 
 def usage_daily(*, start: date, end: date, subscription_ids: Sequence[int] | None = None
                 ) -> list[tuple[int, int, date, Decimal]]:
     """(subscription_id, metric_id, customer-local day, quantity) for days in [start, end), days with
-    events only. The day's quantity follows the metric's aggregation (count, sum, max, distinct
-    count; `latest` reads as the day's maximum). Late events count on the day they happened."""
-    from datetime import datetime as _dt, time as _time, timezone as _tz
-
-    # Local days are at most ±14 h from UTC: read a day more on each side, then keep [start, end).
-    lo = _dt.combine(start - timedelta(days=1), _time(), tzinfo=_tz.utc)
-    hi = _dt.combine(end + timedelta(days=1), _time(), tzinfo=_tz.utc)
-    params: dict = {"lo": lo, "hi": hi}
+    events only, for many subscriptions at once, read from the daily rollups (DESIGN.md §15). The
+    day's quantity follows the metric's aggregation (count, sum, max, distinct count; `latest` reads
+    as the day's maximum). Late events count on the day they happened."""
+    params: dict = {"start": start, "end": end}
     where = ""
     if subscription_ids is not None:
         if not subscription_ids:
             return []
-        where = "AND e.subscription_id = ANY(%(ids)s::bigint[])"
+        where = "AND r.subscription_id = ANY(%(ids)s::bigint[])"
         params["ids"] = list(subscription_ids)
     with connection.cursor() as cursor:
         cursor.execute(_DAILY_SQL.format(where=where), params)
-        return [(s, m, d, _clean(q)) for s, m, d, q in cursor.fetchall() if start <= d < end]
+        return [(s, m, d, _clean(q)) for s, m, d, q in cursor.fetchall()]
 
 
 def usage_units_by_property(*, subscription_id: int, metric_id: int, start: datetime, end: datetime, prop: str,
