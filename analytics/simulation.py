@@ -8,7 +8,7 @@ tax. `actual` is what those lines billed; `simulated` re-rates the same periods 
   run's `prorate`, so a full period is the amount exactly);
 - usage: each billed usage window (subscription, period start, period end) aggregated again from
   the stored events without late arrivals (as the invoice was), in one grouped query per round of
-  windows (`invoicing.usage_source.aggregate_windows`), and rated with `catalog.rating.rate_charge`
+  windows (`usage.selectors.usage_aggregate_windows`), and rated with `catalog.rating.rate_charge`
   for every candidate charge;
 - minimum commitment: the candidate's minimum, prorated like the billing run (days of the window
   over the days of its full period), trued up against the window's simulated base fee + usage.
@@ -96,10 +96,10 @@ def simulate(*, candidate: Candidate | None, subscription_ids: list[int], start:
     billed plan version (the self-check)."""
     from catalog.models import Charge
     from common.timeutil import local_date_bounds_utc
-    from invoicing import usage_source
     from invoicing.models import InvoiceLine, InvoiceStatus, LineKind
     from subscriptions.models import Subscription
     from subscriptions.periods import full_period_days, period_containing, prorate
+    from usage.selectors import usage_aggregate_windows, usage_event_values
 
     if start >= end:
         raise ApplicationError("'from' must be before 'to'.", fields={"from": ["not before 'to'"]})
@@ -154,7 +154,7 @@ def simulate(*, candidate: Candidate | None, subscription_ids: list[int], start:
     # usage, one grouped query per round of windows
     metric_ids = ({c.billable_metric_id for c in candidate.charges} if candidate is not None else
                   {c.billable_metric_id for v in versions.values() for c in v.charges})
-    usage = usage_source.aggregate_windows(
+    usage = usage_aggregate_windows(
         [(key, key[0], *local_date_bounds_utc(key[1], key[2], subs[key[0]].customer.timezone)) for key in windows],
         metric_ids=metric_ids or None) if windows and metric_ids else {}
     for key, w in windows.items():
@@ -168,8 +168,8 @@ def simulate(*, candidate: Candidate | None, subscription_ids: list[int], start:
             values = None
             if needs_event_values(model=charge.model, properties=charge.properties):
                 b0, b1 = local_date_bounds_utc(w.start, w.end, sub.customer.timezone)
-                values = usage_source.event_values(subscription_id=sub.pk, metric_id=charge.billable_metric_id,
-                                                   start=b0, end=b1)
+                values = usage_event_values(subscription_id=sub.pk, metric_id=charge.billable_metric_id,
+                                            start=b0, end=b1)
             usage_total += rate_charge(charge=charge, quantity=quantity, currency=currency, event_count=count,
                                        event_values=values).amount
         simulated[w.subscription_id] += usage_total

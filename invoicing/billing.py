@@ -24,17 +24,18 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import F, Q
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from catalog.models import Charge, PlanVersion
-from catalog.rating import format_price, format_quantity, minimum_commitment_true_up, needs_event_values, rate_charge
+from catalog.rating import format_price, minimum_commitment_true_up, needs_event_values, rate_charge
 from common.audit import actor_label, audit_bulk_create
 from common.models import AuditEvent
 from common.money import quantize_money
 from common.timeutil import local_date, local_date_bounds_utc
-from invoicing import review, usage_source
+from invoicing import review
+from invoicing.late_usage import LateLine, LateMark, late_usage_lines, mark_late_billed
 from invoicing.models import (
     BillingRun,
     Invoice,
@@ -43,12 +44,16 @@ from invoicing.models import (
     InvoiceStatus,
     LineKind,
 )
+from invoicing.proration import pending_prorations, unused_time_credit
 from invoicing.schedule import BillingDate, Span, billing_schedule, closures_until, full_days
+from invoicing.segments import (ChargesByVersion, Segment, VersionRun, changes_by_subscription, merge_by_version,
+                                needs_segments, segments)
 from invoicing.services import invoices_auto_finalize
 from invoicing.totals import TotalsPreview, line_discountable
-from subscriptions.models import ChangeKind, ProrationItem, ProrationKind, Subscription, SubscriptionChange
-from subscriptions.fees import base_fee_amount, first_billable_day
-from subscriptions.periods import full_period_days, period_containing, prorate
+from subscriptions.fees import base_fee_amount
+from subscriptions.models import ProrationItem, ProrationKind, Subscription, SubscriptionChange
+from subscriptions.periods import prorate
+from usage.selectors import subscriptions_with_unbilled_late_usage, usage_aggregate_windows, usage_event_values
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +61,8 @@ CHUNK_SIZE = 1000
 ZERO = Decimal(0)
 RULE_CYCLE = "billing_run.period_close"
 RULE_CHANGE = "subscription_change.invoice_now"
-RULE_ZERO_USAGE = "zero_usage_after_usage"
-USAGE_KINDS = (LineKind.USAGE, LineKind.LATE_USAGE)
+RULE_ZERO_USAGE = review.RULE_ZERO_USAGE
+USAGE_KINDS = review.USAGE_KINDS
 
 
 # --- public API ------------------------------------------------------------------------------------
@@ -106,7 +111,7 @@ def subscriptions_due(*, as_of: date, now: datetime | None = None, subscription_
             pay_in_advance=in_advance, as_of=_effective_as_of(as_of, now, tz))
         if schedule.bills:
             due.append(pk)
-    late = set(usage_source.subscriptions_with_unbilled_late_usage(subscription_ids=subscription_ids))
+    late = set(subscriptions_with_unbilled_late_usage(subscription_ids=subscription_ids))
     if late:
         due = sorted(set(due) | late)
     return examined, due
@@ -181,6 +186,36 @@ class _Plan:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _ClosureSegments:
+    """A closed span and the plan segments it is billed on."""
+    span: Span
+    segments: list[Segment]
+
+
+@dataclass(frozen=True, slots=True)
+class _BillWork:
+    """One billing date of a planned subscription, with its segments."""
+    plan: _Plan
+    bill: BillingDate
+    closures: list[_ClosureSegments]
+    advance_segment: Segment | None
+
+
+@dataclass(frozen=True, slots=True)
+class _UsageWindow:
+    """A subscription's usage window: one run of one plan version inside a closed span."""
+    sub: Subscription
+    run: VersionRun
+
+
+@dataclass(frozen=True, slots=True)
+class _ProrationUse:
+    """A proration item and the (unsaved) line that bills it."""
+    item: ProrationItem
+    line: InvoiceLine
+
+
 def _finished(sub: Subscription) -> bool:
     return sub.end_date is not None and (sub.usage_billed_through or sub.start_date) >= sub.end_date
 
@@ -203,7 +238,7 @@ def _bill_chunk(ids: list[int], *, as_of: date, now, run: BillingRun, result: Ru
         # usage is invoiced on its own.
         idle_finished = [p.sub.pk for p in plans.values() if not p.bills and _finished(p.sub)]
         if idle_finished:
-            for pk in usage_source.subscriptions_with_unbilled_late_usage(subscription_ids=idle_finished):
+            for pk in subscriptions_with_unbilled_late_usage(subscription_ids=idle_finished):
                 sub = plans[pk].sub
                 plans[pk].bills = [BillingDate(_effective_as_of(as_of, now, sub.customer.timezone))]
                 plans[pk].reason = InvoiceReason.LATE_USAGE
@@ -249,8 +284,8 @@ class _ChunkBuilder:
         self.invoices: list[Invoice] = []
         self.lines: list[InvoiceLine] = []
         self.audits: list[AuditEvent] = []
-        self.proration_items: list[tuple[ProrationItem, InvoiceLine]] = []
-        self.late_marks: list[tuple[list[int], Invoice]] = []
+        self.proration_items: list[_ProrationUse] = []
+        self.late_marks: list[LateMark] = []
         self.cursor_updates: list[Subscription] = []
         self.lines_created = 0
         self.flagged = 0
@@ -259,59 +294,56 @@ class _ChunkBuilder:
 
     def build(self, plans: dict[int, _Plan], *, errors: list | None = None) -> list[Invoice]:
         ids = list(plans)
-        changes = _changes_by_subscription(ids)
-        charges = _charges_by_version()
+        changes = changes_by_subscription(ids)
+        charges = ChargesByVersion()
         # Segments: which plan version/seats applied when, per closure and advance.
-        work: list[tuple[_Plan, BillingDate, list, tuple | None]] = []
+        work: list[_BillWork] = []
         for plan in plans.values():
             sub = plan.sub
-            slow = _needs_segments(sub, changes.get(sub.pk, ()))
+            split = needs_segments(sub, changes.get(sub.pk, ()))
             for bill in plan.bills:
-                closure_segments = []
-                for span in bill.closures:
-                    segs = (_segments(sub, span.start, span.end) if slow
-                            else [(span.start, span.end, sub.plan_version, sub.quantity)])
-                    closure_segments.append((span, segs))
+                closures = [_ClosureSegments(span, segments(sub, span.start, span.end, split=split))
+                            for span in bill.closures]
                 advance_segment = None
                 if bill.advance is not None:
-                    segs = (_segments(sub, bill.advance.start, bill.advance.end) if slow
-                            else [(bill.advance.start, bill.advance.end, sub.plan_version, sub.quantity)])
+                    segs = segments(sub, bill.advance.start, bill.advance.end, split=split)
                     advance_segment = segs[0] if segs else None
-                work.append((plan, bill, closure_segments, advance_segment))
+                work.append(_BillWork(plan, bill, closures, advance_segment))
 
         # Usage windows: one per (closure, run of one plan version); rated on that version.
-        windows: dict[tuple, tuple] = {}
-        for plan, bill, closure_segments, _ in work:
-            for span, segs in closure_segments:
-                for start, end, version in _merge_by_version(segs):
-                    windows[(plan.sub.pk, start, end)] = (plan.sub, start, end, version)
-        versions = {w[3].pk for w in windows.values()}
+        windows: dict[tuple, _UsageWindow] = {}
+        for item in work:
+            sub = item.plan.sub
+            for closure in item.closures:
+                for run in merge_by_version(closure.segments):
+                    windows[(sub.pk, run.start, run.end)] = _UsageWindow(sub, run)
+        versions = {w.run.version.pk for w in windows.values()}
         charges.load(versions)
         metric_ids = {c.billable_metric_id for v in versions for c in charges.get(v)}
-        usage = usage_source.aggregate_windows(
-            [(key, sub.pk, *local_date_bounds_utc(start, end, sub.customer.timezone))
-             for key, (sub, start, end, _) in windows.items()],
+        usage = usage_aggregate_windows(
+            [(key, w.sub.pk, *local_date_bounds_utc(w.run.start, w.run.end, w.sub.customer.timezone))
+             for key, w in windows.items()],
             metric_ids=metric_ids or None,
         ) if windows and metric_ids else {}
 
-        prorations = _pending_prorations(ids)
-        late = self._late_usage(plans, changes, charges, errors)
-        previous = _previous_invoices(ids)
+        prorations = pending_prorations(ids)
+        late = late_usage_lines(plans, changes, charges, errors)
+        previous = review.previous_invoices(ids)
 
         failed: set[int] = set()
-        for plan, bill, closure_segments, advance_segment in work:
-            sub = plan.sub
+        for item in work:
+            sub, bill = item.plan.sub, item.bill
             if sub.pk in failed:
                 continue
             try:
-                self._invoice_for(sub, bill, closure_segments, advance_segment, charges, usage, prorations, late,
-                                  previous, reason=plan.reason or self.reason)
+                self._invoice_for(sub, item, charges, usage, prorations, late, previous,
+                                  reason=item.plan.reason or self.reason)
             except Exception as exc:  # noqa: BLE001 — one bad subscription does not stop the run
                 if errors is None:
                     raise
                 logger.exception("billing subscription %s on %s failed", sub.pk, bill.date)
                 errors.append({"subscription": sub.external_id, "billing_date": bill.date.isoformat(), "error": repr(exc)})
-                plan.usage_billed_through = plan.advance_billed_through = None
+                item.plan.usage_billed_through = item.plan.advance_billed_through = None
                 self._drop(sub)
                 failed.add(sub.pk)
         self._review()
@@ -360,11 +392,13 @@ class _ChunkBuilder:
         self.invoices = [i for i in self.invoices if i.pk not in dropped]
         self.lines = [ln for ln in self.lines if ln.invoice_id not in dropped]
         self.audits = [a for a in self.audits if a.object_id not in {str(d) for d in dropped}]
-        self.proration_items = [(p, ln) for p, ln in self.proration_items if ln.invoice_id not in dropped]
-        self.late_marks = [(e, inv) for e, inv in self.late_marks if inv.pk not in dropped]
+        self.proration_items = [p for p in self.proration_items if p.line.invoice_id not in dropped]
+        self.late_marks = [m for m in self.late_marks if m.invoice.pk not in dropped]
 
-    def _invoice_for(self, sub, bill: BillingDate, closure_segments, advance_segment, charges, usage, prorations,
-                     late, previous, *, reason) -> Invoice | None:
+    def _invoice_for(self, sub, work: _BillWork, charges: ChargesByVersion, usage, prorations,
+                     late: dict[int, list[LateLine]], previous: dict[int, review.PreviousInvoice], *,
+                     reason) -> Invoice | None:
+        bill = work.bill
         currency = sub.plan_version.plan.currency
         interval = sub.plan_version.plan.interval
         invoice = Invoice(
@@ -383,23 +417,26 @@ class _ChunkBuilder:
             return line
 
         # 1. In-advance base fee of the period that starts on this date.
-        if bill.advance is not None and advance_segment is not None:
-            _, _, version, quantity = advance_segment
+        if bill.advance is not None and work.advance_segment is not None:
+            version, quantity = work.advance_segment.version, work.advance_segment.quantity
             if version.amount and version.pay_in_advance:
                 self._base_fee_line(add, bill.advance, version, quantity, bill.advance.start, bill.advance.end,
                                     currency, interval, advance=True)
 
         # 2. The closed period(s): arrears base fee, usage per charge, minimum commitment.
         has_usage_lines = False
-        for span, segs in closure_segments:
+        for closure in work.closures:
+            span = closure.span
             base_nominal: dict[int, Decimal] = defaultdict(lambda: ZERO)
-            for start, end, version, quantity in segs:
-                amount_fee = base_fee_amount(version=version, quantity=quantity, start=start, end=end,
+            for seg in closure.segments:
+                amount_fee = base_fee_amount(version=seg.version, quantity=seg.quantity, start=seg.start, end=seg.end,
                                              full_days=full_days(span, interval=interval), currency=currency)
-                base_nominal[version.pk] += amount_fee
-                if not version.pay_in_advance and version.amount:
-                    self._base_fee_line(add, span, version, quantity, start, end, currency, interval, advance=False)
-            for start, end, version in _merge_by_version(segs):
+                base_nominal[seg.version.pk] += amount_fee
+                if not seg.version.pay_in_advance and seg.version.amount:
+                    self._base_fee_line(add, span, seg.version, seg.quantity, seg.start, seg.end, currency, interval,
+                                        advance=False)
+            for run in merge_by_version(closure.segments):
+                start, end, version = run.start, run.end, run.version
                 usage_total = ZERO
                 for charge in charges.get(version.pk):
                     agg = usage.get((sub.pk, start, end), {}).get(charge.billable_metric_id)
@@ -408,8 +445,8 @@ class _ChunkBuilder:
                     values = None
                     if needs_event_values(model=charge.model, properties=charge.properties):
                         b0, b1 = local_date_bounds_utc(start, end, sub.customer.timezone)
-                        values = usage_source.event_values(subscription_id=sub.pk, metric_id=charge.billable_metric_id,
-                                                           start=b0, end=b1)
+                        values = usage_event_values(subscription_id=sub.pk, metric_id=charge.billable_metric_id,
+                                                    start=b0, end=b1)
                     rated = rate_charge(charge=charge, quantity=quantity, currency=currency, event_count=count,
                                         event_values=values)
                     usage_total += rated.amount
@@ -438,19 +475,19 @@ class _ChunkBuilder:
             amount, metadata = quantize_money(item.amount, currency), {"proration_item": item.pk,
                                                                         "proration_kind": item.kind}
             if item.kind == ProrationKind.CREDIT:
-                amount, charged = _unused_time_credit(sub, item, currency=currency, interval=interval)
+                amount, charged = unused_time_credit(sub, item, currency=currency, interval=interval)
                 metadata.update(charged)
             line = add(kind=LineKind.PRORATION, description=item.description, plan_version_id=item.plan_version_id,
                        quantity=Decimal(item.quantity), unit_amount=item.unit_amount,
                        amount=amount, period_start=item.period_start,
                        period_end=item.period_end, metadata=metadata)
-            self.proration_items.append((item, line))
+            self.proration_items.append(_ProrationUse(item, line))
             prorations[sub.pk].remove(item)
 
         # 4. Late usage: events that arrived after their period was invoiced.
-        for fields, event_ids in late.pop(sub.pk, []):
-            add(kind=LineKind.LATE_USAGE, **fields)
-            self.late_marks.append((event_ids, invoice))
+        for late_line in late.pop(sub.pk, []):
+            add(kind=LineKind.LATE_USAGE, **late_line.fields)
+            self.late_marks.append(LateMark(late_line.event_ids, invoice))
 
         if not lines:
             return None  # nothing billable (a free plan): the cursors still move
@@ -475,13 +512,11 @@ class _ChunkBuilder:
         has_usage = any(ln.quantity > 0 for ln in usage_lines)
         prev = previous.get(sub.pk)
         reasons = []
-        if prev is not None:
-            prev_total, prev_had_usage, prev_id, prev_days = prev
-            if has_usage_lines and not has_usage and prev_had_usage:
-                reasons.append({"rule": RULE_ZERO_USAGE, "usage_lines": len(usage_lines),
-                                "previous_invoice": str(prev_id)})
+        if prev is not None and has_usage_lines and not has_usage and prev.had_usage:
+            reasons.append({"rule": RULE_ZERO_USAGE, "usage_lines": len(usage_lines),
+                            "previous_invoice": str(prev.invoice_id)})
         if reason == InvoiceReason.SUBSCRIPTION_CYCLE:
-            previous[sub.pk] = (invoice.total, has_usage, invoice.pk, _lines_span_days(lines))
+            previous[sub.pk] = review.PreviousInvoice(invoice.total, has_usage, invoice.pk, review.lines_span_days(lines))
         invoice.needs_review = bool(reasons)
         invoice.review_reasons = reasons
 
@@ -500,149 +535,6 @@ class _ChunkBuilder:
         if reasons:
             self.flagged += 1
         return invoice
-
-    def _late_usage(self, plans: dict[int, "_Plan"], changes, charges: "_Charges", errors) -> dict[int, list]:
-        """Late events (arrived after their period was invoiced) → `late_usage` line fields per
-        subscription, with the event ids to mark billed (DESIGN.md §3–4).
-
-        Events are grouped by window: (subscription, the plan-version run of the period the event
-        falls in, clipped to where billing started and to the end date). Each charge of that window
-        is priced incrementally: rate(every event of the window) − rate(the events billed so far:
-        on time and earlier late batches), for every aggregation and model, per-event values
-        included, so tiers continue where the invoices left off and a second late batch never
-        re-bills the first; the line's quantity is the true increment. Late usage counts toward
-        the window's (prorated) minimum commitment: the window's late lines add up to
-        max(min, base + usage_all) − max(min, base + usage_billed_so_far)."""
-        events = usage_source.late_events(subscription_ids=list(plans))
-        if not events:
-            return {}
-        out: dict[int, list] = defaultdict(list)
-        windows: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
-        window_info: dict[tuple, tuple] = {}
-        segment_cache: dict[tuple, list] = {}
-        for event in events:
-            sub = plans[event.subscription_id].sub
-            interval = sub.plan_version.plan.interval
-            day = local_date(event.timestamp, sub.customer.timezone)
-            first = first_billable_day(start_date=sub.start_date, trial_end_date=sub.trial_end_date)
-            if day < first:
-                # Trial (or pre-start) usage is never billed, late or not: settle it at zero.
-                key = (sub.pk, sub.start_date, first, None)
-                windows[key][event.metric_id].append(event)
-                continue
-            period = period_containing(start_date=sub.start_date, interval=interval, billing_time=sub.billing_time,
-                                       on=day)
-            # The window starts where billing started and ends where the subscription ended, as the
-            # period's own invoices did.
-            window_start = max(period.start, first)
-            window_end = period.end if sub.end_date is None else max(min(period.end, sub.end_date), window_start)
-            cache_key = (sub.pk, period)
-            if cache_key not in segment_cache:
-                slow = _needs_segments(sub, changes.get(sub.pk, ()), since=window_start)
-                segs = (_segments(sub, window_start, window_end) if slow
-                        else [(window_start, window_end, sub.plan_version, sub.quantity)])
-                segs = segs or [(window_start, window_end, sub.plan_version, sub.quantity)]
-                segment_cache[cache_key] = (segs, _merge_by_version(segs))
-            segs, merged = segment_cache[cache_key]
-            seg = next((m for m in merged if m[0] <= day < m[1]), merged[-1])
-            key = (sub.pk, seg[0], seg[1], seg[2].pk)
-            windows[key][event.metric_id].append(event)
-            window_info[key] = (period, seg[2], [s for s in segs if s[2].pk == seg[2].pk and seg[0] <= s[0] < seg[1]])
-        for key, by_metric in windows.items():
-            sub_id, start, end, version_id = key
-            sub = plans[sub_id].sub
-            if version_id is None:
-                for metric_id, group in by_metric.items():
-                    out[sub_id].append((dict(description="Late usage during the trial, not billed",
-                                             billable_metric_id=metric_id, quantity=Decimal(len(group)), amount=ZERO,
-                                             period_start=start, period_end=end,
-                                             metadata={"events": len(group), "trial": True}),
-                                        [e.event_id for e in group]))
-                continue
-            try:
-                lines = self._late_window(sub, start, end, version_id, window_info[key], by_metric, charges)
-            except Exception as exc:  # noqa: BLE001 — the events stay unbilled; the next invoice retries them
-                logger.exception("late usage of subscription %s, window %s–%s failed", sub.pk, start, end)
-                if errors is not None:
-                    errors.append({"subscription": sub.external_id, "late_usage_window": [start.isoformat(),
-                                                                                          end.isoformat()],
-                                   "error": repr(exc)})
-                continue
-            out[sub_id].extend(lines)
-        return out
-
-    def _late_window(self, sub, start: date, end: date, version_id, info, by_metric: dict[int, list],
-                     charges: "_Charges") -> list:
-        """The late lines of one window (see _late_usage)."""
-        period, version, segs = info
-        currency = sub.plan_version.plan.currency
-        interval = version.plan.interval
-        window_charges = charges.get(version_id)
-        lines: list[tuple[dict, list]] = []
-        for metric_id, group in by_metric.items():
-            if not any(c.billable_metric_id == metric_id for c in window_charges):
-                # The plan in force did not charge this metric: nothing to bill, but the events are
-                # settled on this invoice so they are not examined forever.
-                lines.append((dict(description="Late usage not charged on the plan in force",
-                                   billable_metric_id=metric_id, quantity=Decimal(len(group)), amount=ZERO,
-                                   period_start=start, period_end=end, metadata={"events": len(group)}),
-                              [e.event_id for e in group]))
-        charged = [c for c in window_charges if c.billable_metric_id in by_metric]
-        if not charged:
-            return lines
-        minimum_total = version.minimum_commitment
-        rated_set = window_charges if minimum_total else charged
-        metric_ids = sorted({c.billable_metric_id for c in rated_set})
-        b0, b1 = local_date_bounds_utc(start, end, sub.customer.timezone)
-        window = [("w", sub.pk, b0, b1)]
-        everything = usage_source.aggregate_windows(window, metric_ids=metric_ids, late=None)["w"]
-        billed = usage_source.aggregate_windows(window, metric_ids=metric_ids, late=usage_source.BILLED)["w"]
-        usage_all = usage_before = ZERO
-        late_lines: list[tuple[dict, list]] = []
-        for charge in rated_set:
-            metric_id = charge.billable_metric_id
-            agg_all = everything.get(metric_id) or usage_source.ZERO
-            agg_before = billed.get(metric_id) or usage_source.ZERO
-            values_all = values_before = None
-            if needs_event_values(model=charge.model, properties=charge.properties):
-                values_all = usage_source.event_values(subscription_id=sub.pk, metric_id=metric_id, start=b0, end=b1,
-                                                       late=None)
-                values_before = usage_source.event_values(subscription_id=sub.pk, metric_id=metric_id, start=b0,
-                                                          end=b1, late=usage_source.BILLED)
-            rated_all = rate_charge(charge=charge, quantity=agg_all.quantity, currency=currency,
-                                    event_count=agg_all.event_count, event_values=values_all)
-            rated_before = rate_charge(charge=charge, quantity=agg_before.quantity, currency=currency,
-                                       event_count=agg_before.event_count, event_values=values_before)
-            usage_all += rated_all.amount
-            usage_before += rated_before.amount
-            if metric_id not in by_metric:
-                continue
-            group = by_metric[metric_id]
-            q_all, q_before = agg_all.quantity, agg_before.quantity
-            name = charge.invoice_display_name or charge.billable_metric.name
-            late_lines.append((dict(
-                description=f"Late usage — {name}, {start.isoformat()} to {(end - timedelta(days=1)).isoformat()}"[:500],
-                billable_metric_id=metric_id, charge=charge, plan_version_id=version_id,
-                quantity=q_all - q_before, unit_amount=rated_all.unit_amount,
-                amount=rated_all.amount - rated_before.amount, period_start=start, period_end=end,
-                tiers=_tier_difference(rated_all.tiers, rated_before.tiers),
-                metadata={"events": len(group), "quantity_before": str(q_before), "quantity_after": str(q_all),
-                          "amount_before": str(rated_before.amount), "amount_after": str(rated_all.amount)},
-            ), [e.event_id for e in group]))
-            # Events of this metric billed by another charge of the window are marked once only.
-            by_metric = {**by_metric, metric_id: []}
-        if minimum_total and late_lines:
-            span = Span(period, start, end)
-            full = full_days(span, interval=interval)
-            days = (end - start).days
-            minimum = (minimum_total if days == full else
-                       prorate(amount=minimum_total, days_used=days, days_in_period=full, currency=currency))
-            base = sum((base_fee_amount(version=version, quantity=quantity, start=s_start, end=s_end, full_days=full,
-                                        currency=currency) for s_start, s_end, _, quantity in segs), ZERO)
-            true_up_before = minimum_commitment_true_up(minimum=minimum, subtotal=base + usage_before, currency=currency)
-            true_up_all = minimum_commitment_true_up(minimum=minimum, subtotal=base + usage_all, currency=currency)
-            _absorb_minimum(late_lines, true_up_all - true_up_before, minimum=minimum, currency=currency)
-        return lines + late_lines
 
     def _base_fee_line(self, add, span: Span, version: PlanVersion, quantity: int, start: date, end: date,
                        currency: str, interval: str, *, advance: bool) -> None:
@@ -673,14 +565,14 @@ class _ChunkBuilder:
         if self.proration_items:
             now = timezone.now()
             items = []
-            for item, line in self.proration_items:
-                item.invoiced_at = now
-                item.invoice_line_id = line.pk
-                item.updated_at = now
-                items.append(item)
+            for use in self.proration_items:
+                use.item.invoiced_at = now
+                use.item.invoice_line_id = use.line.pk
+                use.item.updated_at = now
+                items.append(use.item)
             bulk_update_with_history(items, ProrationItem, ["invoiced_at", "invoice_line_id", "updated_at"])
         if self.late_marks:
-            usage_source.mark_late_billed(self.late_marks)
+            mark_late_billed(self.late_marks)
         if self.audits:
             audit_bulk_create(self.audits)
 
@@ -712,184 +604,3 @@ def _audit(action, invoice, *, actor, rule, inputs) -> AuditEvent:
 def _charge_description(charge: Charge, rated) -> str:
     name = charge.invoice_display_name or charge.billable_metric.name
     return f"{name}: {rated.description}"[:500]
-
-
-class _Charges:
-    """Charges by plan version, loaded once per run per version (with their metric)."""
-
-    def __init__(self):
-        self._by_version: dict[int, list[Charge]] = {}
-
-    def load(self, version_ids) -> None:
-        missing = [v for v in version_ids if v not in self._by_version]
-        if not missing:
-            return
-        for v in missing:
-            self._by_version[v] = []
-        for charge in Charge.objects.filter(plan_version_id__in=missing).select_related("billable_metric").order_by(
-                "plan_version_id", "position", "pk"):
-            self._by_version[charge.plan_version_id].append(charge)
-
-    def get(self, version_id) -> list[Charge]:
-        if version_id not in self._by_version:
-            self.load([version_id])
-        return self._by_version[version_id]
-
-
-def _charges_by_version() -> _Charges:
-    return _Charges()
-
-
-def _changes_by_subscription(ids) -> dict[int, list[tuple]]:
-    out: dict[int, list[tuple]] = defaultdict(list)
-    for sub_id, effective, applied in SubscriptionChange.objects.filter(
-        subscription_id__in=ids, kind__in=[ChangeKind.PLAN, ChangeKind.QUANTITY], superseded_at__isnull=True,
-    ).values_list("subscription_id", "effective_date", "applied_at"):
-        out[sub_id].append((effective, applied))
-    return out
-
-
-def _needs_segments(sub: Subscription, changes, since: date | None = None) -> bool:
-    """Fast path: no plan/seat change after the oldest unbilled day and none pending, so the
-    current plan version and seats applied throughout."""
-    if not changes:
-        return False
-    oldest = since or min(d for d in (sub.usage_billed_through, sub.advance_billed_through, sub.start_date) if d)
-    return any(applied is None or effective > oldest for effective, applied in changes)
-
-
-def _segments(sub: Subscription, start: date, end: date) -> list[tuple]:
-    from subscriptions.selectors import plan_segments
-
-    return plan_segments(subscription=sub, start=start, end=end)
-
-
-def _merge_by_version(segments) -> list[tuple[date, date, PlanVersion]]:
-    """Usage is rated per plan version: a seat change alone does not restart the tiers."""
-    merged: list[list] = []
-    for start, end, version, _ in segments:
-        if merged and merged[-1][2].pk == version.pk and merged[-1][1] == start:
-            merged[-1][1] = end
-        else:
-            merged.append([start, end, version])
-    return [tuple(m) for m in merged]
-
-
-def _unused_time_credit(sub: Subscription, item: ProrationItem, *, currency: str, interval: str) -> tuple[Decimal, dict]:
-    """A credit for unused time returns the unused share of what was actually charged for that fee:
-    after its discount, before tax (DESIGN.md §5). The fee is what the subscription's non-void
-    invoices charged for this plan version over the day the credit starts: the in-advance base fee
-    line and any proration charges (an upgrade's remaining time, added seats), each net of its
-    invoice's discount shared in proportion to line amounts. The nominal unused share
-    (amount × seats × unused days / days in period) is scaled by charged-net / charged-gross and
-    rounded once. A fee not invoiced yet (an upgrade before the run billed the period) is credited
-    at its nominal amount: the run bills it in full later."""
-    period = period_containing(start_date=sub.start_date, interval=interval, billing_time=sub.billing_time,
-                               on=item.period_start)
-    full = full_period_days(period, interval=interval)
-    nominal = item.unit_amount * item.quantity * Decimal((item.period_end - item.period_start).days) / Decimal(full)
-    charged = list(
-        InvoiceLine.objects.filter(
-            invoice__subscription_id=sub.pk, plan_version_id=item.plan_version_id, period_start__lte=item.period_start,
-            period_end__gt=item.period_start, amount__gt=0,
-        ).filter(Q(kind=LineKind.SUBSCRIPTION, metadata__in_advance=True) | Q(kind=LineKind.PRORATION))
-        .exclude(invoice__status=InvoiceStatus.VOID)
-        .values_list("amount", "invoice_id", "invoice__discount")
-    )
-    # The invoice's discount is shared over the lines coupons apply to (line_discountable).
-    base: dict = defaultdict(lambda: ZERO)
-    for invoice_id, amount, kind in InvoiceLine.objects.filter(invoice_id__in={c[1] for c in charged}).values_list(
-            "invoice_id", "amount", "kind"):
-        if line_discountable(kind, amount):
-            base[invoice_id] += amount
-    gross = sum((amount for amount, _, _ in charged), ZERO)
-    net = sum((amount - (amount * discount / base[invoice_id] if discount and base[invoice_id] > 0 else ZERO)
-               for amount, invoice_id, discount in charged), ZERO)
-    fraction = net / gross if gross > 0 else Decimal(1)
-    credit = -quantize_money(nominal * fraction, currency)
-    info = {"charged_gross": str(quantize_money(gross, currency)), "charged_net": str(quantize_money(net, currency)),
-            "nominal_credit": str(-quantize_money(nominal, currency))} if gross > 0 else {}
-    return credit, info
-
-
-def _absorb_minimum(late_lines: list, adjustment: Decimal, *, minimum: Decimal, currency: str) -> None:
-    """Spread a window's change of minimum-commitment true-up over its late lines, so they add up
-    to max(min, base + usage_all) − max(min, base + usage_before): a shortfall already billed as
-    true-up absorbs the late usage (taken from the positive lines in order); a true-up that grows
-    (a `latest` value fell) is added to the first line."""
-    if not adjustment:
-        return
-    if adjustment > 0:
-        shares = [adjustment] + [ZERO] * (len(late_lines) - 1)
-    else:
-        remaining, shares = -adjustment, []
-        for fields, _ in late_lines:
-            take = min(remaining, max(fields["amount"], ZERO))
-            shares.append(-take)
-            remaining -= take
-        if remaining:
-            shares[0] -= remaining
-    for (fields, _), share in zip(late_lines, shares):
-        if not share:
-            continue
-        fields["metadata"]["usage_amount"] = str(fields["amount"])
-        fields["metadata"]["minimum_commitment_adjustment"] = str(share)
-        fields["metadata"]["minimum"] = str(minimum)
-        fields["amount"] = quantize_money(fields["amount"] + share, currency)
-        text = (f" (less {format_price(-share, currency)} already billed as minimum commitment true-up)" if share < 0
-                else f" (plus {format_price(share, currency)} minimum commitment true-up)")
-        fields["description"] = (fields["description"] + text)[:500]
-
-
-def _tier_difference(after, before) -> list[dict]:
-    """Tier rows of rate(after) − rate(before): what the late units added, tier by tier."""
-    rows = []
-    previous = {(t.from_unit, t.to_unit, t.unit_amount): t for t in before}
-    for tier in after:
-        old = previous.get((tier.from_unit, tier.to_unit, tier.unit_amount))
-        units = tier.units - (old.units if old else ZERO)
-        amount = tier.amount - (old.amount if old else ZERO)
-        if units or amount:
-            row = tier.as_dict()
-            row["units"] = format_quantity(units)
-            row["amount"] = format_quantity(amount)
-            if old is not None:
-                row["flat_amount"] = format_quantity(tier.flat_amount - old.flat_amount)
-            rows.append(row)
-    return rows
-
-
-def _pending_prorations(ids) -> dict[int, list[ProrationItem]]:
-    out: dict[int, list[ProrationItem]] = defaultdict(list)
-    for item in ProrationItem.objects.filter(subscription_id__in=ids, invoiced_at__isnull=True).order_by(
-            "subscription_id", "period_start", "pk"):
-        out[item.subscription_id].append(item)
-    return out
-
-
-def _lines_span_days(lines) -> int:
-    """Days from the earliest line's service start to the latest line's service end."""
-    dated = [ln for ln in lines if ln.period_start and ln.period_end]
-    if not dated:
-        return 0
-    return (max(ln.period_end for ln in dated) - min(ln.period_start for ln in dated)).days
-
-
-def _previous_invoices(ids) -> dict[int, tuple[Decimal, bool, object, int]]:
-    """The latest non-void cycle invoice of each subscription: (total, had usage, id, days its lines
-    span). One query.
-    Mid-period invoices (plan changes) are not a fair yardstick for a period's total."""
-    had_usage = InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=USAGE_KINDS, quantity__gt=0)
-    dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
-    first_day = dated.order_by("period_start").values("period_start")[:1]
-    last_day = dated.order_by("-period_end").values("period_end")[:1]
-    rows = (
-        Invoice.objects.filter(subscription_id__in=ids, reason=InvoiceReason.SUBSCRIPTION_CYCLE)
-        .exclude(status=InvoiceStatus.VOID)
-        .annotate(had_usage=Exists(had_usage), first_day=Subquery(first_day), last_day=Subquery(last_day))
-        .order_by("subscription_id", "-billing_date", "-created_at")
-        .distinct("subscription_id")
-        .values_list("subscription_id", "total", "had_usage", "pk", "first_day", "last_day")
-    )
-    return {sub_id: (total, had, pk, (end - start).days if start and end else 0)
-            for sub_id, total, had, pk, start, end in rows}

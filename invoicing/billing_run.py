@@ -37,9 +37,10 @@ from django.utils import timezone
 
 from common.audit import actor_label
 from common.errors import ConflictError
-from invoicing import billing, usage_source
+from invoicing import billing
 from invoicing.models import BillingRun, BillingRunChunk, BillingRunStatus, Invoice, InvoiceStatus
 from subscriptions.models import Subscription
+from usage.rollups import usage_statistics_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def _create(*, as_of, actor, now, auto_finalize, chunk_size, subscription_ids) -
 def _plan(run_id: int, *, due: tuple[int, list[int]] | None = None) -> bool:
     """Split the due subscriptions into progress rows, once. False when the run is over already."""
     # A load minutes before the run must not leave the chunks' plans to autovacuum (issue 20).
-    usage_source.statistics_refresh()
+    usage_statistics_refresh()
     with transaction.atomic():
         run = BillingRun.objects.select_for_update().get(pk=run_id)
         if run.status not in ACTIVE:

@@ -21,6 +21,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable
 
+from django.db.models import Exists, OuterRef, Subquery
+
+from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, LineKind
+
+RULE_ZERO_USAGE = "zero_usage_after_usage"
+USAGE_KINDS = (LineKind.USAGE, LineKind.LATE_USAGE)
+
 _checks: list[Callable] = []
 
 
@@ -51,3 +58,42 @@ def run_checks(drafts: list[DraftForReview]) -> dict:
         for pk, reasons in (check(drafts) or {}).items():
             out.setdefault(pk, []).extend(reasons)
     return out
+
+
+# --- the built-in rule's yardstick (zero usage after usage; the billing run applies it) ---------
+
+@dataclass(frozen=True, slots=True)
+class PreviousInvoice:
+    """The yardstick for the zero-usage review rule: the subscription's latest cycle invoice."""
+    total: Decimal
+    had_usage: bool
+    invoice_id: object
+    days: int
+
+
+def lines_span_days(lines) -> int:
+    """Days from the earliest line's service start to the latest line's service end."""
+    dated = [ln for ln in lines if ln.period_start and ln.period_end]
+    if not dated:
+        return 0
+    return (max(ln.period_end for ln in dated) - min(ln.period_start for ln in dated)).days
+
+
+def previous_invoices(ids) -> dict[int, PreviousInvoice]:
+    """The latest non-void cycle invoice of each subscription: total, had usage, id, days its lines
+    span. One query.
+    Mid-period invoices (plan changes) are not a fair yardstick for a period's total."""
+    had_usage = InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=USAGE_KINDS, quantity__gt=0)
+    dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
+    first_day = dated.order_by("period_start").values("period_start")[:1]
+    last_day = dated.order_by("-period_end").values("period_end")[:1]
+    rows = (
+        Invoice.objects.filter(subscription_id__in=ids, reason=InvoiceReason.SUBSCRIPTION_CYCLE)
+        .exclude(status=InvoiceStatus.VOID)
+        .annotate(had_usage=Exists(had_usage), first_day=Subquery(first_day), last_day=Subquery(last_day))
+        .order_by("subscription_id", "-billing_date", "-created_at")
+        .distinct("subscription_id")
+        .values_list("subscription_id", "total", "had_usage", "pk", "first_day", "last_day")
+    )
+    return {sub_id: PreviousInvoice(total, had, pk, (end - start).days if start and end else 0)
+            for sub_id, total, had, pk, start, end in rows}

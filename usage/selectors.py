@@ -6,11 +6,12 @@ common.timeutil.local_date_bounds_utc from the customer's local period dates).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
-from typing import Sequence
+from typing import Hashable, Sequence
 
 from django.db import connection, transaction
 from django.utils import timezone as dj_timezone
@@ -674,3 +675,44 @@ def usage_daily_series(*, subscription_id: int, metric_id: int, start: date, end
         out.append(UsageDay(day=day, quantity=_clean(_quantity(aggregation, count, total, maximum, distinct, latest)),
                             event_count=int(count)))
     return out
+
+
+# --- several windows per subscription, late usage to bill (the billing run's reads) -------------
+
+def usage_aggregate_windows(windows: Sequence[tuple[Hashable, int, datetime, datetime]], *,
+                            metric_ids: Sequence[int] | None = None,
+                            late: bool | str | None = False) -> dict[Hashable, dict[int, UsageAggregate]]:
+    """windows: (key, subscription_id, start_utc, end_utc) → {key: {metric_id: UsageAggregate}}.
+
+    `usage_aggregate` takes at most one window per subscription per call; a billing chunk may hold
+    several windows of one subscription (a catch-up over several periods, or a period split by a
+    plan change), so the windows are dealt into rounds — round k holds each subscription's k-th
+    window — and each round is one grouped query. Almost always there is exactly one round."""
+    rounds: list[list[tuple]] = []
+    seen: dict[int, int] = defaultdict(int)
+    for window in windows:
+        index = seen[window[1]]
+        seen[window[1]] += 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(window)
+    out: dict[Hashable, dict[int, UsageAggregate]] = {w[0]: {} for w in windows}
+    metrics = sorted(metric_ids) if metric_ids is not None else None
+    for round_windows in rounds:
+        key_by_sub = {w[1]: w[0] for w in round_windows}
+        result = usage_aggregate(windows=[UsageWindow(w[1], w[2], w[3]) for w in round_windows], metric_ids=metrics,
+                                 late=late)
+        for (sub_id, metric_id), agg in result.items():
+            out[key_by_sub[sub_id]][metric_id] = agg
+    return out
+
+
+def subscriptions_with_unbilled_late_usage(*, subscription_ids: Sequence[int] | None = None) -> list[int]:
+    """Ids of the subscriptions (of `subscription_ids`, or all) with late events not billed yet."""
+    where, params = "", []
+    if subscription_ids is not None:
+        where, params = "AND subscription_id = ANY(%s::bigint[])", [list(subscription_ids)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT DISTINCT subscription_id FROM usage_event WHERE is_late AND late_billed_at IS NULL {where}",
+                       params)
+        return [row[0] for row in cursor.fetchall()]
