@@ -19,6 +19,7 @@ from catalog.selectors import plan_current_version
 from catalog.validation import Errors, _normalize, code_check, money_places_check, parse_count, parse_price
 from common.audit import actor_label, audit_record
 from common.errors import ApplicationError, ConflictError
+from common.locks import row_lock
 from common.money import is_valid_currency
 
 PRICE_FIELDS = ("amount", "pay_in_advance", "trial_days", "minimum_commitment")
@@ -204,7 +205,7 @@ def plan_update(*, plan: Plan, actor=None, name: str | None = None, description:
     copies the current one and applies the changes (`charges`, when given, replaces the list).
     Currency and interval are fixed: a different one is a new plan (409)."""
     with transaction.atomic():
-        plan = Plan.objects.select_for_update().get(pk=plan.pk)
+        plan = row_lock(Plan, plan.pk)
         if currency is not None and currency.upper() != plan.currency:
             raise ConflictError("A plan's currency cannot change; create a new plan.", code="plan_currency_locked",
                                 fields={"currency": ["cannot change"]})
@@ -264,7 +265,7 @@ def plan_version_override_create(*, base_version: PlanVersion, customer, amount=
     normalized = None if charges is None else charges_validate(charges=charges, currency=plan.currency, errors=errors)
     errors.raise_if_any("Invalid price override.")
     with transaction.atomic():
-        Plan.objects.select_for_update().get(pk=plan.pk)  # serializes version numbering
+        row_lock(Plan, plan.pk)  # serializes version numbering
         new_fields = {k: getattr(base_version, k) for k in PRICE_FIELDS} | fields
         version = PlanVersion.objects.create(plan=plan, version=_next_version_number(plan), customer=customer,
                                              based_on=base_version, **new_fields)
@@ -334,7 +335,7 @@ def tax_rate_update(*, tax_rate, actor=None, name: str | None = None, active: bo
     from catalog.models import TaxRate
 
     with transaction.atomic():
-        tax_rate = TaxRate.objects.select_for_update().get(pk=tax_rate.pk)
+        tax_rate = row_lock(TaxRate, tax_rate.pk)
         changed = {}
         if name is not None and name != tax_rate.name:
             if not name:
@@ -439,7 +440,7 @@ def coupon_update(*, coupon, actor=None, name: str | None = None, active: bool |
     from catalog.models import Coupon
 
     with transaction.atomic():
-        coupon = Coupon.objects.select_for_update().get(pk=coupon.pk)
+        coupon = row_lock(Coupon, coupon.pk)
         changed = {}
         if name is not None and name != coupon.name:
             if not name:
@@ -477,7 +478,7 @@ def coupon_apply(*, coupon, customer, subscription=None, on=None, actor=None):
 
     on = on or timezone.now().date()
     with transaction.atomic():
-        coupon = Coupon.objects.select_for_update().get(pk=coupon.pk)  # serializes max_redemptions
+        coupon = row_lock(Coupon, coupon.pk)  # serializes max_redemptions
         if not coupon.active:
             raise ConflictError(f"Coupon '{coupon.code}' is not active.", code="coupon_inactive",
                                 fields={"coupon": ["inactive"]})
@@ -521,7 +522,7 @@ def coupon_remove(*, redemption, actor=None):
     from catalog.models import CouponRedemption
 
     with transaction.atomic():
-        redemption = CouponRedemption.objects.select_for_update().get(pk=redemption.pk)
+        redemption = row_lock(CouponRedemption, redemption.pk)
         if redemption.removed_at is not None:
             raise ConflictError("This coupon was already removed.", code="coupon_already_removed")
         redemption.removed_at = timezone.now()

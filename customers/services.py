@@ -11,9 +11,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.audit import actor_label, audit_record
+from common.locks import row_lock
 from common.redis import RedisError, redis_client
 from common.errors import ApplicationError, ConflictError
 from common.money import currency_exponent, is_valid_currency, parse_decimal, quantize_money
+from customers.locks import customer_lock
 from customers.models import (ApiKey, ApiScope, BalanceTransactionKind, CreditGrant, CreditGrantUsage, Customer,
                               CustomerBalanceTransaction)
 
@@ -96,7 +98,7 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
 
 def api_key_revoke(*, api_key: ApiKey, actor=None) -> ApiKey:
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        key = row_lock(ApiKey, api_key.pk)
         if key.revoked_at is None:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at", "updated_at"])
@@ -128,7 +130,7 @@ def customer_create(*, external_id: str, actor=None, **fields) -> Customer:
 def customer_update(*, customer: Customer, actor=None, **fields) -> Customer:
     """Partial update. The currency is fixed once the customer has subscriptions or invoices (409)."""
     with transaction.atomic():
-        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        customer = customer_lock(customer.pk)
         changed = []
         for name, value in fields.items():
             if name in CUSTOMER_FIELDS and getattr(customer, name) != value:
@@ -151,14 +153,10 @@ def _customer_has_billing_documents(customer: Customer) -> bool:
 
 # --- credits -------------------------------------------------------------------------------------
 #
-# Every credit write locks the customer row first (`_lock_customer`), so balance checks and grant
+# Every credit write locks the customer row first (`customers.locks.customer_lock`), so balance checks and grant
 # consumption for one customer are serialized; then grants are locked in pk order. Each invoice
 # consumes credit at most once: the ledger is unique on (invoice_id, kind) and grant usages on
 # (grant, invoice_id); a repeat call returns what the first one applied.
-
-def _lock_customer(customer: Customer) -> Customer:
-    return Customer.objects.select_for_update(of=("self",)).get(pk=customer.pk)
-
 
 def _money(value, *, currency: str, field: str, positive: bool = True, allow_negative: bool = False) -> Decimal:
     amount = None if isinstance(value, float) else parse_decimal(value)  # floats are refused, not converted
@@ -190,7 +188,7 @@ def prepaid_credit_grant(*, customer: Customer, currency: str, amount, reason: s
     if not (reason or "").strip():
         raise ApplicationError("A reason is required.", fields={"reason": ["required"]})
     with transaction.atomic():
-        customer = _lock_customer(customer)
+        customer = customer_lock(customer.pk)
         grant = CreditGrant.objects.create(customer=customer, currency=currency, amount=amount, remaining=amount,
                                            expires_at=expires_at, reason=reason.strip())
         audit_record(action="prepaid_credit.granted", obj=grant, actor=actor_label(actor),
@@ -209,7 +207,7 @@ def prepaid_credit_consume(*, customer: Customer, currency: str, amount, invoice
     amount = _money(amount, currency=currency, field="amount", positive=False)
     invoice_id = str(invoice_id)
     with transaction.atomic():
-        customer = _lock_customer(customer)
+        customer = customer_lock(customer.pk)
         previous = CreditGrantUsage.objects.filter(grant__customer=customer, grant__currency=currency,
                                                    invoice_id=invoice_id)
         if previous.exists():
@@ -243,7 +241,7 @@ def credit_balance_apply(*, customer: Customer, currency: str, amount, invoice_i
     amount = _money(amount, currency=currency, field="amount", positive=False)
     invoice_id = str(invoice_id)
     with transaction.atomic():
-        customer = _lock_customer(customer)
+        customer = customer_lock(customer.pk)
         previous = CustomerBalanceTransaction.objects.filter(kind=BalanceTransactionKind.APPLIED_TO_INVOICE,
                                                              invoice_id=invoice_id).first()
         if previous is not None:
@@ -265,7 +263,7 @@ def _credit_once(*, customer, currency, amount, kind, lookup: dict, description:
     currency = (currency or "").upper()
     amount = _money(amount, currency=currency, field="amount")
     with transaction.atomic():
-        customer = _lock_customer(customer)
+        customer = customer_lock(customer.pk)
         previous = CustomerBalanceTransaction.objects.filter(kind=kind, **lookup).first()
         if previous is not None:
             if (previous.customer_id, previous.currency, previous.amount) != (customer.pk, currency, amount):
@@ -307,14 +305,14 @@ def invoice_credits_return(*, customer: Customer, currency: str, invoice_id, act
     currency = (currency or "").upper()
     invoice_id = str(invoice_id)
     with transaction.atomic():
-        customer = _lock_customer(customer)
+        customer = customer_lock(customer.pk)
         prepaid = Decimal(0)
         usages = CreditGrantUsage.objects.select_for_update().filter(
             grant__customer=customer, grant__currency=currency, invoice_id=invoice_id, returned_at__isnull=True
         ).order_by("grant_id")
         now = timezone.now()
         for usage in usages:
-            grant = CreditGrant.objects.select_for_update().get(pk=usage.grant_id)
+            grant = row_lock(CreditGrant, usage.grant_id)
             grant.remaining += usage.amount
             grant.save(update_fields=["remaining", "updated_at"])
             usage.returned_at = now
@@ -346,7 +344,7 @@ def balance_adjust(*, customer: Customer, currency: str, amount, description: st
     if not (description or "").strip():
         raise ApplicationError("A description is required.", fields={"description": ["required"]})
     with transaction.atomic():
-        customer = _lock_customer(customer)
+        customer = customer_lock(customer.pk)
         balance = _balance(customer, currency)
         if balance + amount < 0:
             raise ConflictError(f"The {currency} credit balance is {balance}; it cannot go below zero.",

@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from common.audit import actor_label, actor_user, audit_record
 from common.errors import ApplicationError, ConflictError
+from common.locks import row_lock
 from customers.models import Customer
 from dunning import decline_codes, schedule
 from dunning.models import (LIVE_CASE_STATUSES, CaseStatus, DunningCase, DunningPolicy, DunningStep, FinalAction,
@@ -394,8 +395,8 @@ def dunning_retry_now(*, case_id: int, payment_method_id: int | None = None, rul
     now = dunning_now()
     with transaction.atomic():
         invoice_id = DunningCase.objects.values_list("invoice_id", flat=True).get(pk=case_id)
-        Invoice.objects.select_for_update(of=("self",)).get(pk=invoice_id)
-        case = DunningCase.objects.select_for_update(of=("self",)).get(pk=case_id)
+        row_lock(Invoice, invoice_id)
+        case = row_lock(DunningCase, case_id)
         if case.status not in LIVE_CASE_STATUSES:
             raise ConflictError(f"Dunning case {case.pk} is {case.status}.", code="invalid_state",
                                 fields={"status": [case.status]})
@@ -415,8 +416,8 @@ def dunning_step_run(*, step_id: int) -> str | None:
         row = DunningStep.objects.filter(pk=step_id).values("case_id", "case__invoice_id").first()
         if row is None:
             return None
-        Invoice.objects.select_for_update(of=("self",)).get(pk=row["case__invoice_id"])
-        case = DunningCase.objects.select_for_update(of=("self",)).select_related("policy", "customer").get(pk=row["case_id"])
+        row_lock(Invoice, row["case__invoice_id"])
+        case = row_lock(DunningCase, row["case_id"], related=("policy", "customer"))
         step = DunningStep.objects.select_for_update(skip_locked=True).filter(pk=step_id, status=StepStatus.SCHEDULED).first()
         if step is None:
             return None

@@ -51,6 +51,7 @@ from invoicing.segments import (ChargesByVersion, Segment, VersionRun, changes_b
 from invoicing.services import invoices_auto_finalize
 from invoicing.totals import TotalsPreview, line_discountable
 from subscriptions.fees import base_fee_amount
+from subscriptions.locks import subscriptions_lock
 from subscriptions.models import ProrationItem, ProrationKind, Subscription, SubscriptionChange
 from subscriptions.periods import prorate
 from usage.selectors import subscriptions_with_unbilled_late_usage, usage_aggregate_windows, usage_event_values
@@ -124,7 +125,7 @@ def invoice_subscription_now(*, subscription: Subscription, on_date: date, reaso
     an in-arrears base fee for those days, the pending proration items and late usage, on one
     invoice; `usage_billed_through` moves to `on_date`. Returns None when there is nothing to bill."""
     with transaction.atomic():
-        sub = _lock_subscriptions([subscription.pk])[0]
+        sub = subscriptions_lock([subscription.pk])[0]
         interval = sub.plan_version.plan.interval
         spans = closures_until(start_date=sub.start_date, trial_end_date=sub.trial_end_date, end_date=sub.end_date,
                                usage_billed_through=sub.usage_billed_through, interval=interval,
@@ -167,14 +168,6 @@ def invoice_subscription_now(*, subscription: Subscription, on_date: date, reaso
 def _effective_as_of(as_of: date, now: datetime | None, tz: str) -> date:
     """With `now`, a period closes only once its end (local midnight) has passed in `tz`."""
     return as_of if now is None else min(as_of, local_date(now, tz))
-
-
-def _lock_subscriptions(ids) -> list[Subscription]:
-    """Lock in pk order WITHOUT joins, then read the rows with their relations. A FOR UPDATE joined to
-    plan_version silently drops a row whose plan changed concurrently (PostgreSQL rechecks the join
-    against the old joined row), which would skip a subscription."""
-    locked = list(Subscription.objects.select_for_update().filter(pk__in=list(ids)).order_by("pk").values_list("pk", flat=True))
-    return list(Subscription.objects.select_related("customer", "plan_version__plan").filter(pk__in=locked).order_by("pk"))
 
 
 @dataclass
@@ -222,7 +215,7 @@ def _finished(sub: Subscription) -> bool:
 
 def _bill_chunk(ids: list[int], *, as_of: date, now, run: BillingRun, result: RunResult) -> None:
     with transaction.atomic():
-        subs = _lock_subscriptions(ids)
+        subs = subscriptions_lock(ids)
         _apply_pending_changes(subs, as_of=as_of, now=now)
         plans: dict[int, _Plan] = {}
         for sub in subs:

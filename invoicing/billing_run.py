@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from common.audit import actor_label
 from common.errors import ConflictError
+from common.locks import row_lock
 from invoicing import billing
 from invoicing.models import BillingRun, BillingRunChunk, BillingRunStatus, Invoice, InvoiceStatus
 from subscriptions.models import Subscription
@@ -132,7 +133,7 @@ def billing_run_complete(run_id: int) -> BillingRun:
             invoices_auto_finalize(today=run.as_of, invoice_ids=drafts[start:start + FINALIZE_SLICE])
             _heartbeat(run_id)
     with transaction.atomic():
-        run = BillingRun.objects.select_for_update().get(pk=run_id)
+        run = row_lock(BillingRun, run_id)
         if run.status in ACTIVE:
             # Counted from the invoices themselves: a run taken over also owns the drafts its dead
             # process created before it recorded progress.
@@ -195,7 +196,7 @@ def _plan(run_id: int, *, due: tuple[int, list[int]] | None = None) -> bool:
     # A load minutes before the run must not leave the chunks' plans to autovacuum (issue 20).
     usage_statistics_refresh()
     with transaction.atomic():
-        run = BillingRun.objects.select_for_update().get(pk=run_id)
+        run = row_lock(BillingRun, run_id)
         if run.status not in ACTIVE:
             return False
         if run.status == BillingRunStatus.QUEUED or (run.chunks_total == 0 and not run.chunks.exists()):

@@ -36,6 +36,7 @@ from django.utils import timezone
 from catalog.taxes import tax_at_rate
 from common.audit import actor_label, actor_user, audit_record
 from common.errors import ApplicationError, ConflictError
+from common.locks import row_lock
 from common.money import currency_exponent, format_money, parse_decimal, quantize_money
 from common.timeutil import local_date
 from invoicing.models import (CreditNote, CreditNoteLine, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceLine,
@@ -160,7 +161,7 @@ def credit_note_create(*, invoice: Invoice, amount=None, lines: list[dict] | Non
     if outcome is not None and outcome not in CreditNoteOutcome.values:
         raise ApplicationError(f"Unknown outcome '{outcome}'.", fields={"outcome": ["invalid choice"]})
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).select_related("customer").get(pk=invoice.pk)
+        invoice = row_lock(Invoice, invoice.pk, related=("customer",))
         if invoice.status not in CREDITABLE_STATES:
             raise ConflictError(f"Only a finalized or paid invoice can be credited; this invoice is {invoice.status}.",
                                 code="invalid_state")
@@ -282,7 +283,7 @@ def credit_note_void(*, credit_note: CreditNote, actor=None, reason: str = "") -
     from customers.services import balance_adjust
 
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=credit_note.invoice_id)
+        invoice = row_lock(Invoice, credit_note.invoice_id)
         note = CreditNote.objects.select_for_update().select_related("customer").get(pk=credit_note.pk)
         if note.status != CreditNoteStatus.ISSUED:
             raise ConflictError(f"Credit note {note.number} is {note.status}.", code="invalid_state")

@@ -29,6 +29,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from common.errors import ConflictError
+from common.locks import row_lock
 from common.money import Formatter, document_locale, money_decimal as _dec, quantize_money  # noqa: F401 (re-exported)
 from invoicing.models import CreditNote, CreditNoteOutcome, Invoice, InvoiceStatus, LineKind
 
@@ -313,7 +314,7 @@ def invoice_pdf_store(*, invoice: Invoice) -> Invoice:
         return invoice
     content = render_invoice_pdf(invoice)
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        invoice = row_lock(Invoice, invoice.pk)
         if invoice.pdf:
             return invoice
         invoice.pdf.save(invoice_pdf_filename(invoice), ContentFile(content), save=False)
@@ -396,7 +397,7 @@ def credit_note_pdf_store(*, credit_note: CreditNote) -> CreditNote:
         return credit_note
     content = render_credit_note_pdf(credit_note)
     with transaction.atomic():
-        credit_note = CreditNote.objects.select_for_update(of=("self",)).select_related("invoice").get(pk=credit_note.pk)
+        credit_note = row_lock(CreditNote, credit_note.pk, related=("invoice",))
         if credit_note.pdf:
             return credit_note
         credit_note.pdf.save(credit_note_pdf_filename(credit_note), ContentFile(content), save=False)

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from common.audit import actor_label, actor_user, audit_bulk_create, audit_record
 from common.errors import ApplicationError, ConflictError
+from common.locks import row_lock
 from common.models import AuditEvent
 from common.money import money_quantum, quantize_money
 from customers.services import invoice_credits_return
@@ -187,8 +188,7 @@ def invoice_finalize(*, invoice: Invoice, actor=None, rule: str = "manual", inpu
     snapshot and the totals, set the issue date (the day it is finalized: `today`, default the
     customer's local date) and the due date (issue date + net terms)."""
     with transaction.atomic():
-        invoice = (Invoice.objects.select_for_update(of=("self",))
-                   .select_related("customer", "subscription__plan_version").get(pk=invoice.pk))
+        invoice = row_lock(Invoice, invoice.pk, related=("customer", "subscription__plan_version"))
         if invoice.status != InvoiceStatus.DRAFT:
             raise ConflictError(f"Only a draft can be finalized; this invoice is {invoice.status}.", code="invalid_state")
         if invoice.needs_review:
@@ -341,7 +341,7 @@ def _save_finalized(invoices: list[Invoice]) -> None:
 def invoice_approve(*, invoice: Invoice, actor=None, finalize: bool = True) -> Invoice:
     """A finance user clears a flagged draft; by default it is finalized in the same transaction."""
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        invoice = row_lock(Invoice, invoice.pk)
         if invoice.status != InvoiceStatus.DRAFT or not invoice.needs_review:
             raise ConflictError("Only a draft waiting for review can be approved.", code="invalid_state")
         invoice.needs_review = False
@@ -362,7 +362,7 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
     The credit balance and prepaid credit it used go back to the customer; coupon periods stay used.
     The billing cursors stay where they are: voided charges are not re-billed automatically."""
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        invoice = row_lock(Invoice, invoice.pk)
         if invoice.status not in (InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
             raise ConflictError(f"A {invoice.status} invoice cannot be voided.", code="invalid_state")
         if invoice.amount_paid > 0:
@@ -384,7 +384,7 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
 
 def invoice_mark_uncollectible(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        invoice = row_lock(Invoice, invoice.pk)
         if invoice.status != InvoiceStatus.FINALIZED:
             raise ConflictError(f"Only a finalized invoice can be marked uncollectible; this one is {invoice.status}.",
                                 code="invalid_state", fields={"invoice": [f"invoice is {invoice.status}"]})
@@ -409,7 +409,7 @@ def invoice_mark_paid(*, invoice: Invoice, amount: Decimal | None = None, paid_o
     it): it subscribes to `invoice.payment_recorded` and writes its `Payment` row in this
     transaction from the event's inputs (amount, date, reference, method)."""
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        invoice = row_lock(Invoice, invoice.pk)
         return invoice_payment_apply(invoice=invoice, amount=amount, paid_on=paid_on, reference=reference,
                                      actor=actor, rule="manual_payment", inputs={"method": method})
 

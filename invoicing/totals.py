@@ -286,6 +286,7 @@ def totals_inputs(*, customer, subscription, currency: str, issue_date, lock: bo
     before the customer row, the lock order every finalize path uses). `coupons` / `credit` False
     skip the queries for a customer known to have none (batch paths)."""
     from catalog.selectors import coupon_redemptions_for_invoice
+    from customers.locks import customer_lock
     from customers.selectors import customer_credit_balance, prepaid_credit_available
 
     inputs = TotalsInputs()
@@ -295,9 +296,7 @@ def totals_inputs(*, customer, subscription, currency: str, issue_date, lock: bo
     inputs.tax = (tax_cache or TaxCache()).get(customer, issue_date)
     if credit:
         if lock:
-            from customers.models import Customer
-
-            list(Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk", flat=True))
+            customer_lock(customer.pk)
         inputs.credit_balance = max(customer_credit_balance(customer=customer, currency=currency), ZERO)
         inputs.prepaid_available = prepaid_credit_available(customer=customer, currency=currency, on=credit_on)
     return inputs

@@ -33,7 +33,9 @@ from django.utils import timezone
 
 from common.audit import actor_label, actor_user, audit_record
 from common.errors import ApplicationError, ConflictError
+from common.locks import row_lock
 from common.money import quantize_money
+from customers.locks import customer_lock
 from customers.models import Customer
 from invoicing.models import CreditNote, Invoice, InvoiceStatus
 from invoicing.services import invoice_payment_apply, invoice_payment_check, invoice_payment_reverse
@@ -61,7 +63,7 @@ def stripe_customer_ensure(*, customer: Customer) -> str:
     except gateway.GatewayError as exc:
         raise ApplicationError(f"Stripe is unavailable: {exc.message}", code="gateway_error", status_code=502) from exc
     with transaction.atomic():
-        locked = Customer.objects.select_for_update(of=("self",)).get(pk=customer.pk)
+        locked = customer_lock(customer.pk)
         if not locked.stripe_customer_id:
             locked.stripe_customer_id = stripe_id
             locked.save(update_fields=["stripe_customer_id", "updated_at"])
@@ -84,7 +86,7 @@ def payment_method_attach(*, customer: Customer, stripe_payment_method: str, def
         raise ApplicationError(f"Stripe refused the payment method: {exc.message}", code="invalid_payment_method",
                                fields={"stripe_payment_method": [exc.message]}, status_code=status) from exc
     with transaction.atomic():
-        customer = Customer.objects.select_for_update(of=("self",)).get(pk=customer.pk)
+        customer = customer_lock(customer.pk)
         if default:
             PaymentMethod.objects.filter(customer=customer, is_default=True).update(is_default=False)
         method, _ = PaymentMethod.objects.update_or_create(
@@ -104,7 +106,7 @@ def payment_method_detach(*, payment_method: PaymentMethod, actor=None) -> Payme
     except gateway.GatewayError as exc:
         logger.warning("detaching %s in Stripe failed: %s", payment_method.stripe_payment_method, exc.message)
     with transaction.atomic():
-        method = PaymentMethod.objects.select_for_update().get(pk=payment_method.pk)
+        method = row_lock(PaymentMethod, payment_method.pk)
         method.detached_at = timezone.now()
         method.is_default = False
         method.save(update_fields=["detached_at", "is_default", "updated_at"])
@@ -159,7 +161,7 @@ def _attempt_create_locked(*, invoice: Invoice, payment_method: PaymentMethod | 
 def payment_attempt_create(*, invoice: Invoice, payment_method: PaymentMethod | None = None, actor=None,
                            rule: str = RULE_RETRY_NOW) -> PaymentAttempt:
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        invoice = row_lock(Invoice, invoice.pk)
         try:
             with transaction.atomic():
                 return _attempt_create_locked(invoice=invoice, payment_method=payment_method, actor=actor, rule=rule,
@@ -234,8 +236,8 @@ def payment_attempt_resolve(*, attempt_id, result: gateway.ChargeResult, actor=N
     """Record a charge outcome once. `source` is "charge" (the synchronous answer) or "webhook"."""
     with transaction.atomic():
         invoice_id = PaymentAttempt.objects.values_list("invoice_id", flat=True).get(pk=attempt_id)
-        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice_id)
-        attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
+        invoice = row_lock(Invoice, invoice_id)
+        attempt = row_lock(PaymentAttempt, attempt_id)
         if attempt.status == AttemptStatus.SUCCEEDED:
             return attempt
         if attempt.status == AttemptStatus.FAILED and not result.succeeded:
@@ -311,7 +313,7 @@ def payment_record_manual(*, invoice: Invoice, amount: Decimal | None, paid_on: 
         raise ApplicationError(f"Unknown manual payment method '{method}'.",
                                fields={"method": [f"must be one of {', '.join(MANUAL_METHODS)}"]})
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice.pk)
+        invoice = row_lock(Invoice, invoice.pk)
         if currency and currency.upper() != invoice.currency:
             raise ApplicationError(f"The invoice is in {invoice.currency}, not {currency}.", code="currency_mismatch",
                                    fields={"currency": [f"must be {invoice.currency}"]})
@@ -428,8 +430,8 @@ def refund_execute(*, refund_id: int) -> Refund:
     except gateway.GatewayError as exc:
         result = gateway.RefundResult(status="failed", message=exc.message)
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        payment = row_lock(Payment, payment.pk)
+        refund = row_lock(Refund, refund_id)
         if refund.status != RefundStatus.PENDING:
             return refund
         if result.status == "failed":
@@ -451,8 +453,8 @@ def refund_record_external(*, payment: Payment, stripe_total_refunded: Decimal, 
     """`charge.refunded`: Stripe says more was refunded than we know of (a refund made in Stripe's
     dashboard): record the difference. Our own refunds already count, so a repeat changes nothing."""
     with transaction.atomic():
-        Invoice.objects.select_for_update(of=("self",)).get(pk=payment.invoice_id)
-        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        row_lock(Invoice, payment.invoice_id)
+        payment = row_lock(Payment, payment.pk)
         missing = min(stripe_total_refunded, payment.amount) - payment.amount_refunded
         if missing <= 0:
             Refund.objects.filter(payment=payment, status=RefundStatus.PENDING).exclude(stripe_refund="").update(
@@ -471,8 +473,8 @@ def payment_dispute_open(*, payment: Payment, amount: Decimal, dispute_id: str, 
     """`charge.dispute.created`: the disputed amount is due again and the invoice is flagged.
     Once per payment (a replayed or second dispute event changes nothing)."""
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=payment.invoice_id)
-        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        invoice = row_lock(Invoice, payment.invoice_id)
+        payment = row_lock(Payment, payment.pk)
         if payment.disputed_at is not None or payment.status not in (PaymentStatus.SUCCEEDED,
                                                                         PaymentStatus.PARTIALLY_REFUNDED):
             return False

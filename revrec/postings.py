@@ -40,6 +40,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from common.locks import row_lock
 from common.models import AuditEvent
 from common.money import quantize_money
 from invoicing.models import CreditNote, CreditNoteLine, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceLine
@@ -404,7 +405,7 @@ def post_credit_note_void(note: CreditNote) -> bool:
             signed = line.debit - line.credit
             account = line.account
             if line.obligation_id and account in (Account.DEFERRED_REVENUE, Account.UNBILLED_RECEIVABLE):
-                obligation = PerformanceObligation.objects.select_for_update().get(pk=line.obligation_id)
+                obligation = row_lock(PerformanceObligation, line.obligation_id)
                 open_rows = list(ScheduleEntry.objects.select_for_update().filter(
                     obligation=obligation, posted_entry__isnull=True, month__gte=month).order_by("month", "pk"))
                 if open_rows:

@@ -44,6 +44,7 @@ from catalog.models import Plan, PlanVersion
 from common.audit import actor_label, audit_record
 from common.errors import ApplicationError, ConflictError, NotFoundError
 from customers.models import Customer
+from subscriptions.locks import subscription_lock
 from subscriptions.models import (
     LIVE_STATUSES,
     BillingTime,
@@ -74,12 +75,6 @@ def _check_timing(field: str, value: str | None, *, optional: bool = False) -> N
     if (value is None and optional) or value in EFFECTIVE_CHOICES:
         return
     raise ApplicationError(f"{field} must be one of {EFFECTIVE_CHOICES}.", fields={field: ["invalid"]})
-
-
-def _lock(subscription: Subscription) -> Subscription:
-    # No select_related here: with a join, PostgreSQL re-checks a row updated by the transaction we
-    # waited for against the OLD joined rows (EvalPlanQual) and drops it when plan_version changed.
-    return Subscription.objects.select_for_update().get(pk=subscription.pk)
 
 
 def _today(subscription: Subscription, today: date | None) -> date:
@@ -312,7 +307,7 @@ def subscription_activate(*, subscription: Subscription, on: date | None = None,
     ends the trial early (trial_end_date moves to `on`)."""
     label = actor_label(actor)
     with transaction.atomic():
-        sub = _lock(subscription)
+        sub = subscription_lock(subscription.pk)
         today = _today(sub, today)
         on = on or today
         if sub.status != SubscriptionStatus.TRIALING:
@@ -374,7 +369,7 @@ def subscription_change_plan(*, subscription: Subscription, plan_code: str, plan
     _check_timing("effective", effective, optional=True)
     label = actor_label(actor)
     with transaction.atomic():
-        sub = _lock(subscription)
+        sub = subscription_lock(subscription.pk)
         today = _today(sub, today)
         _apply_due(sub, on=today)
         _require_live(sub, "change the plan of")
@@ -438,7 +433,7 @@ def subscription_change_quantity(*, subscription: Subscription, quantity: int, e
         raise ApplicationError("quantity must be at least 1.", fields={"quantity": ["must be >= 1"]})
     label = actor_label(actor)
     with transaction.atomic():
-        sub = _lock(subscription)
+        sub = subscription_lock(subscription.pk)
         today = _today(sub, today)
         _apply_due(sub, on=today)
         _require_live(sub, "change the seats of")
@@ -488,7 +483,7 @@ def subscription_apply_pending_changes(*, subscription: Subscription, on: date, 
     cancellations at period end). The billing run calls this with the closing period's end before
     billing the next period. Idempotent."""
     with transaction.atomic():
-        sub = _lock(subscription)
+        sub = subscription_lock(subscription.pk)
         return _apply_due(sub, on=on, actor=actor_label(actor))
 
 
@@ -513,7 +508,7 @@ def subscription_cancel(*, subscription: Subscription, at: str = PERIOD_END, on:
     _check_timing("at", at)
     label = actor_label(actor)
     with transaction.atomic():
-        sub = _lock(subscription)
+        sub = subscription_lock(subscription.pk)
         today = _today(sub, today)
         _apply_due(sub, on=today)
         _require_live(sub, "cancel")
@@ -572,7 +567,7 @@ def subscription_end(*, subscription: Subscription, on: date | None = None, toda
     today). No credit is issued (use an immediate cancel for that)."""
     label = actor_label(actor)
     with transaction.atomic():
-        sub = _lock(subscription)
+        sub = subscription_lock(subscription.pk)
         today = _today(sub, today)
         _require_live(sub, "end")
         on = on or today
@@ -597,7 +592,7 @@ def subscription_set_past_due(*, subscription: Subscription, past_due: bool, act
                       else (SubscriptionStatus.PAST_DUE, SubscriptionStatus.ACTIVE))
     label = actor_label(actor)
     with transaction.atomic():
-        sub = _lock(subscription)
+        sub = subscription_lock(subscription.pk)
         if sub.status == target:
             return sub
         if sub.status != source:

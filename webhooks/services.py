@@ -14,6 +14,7 @@ from django.utils import timezone
 from common.audit import actor_label, actor_user, audit_record
 from common.errors import ApplicationError, ConflictError
 from common.groups import FINANCE_ADMIN
+from common.locks import row_lock
 from webhooks import signing, transport
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.outbox import EVENT_TYPES
@@ -51,7 +52,7 @@ def webhook_endpoint_create(*, url: str, events: list[str] | None = None, descri
 def webhook_endpoint_update(*, endpoint: WebhookEndpoint, actor=None, **changes) -> WebhookEndpoint:
     """PATCH: url, events, description, enabled. Enabling again clears the failure streak."""
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        endpoint = row_lock(WebhookEndpoint, endpoint.pk)
         updated = []
         if "url" in changes:
             endpoint.url = clean_url(changes["url"])
@@ -92,7 +93,7 @@ def _finance_admin_emails() -> list[str]:
 def webhook_endpoint_disable_failing(*, endpoint: WebhookEndpoint, as_of: datetime) -> WebhookEndpoint:
     """The sweeper's rule: failing for WEBHOOKS_DISABLE_AFTER_DAYS days → disabled, finance told."""
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        endpoint = row_lock(WebhookEndpoint, endpoint.pk)
         if not endpoint.enabled:
             return endpoint
         since = endpoint.failing_since

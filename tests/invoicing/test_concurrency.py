@@ -123,7 +123,7 @@ def test_lock_keeps_a_subscription_whose_plan_changed_while_waiting():
     joined to plan_version would silently drop it after the change commits)."""
     from django.db import transaction
 
-    from invoicing.billing import _lock_subscriptions
+    from subscriptions.locks import subscriptions_lock
 
     (sub,) = _subscriptions(1)
     other = PlanVersionFactory(amount=Decimal("20"), plan__currency="USD")
@@ -138,7 +138,7 @@ def test_lock_keeps_a_subscription_whose_plan_changed_while_waiting():
     def bill():
         changed.wait(10)
         with transaction.atomic():
-            locked.extend(_lock_subscriptions([sub.pk]))
+            locked.extend(subscriptions_lock([sub.pk]))
 
     errors = _in_threads(lambda fn: fn(), [(change_plan,), (bill,)])
     assert errors == []
