@@ -11,9 +11,9 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from common.models import TimestampedModel
+from common.money import MONEY_FIELD, PERCENT_FIELD, PRICE_FIELD
 from customers.models import validate_currency
 
-PRICE_FIELD = dict(max_digits=28, decimal_places=12)
 
 
 class Aggregation(models.TextChoices):
@@ -159,9 +159,6 @@ class Charge(TimestampedModel):
 
 
 # --- taxes ---------------------------------------------------------------------------------------
-
-MONEY_FIELD = dict(max_digits=20, decimal_places=4)  # stored amounts; quantized to the currency's exponent
-PERCENT_FIELD = dict(max_digits=7, decimal_places=4)
 
 
 class TaxRate(TimestampedModel):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING
 
-from common.money import currency_exponent, parse_decimal, quantize_money
+from common.money import format_price, format_quantity, parse_decimal, quantize_money
 
 if TYPE_CHECKING:  # pragma: no cover
     from catalog.models import Charge
@@ -53,12 +53,12 @@ class TierBreakdown:
 
     def as_dict(self) -> dict:
         return {
-            "from": _plain(self.from_unit),
-            "to": None if self.to_unit is None else _plain(self.to_unit),
-            "units": _plain(self.units),
-            "unit_amount": _plain(self.unit_amount),
-            "flat_amount": _plain(self.flat_amount),
-            "amount": _plain(self.amount),
+            "from": format_quantity(self.from_unit),
+            "to": None if self.to_unit is None else format_quantity(self.to_unit),
+            "units": format_quantity(self.units),
+            "unit_amount": format_quantity(self.unit_amount),
+            "flat_amount": format_quantity(self.flat_amount),
+            "amount": format_quantity(self.amount),
         }
 
 
@@ -78,9 +78,9 @@ class RatedCharge:
     def as_dict(self) -> dict:
         return {
             "model": self.model,
-            "quantity": _plain(self.quantity),
+            "quantity": format_quantity(self.quantity),
             "amount": f"{self.amount:f}",
-            "unit_amount": None if self.unit_amount is None else _plain(self.unit_amount),
+            "unit_amount": None if self.unit_amount is None else format_quantity(self.unit_amount),
             "tiers": [t.as_dict() for t in self.tiers],
             "description": self.description,
         }
@@ -162,27 +162,13 @@ def rate_projected(*, model: str, properties: dict, quantity: Decimal, currency:
     return quantize_money(rated.unrounded_amount + billable * fee, currency)
 
 
-def format_price(value: Decimal, currency: str) -> str:
-    """A price for people: at least the currency's decimals, more only when the price has them
-    ("40.00", "0.004", "1500" for JPY)."""
-    exponent = currency_exponent(currency)
-    normalized = value.normalize()
-    if -normalized.as_tuple().exponent <= exponent:
-        return f"{quantize_money(value, currency):f}"  # only pads with zeros: nothing is rounded here
-    return f"{normalized:f}"
-
-
-def format_quantity(value: Decimal) -> str:
-    return _plain(value)
-
-
 # --- models --------------------------------------------------------------------------------------
 
 def _standard(props: Mapping, q: Decimal, currency: str):
     unit = _dec(props.get("unit_amount"), "unit_amount")
     amount = q * unit
     row = TierBreakdown(from_unit=ZERO, to_unit=None, units=q, unit_amount=unit, flat_amount=ZERO, amount=amount)
-    return amount, unit, [row], f"{_plain(q)} × {format_price(unit, currency)}"
+    return amount, unit, [row], f"{format_quantity(q)} × {format_price(unit, currency)}"
 
 
 def _package(props: Mapping, q: Decimal, currency: str):
@@ -201,9 +187,9 @@ def _package(props: Mapping, q: Decimal, currency: str):
     if billable > 0:
         rows.append(TierBreakdown(from_unit=free, to_unit=None, units=billable, unit_amount=ZERO,
                                   flat_amount=amount, amount=amount))
-    text = f"{_plain(packages)} × {format_price(price, currency)} (packages of {_plain(size)})"
+    text = f"{format_quantity(packages)} × {format_price(price, currency)} (packages of {format_quantity(size)})"
     if free > 0:
-        text += f", {_plain(free)} free"
+        text += f", {format_quantity(free)} free"
     return amount, None, rows, text
 
 
@@ -237,7 +223,7 @@ def _graduated(props: Mapping, q: Decimal, currency: str):
         amount = units * unit + flat
         rows.append(TierBreakdown(from_unit=low, to_unit=high, units=units, unit_amount=unit, flat_amount=flat,
                                   amount=amount))
-        parts.append(f"{_plain(units)} × {format_price(unit, currency)}")
+        parts.append(f"{format_quantity(units)} × {format_price(unit, currency)}")
         if flat:
             parts.append(f"{format_price(flat, currency)} flat")
     total = sum((r.amount for r in rows), ZERO)
@@ -251,7 +237,7 @@ def _volume(props: Mapping, q: Decimal, currency: str):
         return ZERO, unit, [], "no usage"
     amount = q * unit + flat
     row = TierBreakdown(from_unit=low, to_unit=high, units=q, unit_amount=unit, flat_amount=flat, amount=amount)
-    text = f"{_plain(q)} × {format_price(unit, currency)}"
+    text = f"{format_quantity(q)} × {format_price(unit, currency)}"
     if flat:
         text += f" + {format_price(flat, currency)} flat"
     return amount, unit, [row], text
@@ -292,7 +278,7 @@ def _percentage(props: Mapping, q: Decimal, currency: str, event_count: int,
     rate_amount = volume * fraction
     rows.append(TierBreakdown(from_unit=ZERO, to_unit=None, units=volume, unit_amount=fraction, flat_amount=ZERO,
                               amount=rate_amount))
-    text = f"{_plain(rate_pct)}% × {format_price(volume, currency)}"
+    text = f"{format_quantity(rate_pct)}% × {format_price(volume, currency)}"
     if fixed and billed_events:
         rows.append(TierBreakdown(from_unit=ZERO, to_unit=None, units=Decimal(billed_events), unit_amount=fixed,
                                   flat_amount=ZERO, amount=fixed * billed_events))
@@ -319,11 +305,3 @@ def _dec(value: object, name: str) -> Decimal:
 
 def _optional_dec(value: object, name: str) -> Decimal | None:
     return None if value is None or value == "" else _dec(value, name)
-
-
-def _plain(value: Decimal) -> str:
-    """Exact decimal string without exponent or needless trailing zeros ("50", "0.004")."""
-    if value == 0:
-        return "0"
-    normalized = value.normalize()
-    return f"{normalized:f}"

@@ -3,11 +3,10 @@
 from rest_framework import serializers
 
 from catalog.models import Aggregation, BillableMetric, ChargeModel, Interval, PlanVersion
-from catalog.rating import format_price
-from common.money import format_money
+from common.money import MONEY_FIELD, PERCENT_FIELD, PRICE_FIELD, format_money, format_price
 from common.serializer_fields import INT32_MAX, MAX_TRIAL_DAYS, BoundedDateField, CurrencyField
 
-PRICE_KWARGS = dict(max_digits=28, decimal_places=12, min_value=0)
+PRICE_KWARGS = dict(**PRICE_FIELD, min_value=0)
 
 
 class BillableMetricSerializer(serializers.ModelSerializer):
@@ -104,7 +103,7 @@ from catalog.models import Coupon, CouponDuration, CouponKind, CouponRedemption,
 
 
 class TaxRateSerializer(serializers.ModelSerializer):
-    rate = serializers.DecimalField(max_digits=7, decimal_places=4)
+    rate = serializers.DecimalField(**PERCENT_FIELD)
     valid_from = BoundedDateField(required=False, allow_null=True)
     valid_to = BoundedDateField(required=False, allow_null=True)
 
@@ -119,9 +118,9 @@ class CouponCreateSerializer(serializers.Serializer):
     code = serializers.CharField(max_length=120)
     name = serializers.CharField(max_length=255)
     kind = serializers.ChoiceField(choices=CouponKind.choices)
-    amount_off = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True, default=None)
+    amount_off = serializers.DecimalField(**MONEY_FIELD, required=False, allow_null=True, default=None)
     currency = serializers.CharField(required=False, allow_blank=True, default="")
-    percent_off = serializers.DecimalField(max_digits=7, decimal_places=4, required=False, allow_null=True,
+    percent_off = serializers.DecimalField(**PERCENT_FIELD, required=False, allow_null=True,
                                            default=None)
     duration = serializers.ChoiceField(choices=CouponDuration.choices, required=False, default="once")
     duration_periods = serializers.IntegerField(required=False, allow_null=True, default=None, max_value=INT32_MAX)

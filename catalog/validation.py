@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from catalog.rating import format_quantity
 from common.errors import ApplicationError
-from common.money import UNIT_PRICE_PLACES, currency_exponent, parse_decimal
+from common.money import UNIT_PRICE_PLACES, currency_exponent, format_quantity, parse_decimal
 
 MAX_INTEGER_DIGITS = 16  # PRICE_FIELD: 28 digits, 12 of them decimals
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,119}$")

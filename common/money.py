@@ -14,12 +14,24 @@ from babel import Locale, UnknownLocaleError
 from babel.languages import get_official_languages
 from babel.numbers import format_currency, format_decimal, format_percent, get_currency_precision, list_currencies
 
+from common.errors import ApplicationError
+
 UNIT_PRICE_PLACES = 12
 UNIT_PRICE_QUANTUM = Decimal(1).scaleb(-UNIT_PRICE_PLACES)
 # Stored amount columns keep 4 places: enough for every ISO 4217 exponent (max 4, CLF/UYW).
 AMOUNT_DECIMAL_PLACES = 4
 AMOUNT_MAX_DIGITS = 20
 UNIT_PRICE_MAX_DIGITS = 28
+
+# --- column specs: every DecimalField (model or serializer) of these kinds uses one of them ---------
+# Stored amounts, quantized to the currency's exponent.
+MONEY_FIELD = dict(max_digits=AMOUNT_MAX_DIGITS, decimal_places=AMOUNT_DECIMAL_PLACES)
+# Unit prices (DESIGN.md §2: up to 12 decimal places).
+PRICE_FIELD = dict(max_digits=UNIT_PRICE_MAX_DIGITS, decimal_places=UNIT_PRICE_PLACES)
+# Quantities of usage (aggregates of event values).
+QUANTITY_FIELD = dict(max_digits=38, decimal_places=12)
+# Percentages (tax rates, percent-off coupons): "8.25" means 8.25 %.
+PERCENT_FIELD = dict(max_digits=7, decimal_places=4)
 
 # ISO 4217 codes that are funds or metals, not currencies anyone invoices in.
 _NOT_INVOICEABLE = {"XAU", "XAG", "XPT", "XPD", "XDR", "XBA", "XBB", "XBC", "XBD", "XSU", "XUA", "XTS", "XXX"}
@@ -89,9 +101,46 @@ def parse_decimal(value: object) -> Decimal | None:
     return result if result.is_finite() else None
 
 
+def money_input(value: object, *, currency: str, field: str, positive: bool = True,
+                allow_negative: bool = False) -> Decimal:
+    """An amount typed or posted by a person or a client → an exact Decimal in `currency`, or a 400
+    naming `field`: a decimal (floats refused, not converted), a valid currency, at most the
+    currency's decimal places, more than 0 (`positive`), else not negative unless `allow_negative`."""
+    amount = None if isinstance(value, float) else parse_decimal(value)
+    if amount is None:
+        raise ApplicationError(f"{field} must be a decimal amount.", fields={field: ["not a decimal"]})
+    if not is_valid_currency(currency):
+        raise ApplicationError(f"'{currency}' is not an ISO 4217 currency code.", fields={"currency": ["invalid"]})
+    if quantize_money(amount, currency) != amount:
+        raise ApplicationError(f"{field}: at most {currency_exponent(currency)} decimal places for {currency}.",
+                               fields={field: ["too many decimal places"]})
+    if positive and amount <= 0:
+        raise ApplicationError(f"{field} must be more than 0.", fields={field: ["not positive"]})
+    if not positive and not allow_negative and amount < 0:
+        raise ApplicationError(f"{field} must not be negative.", fields={field: ["negative"]})
+    return quantize_money(amount, currency)
+
+
 def format_money(amount: Decimal, currency: str) -> str:
     """Canonical API string in major units with the currency's exponent: "720.00", "1500" (JPY)."""
     return f"{quantize_money(amount, currency):f}"
+
+
+def format_price(value: Decimal, currency: str) -> str:
+    """A price for people: at least the currency's decimals, more only when the price has them
+    ("40.00", "0.004", "1500" for JPY)."""
+    exponent = currency_exponent(currency)
+    normalized = value.normalize()
+    if -normalized.as_tuple().exponent <= exponent:
+        return f"{quantize_money(value, currency):f}"  # only pads with zeros: nothing is rounded here
+    return f"{normalized:f}"
+
+
+def format_quantity(value: Decimal) -> str:
+    """Exact decimal string without exponent or needless trailing zeros ("50", "0.004")."""
+    if value == 0:
+        return "0"
+    return f"{value.normalize():f}"
 
 
 # --- display: the one money formatter of the PDFs, e-mails and back-office pages ----------------

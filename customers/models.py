@@ -9,7 +9,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from common.models import TimestampedModel
-from common.money import is_valid_currency
+from common.money import MONEY_FIELD, is_valid_currency
 from customers.countries import is_valid_country
 
 
@@ -122,17 +122,14 @@ class ApiKey(TimestampedModel):
 
 # --- credits -------------------------------------------------------------------------------------
 
-CREDIT_MONEY_FIELD = dict(max_digits=20, decimal_places=4)  # quantized to the currency's exponent
-
-
 class CreditGrant(TimestampedModel):
     """Prepaid credit: `amount` granted in `currency`, `remaining` left to spend on invoices (after
     tax and after the credit balance). Consumed earliest expiry first; unusable from `expires_at`."""
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_grants")
     currency = models.CharField(max_length=3, validators=[validate_currency])
-    amount = models.DecimalField(**CREDIT_MONEY_FIELD)
-    remaining = models.DecimalField(**CREDIT_MONEY_FIELD)
+    amount = models.DecimalField(**MONEY_FIELD)
+    remaining = models.DecimalField(**MONEY_FIELD)
     expires_at = models.DateTimeField(null=True, blank=True)
     reason = models.CharField(max_length=255)
 
@@ -156,7 +153,7 @@ class CreditGrantUsage(models.Model):
 
     grant = models.ForeignKey(CreditGrant, on_delete=models.PROTECT, related_name="usages")
     invoice_id = models.CharField(max_length=64)
-    amount = models.DecimalField(**CREDIT_MONEY_FIELD)
+    amount = models.DecimalField(**MONEY_FIELD)
     created_at = models.DateTimeField(auto_now_add=True)
     returned_at = models.DateTimeField(null=True, blank=True, help_text="Given back to the grant when the invoice was voided")
 
@@ -187,7 +184,7 @@ class CustomerBalanceTransaction(models.Model):
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="balance_transactions")
     currency = models.CharField(max_length=3, validators=[validate_currency])
-    amount = models.DecimalField(**CREDIT_MONEY_FIELD)
+    amount = models.DecimalField(**MONEY_FIELD)
     kind = models.CharField(max_length=24, choices=BalanceTransactionKind.choices)
     invoice_id = models.CharField(max_length=64, null=True, blank=True)
     credit_note_id = models.CharField(max_length=64, null=True, blank=True)

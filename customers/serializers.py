@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from common.money import MONEY_FIELD
 from common.serializer_fields import CurrencyField, OptionalEmailField, UpperCaseCharField
 from customers.models import Customer, validate_country
 
@@ -31,7 +32,7 @@ class CustomerUpdateSerializer(CustomerSerializer):
 
 
 class CreditGrantCreateSerializer(serializers.Serializer):
-    amount = serializers.DecimalField(max_digits=20, decimal_places=4, coerce_to_string=False,
+    amount = serializers.DecimalField(**MONEY_FIELD, coerce_to_string=False,
                                       help_text="Decimal string in the customer's currency")
     expires_on = serializers.DateField(required=False, allow_null=True,
                                        help_text="Last day the credit can be used (inclusive); none = no expiry")

@@ -14,7 +14,7 @@ from common.audit import actor_label, audit_record
 from common.locks import row_lock
 from common.redis import RedisError, redis_client
 from common.errors import ApplicationError, ConflictError
-from common.money import currency_exponent, is_valid_currency, parse_decimal, quantize_money
+from common.money import money_input, quantize_money
 from customers.locks import customer_lock
 from customers.models import (ApiKey, ApiScope, BalanceTransactionKind, CreditGrant, CreditGrantUsage, Customer,
                               CustomerBalanceTransaction)
@@ -158,22 +158,6 @@ def _customer_has_billing_documents(customer: Customer) -> bool:
 # consumes credit at most once: the ledger is unique on (invoice_id, kind) and grant usages on
 # (grant, invoice_id); a repeat call returns what the first one applied.
 
-def _money(value, *, currency: str, field: str, positive: bool = True, allow_negative: bool = False) -> Decimal:
-    amount = None if isinstance(value, float) else parse_decimal(value)  # floats are refused, not converted
-    if amount is None:
-        raise ApplicationError(f"{field} must be a decimal amount.", fields={field: ["not a decimal"]})
-    if not is_valid_currency(currency):
-        raise ApplicationError(f"'{currency}' is not an ISO 4217 currency code.", fields={"currency": ["invalid"]})
-    if quantize_money(amount, currency) != amount:
-        raise ApplicationError(f"{field}: at most {currency_exponent(currency)} decimal places for {currency}.",
-                               fields={field: ["too many decimal places"]})
-    if positive and amount <= 0:
-        raise ApplicationError(f"{field} must be more than 0.", fields={field: ["not positive"]})
-    if not positive and not allow_negative and amount < 0:
-        raise ApplicationError(f"{field} must not be negative.", fields={field: ["negative"]})
-    return quantize_money(amount, currency)
-
-
 def _balance(customer: Customer, currency: str) -> Decimal:
     from customers.selectors import customer_credit_balance
 
@@ -184,7 +168,7 @@ def prepaid_credit_grant(*, customer: Customer, currency: str, amount, reason: s
                          actor=None) -> CreditGrant:
     """Grant prepaid credit in `currency` (it only ever pays invoices in that currency)."""
     currency = (currency or "").upper()
-    amount = _money(amount, currency=currency, field="amount")
+    amount = money_input(amount, currency=currency, field="amount")
     if not (reason or "").strip():
         raise ApplicationError("A reason is required.", fields={"reason": ["required"]})
     with transaction.atomic():
@@ -204,7 +188,7 @@ def prepaid_credit_consume(*, customer: Customer, currency: str, amount, invoice
     from customers.selectors import credit_grants_usable
 
     currency = (currency or "").upper()
-    amount = _money(amount, currency=currency, field="amount", positive=False)
+    amount = money_input(amount, currency=currency, field="amount", positive=False)
     invoice_id = str(invoice_id)
     with transaction.atomic():
         customer = customer_lock(customer.pk)
@@ -238,7 +222,7 @@ def credit_balance_apply(*, customer: Customer, currency: str, amount, invoice_i
     Idempotent per invoice: a repeat returns the first result. Credit in other currencies is
     never touched."""
     currency = (currency or "").upper()
-    amount = _money(amount, currency=currency, field="amount", positive=False)
+    amount = money_input(amount, currency=currency, field="amount", positive=False)
     invoice_id = str(invoice_id)
     with transaction.atomic():
         customer = customer_lock(customer.pk)
@@ -261,7 +245,7 @@ def credit_balance_apply(*, customer: Customer, currency: str, amount, invoice_i
 
 def _credit_once(*, customer, currency, amount, kind, lookup: dict, description: str, actor, action: str):
     currency = (currency or "").upper()
-    amount = _money(amount, currency=currency, field="amount")
+    amount = money_input(amount, currency=currency, field="amount")
     with transaction.atomic():
         customer = customer_lock(customer.pk)
         previous = CustomerBalanceTransaction.objects.filter(kind=kind, **lookup).first()
@@ -338,7 +322,7 @@ def balance_adjust(*, customer: Customer, currency: str, amount, description: st
     """A manual adjustment by finance: positive adds credit, negative removes it. The balance never
     goes below zero (409)."""
     currency = (currency or "").upper()
-    amount = _money(amount, currency=currency, field="amount", positive=False, allow_negative=True)
+    amount = money_input(amount, currency=currency, field="amount", positive=False, allow_negative=True)
     if amount == 0:
         raise ApplicationError("amount must not be 0.", fields={"amount": ["zero"]})
     if not (description or "").strip():

@@ -11,6 +11,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from common.models import TimestampedModel
+from common.money import MONEY_FIELD
 
 
 def _default_retry_days():
@@ -103,7 +104,7 @@ class DunningCase(TimestampedModel):
     first_failed_at = models.DateTimeField()
     opening_attempt = models.ForeignKey("payments.PaymentAttempt", null=True, blank=True, on_delete=models.PROTECT,
                                         related_name="+")
-    amount_due = models.DecimalField(max_digits=20, decimal_places=4, help_text="At opening")
+    amount_due = models.DecimalField(**MONEY_FIELD, help_text="At opening")
     currency = models.CharField(max_length=3)
     retry_hour = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Local hour chosen for retries")
     timing_inputs = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder,

@@ -14,7 +14,7 @@ from collections import defaultdict
 from decimal import ROUND_DOWN, Decimal
 
 from common.errors import ApplicationError
-from common.money import format_money, money_quantum
+from common.money import format_money, format_quantity, money_quantum
 from common.timeutil import local_date_bounds_utc
 from invoicing.models import Invoice, LineKind
 from usage.selectors import usage_units_by_property
@@ -67,18 +67,15 @@ def invoice_allocation(*, invoice: Invoice, by: str) -> dict:
             groups[value]["units"] += units[value]
         lines_out.append({"line": line.position, "billable_metric": line.billable_metric.code if line.billable_metric_id else None,
                           "amount": format_money(line.amount, invoice.currency),
-                          "groups": [{"value": v, "amount": format_money(a, invoice.currency), "units": _plain(units[v])}
+                          "groups": [{"value": v, "amount": format_money(a, invoice.currency), "units": format_quantity(units[v])}
                                      for v, a in sorted(shares.items(), key=lambda kv: (kv[0] is None, str(kv[0])))]})
     unattributed = groups.pop(_UNATTRIBUTED, {"amount": ZERO, "units": ZERO})
     return {
         "invoice": str(invoice.pk), "by": by, "currency": invoice.currency,
-        "groups": [{"value": v, "amount": format_money(g["amount"], invoice.currency), "units": _plain(g["units"])}
+        "groups": [{"value": v, "amount": format_money(g["amount"], invoice.currency), "units": format_quantity(g["units"])}
                    for v, g in sorted(groups.items(), key=lambda kv: (-kv[1]["amount"], str(kv[0])))],
         "unattributed": format_money(unattributed["amount"], invoice.currency),
-        "unattributed_units": _plain(unattributed["units"]),
+        "unattributed_units": format_quantity(unattributed["units"]),
         "lines": lines_out,
     }
 
-
-def _plain(value: Decimal) -> str:
-    return f"{value.normalize():f}"

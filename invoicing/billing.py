@@ -29,10 +29,10 @@ from django.utils import timezone
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from catalog.models import Charge, PlanVersion
-from catalog.rating import format_price, minimum_commitment_true_up, needs_event_values, rate_charge
+from catalog.rating import minimum_commitment_true_up, needs_event_values, rate_charge
 from common.audit import actor_label, audit_bulk_create
 from common.models import AuditEvent
-from common.money import quantize_money
+from common.money import format_price, quantize_money
 from common.timeutil import local_date, local_date_bounds_utc
 from invoicing import review
 from invoicing.late_usage import LateLine, LateMark, late_usage_lines, mark_late_billed

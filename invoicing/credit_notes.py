@@ -37,7 +37,7 @@ from catalog.taxes import tax_at_rate
 from common.audit import actor_label, actor_user, audit_record
 from common.errors import ApplicationError, ConflictError
 from common.locks import row_lock
-from common.money import currency_exponent, format_money, parse_decimal, quantize_money
+from common.money import format_money, money_input, quantize_money
 from common.timeutil import local_date
 from invoicing.models import (CreditNote, CreditNoteLine, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceLine,
                               InvoiceStatus)
@@ -45,18 +45,6 @@ from invoicing.models import (CreditNote, CreditNoteLine, CreditNoteOutcome, Cre
 ZERO = Decimal(0)
 CREDIT_NOTE_SERIES = "CN"
 CREDITABLE_STATES = (InvoiceStatus.FINALIZED, InvoiceStatus.PAID)
-
-
-def _money_input(value, *, currency: str, field: str) -> Decimal:
-    amount = value if isinstance(value, Decimal) else parse_decimal(value) if isinstance(value, (str, int)) else None
-    if amount is None or not amount.is_finite():
-        raise ApplicationError(f"{field} must be a decimal amount.", fields={field: ["not a decimal"]})
-    if amount <= 0:
-        raise ApplicationError(f"{field} must be more than 0.", fields={field: ["not positive"]})
-    if quantize_money(amount, currency) != amount:
-        raise ApplicationError(f"{field}: at most {currency_exponent(currency)} decimal places for {currency}.",
-                               fields={field: ["too many decimal places"]})
-    return quantize_money(amount, currency)
 
 
 def _tax_key(line: dict) -> tuple:
@@ -118,7 +106,7 @@ def _by_lines(invoice: Invoice, remaining: dict, requested: list[dict]) -> tuple
             raise ApplicationError(f"Line {line_id} is listed twice.", fields={f"{field}.line_id": ["duplicate"]})
         left = quantize_money(line.amount - remaining["lines"][line_id], currency)
         raw = item.get("amount")
-        amount = left if raw in (None, "") else _money_input(raw, currency=currency, field=f"{field}.amount")
+        amount = left if raw in (None, "") else money_input(raw, currency=currency, field=f"{field}.amount")
         if amount <= 0 or amount > left:
             raise ConflictError(f"Line {line_id} ({line.description}) has {format_money(max(left, ZERO), currency)} "
                                 f"{currency} left to credit; {format_money(amount, currency)} asked.",
@@ -167,7 +155,7 @@ def credit_note_create(*, invoice: Invoice, amount=None, lines: list[dict] | Non
                                 code="invalid_state")
         currency = invoice.currency
         if amount is not None:
-            amount = _money_input(amount, currency=currency, field="amount")
+            amount = money_input(amount, currency=currency, field="amount")
         remaining = credit_note_remaining(invoice)
         if remaining["total"] <= 0:
             raise ConflictError(f"Nothing remains creditable on invoice {invoice.number}.",

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
-from catalog.rating import format_price, needs_event_values, rate_charge
-from common.money import format_money, quantize_money
+from catalog.rating import needs_event_values, rate_charge
+from common.money import format_money, format_price, quantize_money
 from invoicing.models import Invoice, InvoiceLine, InvoiceStatus, LineKind
 
 ZERO = Decimal(0)

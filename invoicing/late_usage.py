@@ -19,8 +19,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from catalog.models import PlanVersion
-from catalog.rating import format_price, format_quantity, minimum_commitment_true_up, needs_event_values, rate_charge
-from common.money import quantize_money
+from catalog.rating import minimum_commitment_true_up, needs_event_values, rate_charge
+from common.money import format_price, format_quantity, quantize_money
 from common.timeutil import local_date, local_date_bounds_utc
 from invoicing.schedule import Span, full_days
 from invoicing.segments import ChargesByVersion, Segment, merge_by_version, needs_segments, segments

@@ -19,12 +19,9 @@ from django.db import models
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from catalog.models import PRICE_FIELD
 from common.models import TimestampedModel
-from common.money import format_money_display
+from common.money import MONEY_FIELD, PRICE_FIELD, QUANTITY_FIELD, format_money_display
 
-MONEY_FIELD = dict(max_digits=20, decimal_places=4)
-QUANTITY_FIELD = dict(max_digits=38, decimal_places=12)
 DEFAULT_SERIES = "INV"
 
 

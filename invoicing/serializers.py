@@ -7,8 +7,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from catalog.rating import format_quantity
-from common.money import format_money, quantize_unit_price
+from common.money import MONEY_FIELD, format_money, format_quantity, quantize_unit_price
 from common.serializer_fields import INT64_MAX, BoundedDateField
 from invoicing.models import BillingRun, CreditNote, CreditNoteLine, CreditNoteOutcome, Invoice, InvoiceLine
 
@@ -122,13 +121,13 @@ class CreditNoteSerializer(serializers.ModelSerializer):
 
 class CreditNoteLineInputSerializer(serializers.Serializer):
     line_id = serializers.IntegerField(min_value=1, max_value=INT64_MAX, help_text="An invoice line's id (invoice `lines[].id`)")
-    amount = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True,
+    amount = serializers.DecimalField(**MONEY_FIELD, required=False, allow_null=True,
                                       coerce_to_string=False,
                                       help_text="Pre-tax amount to credit on that line; omitted: all that remains")
 
 
 class CreditNoteCreateSerializer(serializers.Serializer):
-    amount = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True,
+    amount = serializers.DecimalField(**MONEY_FIELD, required=False, allow_null=True,
                                       coerce_to_string=False,
                                       help_text="Total credited, tax included. Required unless `lines` are given.")
     reason = serializers.CharField(max_length=500)
@@ -148,7 +147,7 @@ class CreditNoteCreateSerializer(serializers.Serializer):
 
 
 class MarkPaidSerializer(serializers.Serializer):
-    amount = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, coerce_to_string=False)
+    amount = serializers.DecimalField(**MONEY_FIELD, required=False, coerce_to_string=False)
     date = BoundedDateField(required=False)
     reference = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 

@@ -18,9 +18,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from common.models import TimestampedModel
-from common.money import format_money_display
-
-MONEY_FIELD = dict(max_digits=20, decimal_places=4)
+from common.money import MONEY_FIELD, format_money_display
 
 
 class PaymentMethod(TimestampedModel):

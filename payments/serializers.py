@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from common.money import format_money
+from common.money import MONEY_FIELD, format_money
 from payments.models import MANUAL_METHODS, Payment, PaymentAttempt, PaymentMethod, Refund
 
 
@@ -93,7 +93,7 @@ class PaymentAttemptSerializer(serializers.ModelSerializer):
 
 
 class ManualPaymentSerializer(serializers.Serializer):
-    amount = serializers.DecimalField(max_digits=20, decimal_places=4, coerce_to_string=False)
+    amount = serializers.DecimalField(**MONEY_FIELD, coerce_to_string=False)
     date = serializers.DateField()
     method = serializers.ChoiceField(choices=[m.value for m in MANUAL_METHODS], required=False, default="bank_transfer")
     reference = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")

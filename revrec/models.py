@@ -16,7 +16,7 @@ from __future__ import annotations
 from django.db import models
 from simple_history.models import HistoricalRecords
 
-MONEY_FIELD = dict(max_digits=20, decimal_places=4)
+from common.money import MONEY_FIELD
 
 
 class Account(models.TextChoices):

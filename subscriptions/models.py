@@ -7,8 +7,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from simple_history.models import HistoricalRecords
 
-from catalog.models import PRICE_FIELD
 from common.models import TimestampedModel
+from common.money import MONEY_FIELD, PRICE_FIELD
 
 
 class SubscriptionStatus(models.TextChoices):
@@ -134,7 +134,7 @@ class ProrationItem(TimestampedModel):
     currency = models.CharField(max_length=3)
     quantity = models.PositiveIntegerField(default=1)
     unit_amount = models.DecimalField(**PRICE_FIELD)
-    amount = models.DecimalField(max_digits=20, decimal_places=4, help_text="Signed, quantized; credits are negative")
+    amount = models.DecimalField(**MONEY_FIELD, help_text="Signed, quantized; credits are negative")
     period_start = models.DateField()
     period_end = models.DateField()
     plan_version = models.ForeignKey("catalog.PlanVersion", on_delete=models.PROTECT, related_name="+")

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from common.money import format_money
+from common.money import MONEY_FIELD, format_money
 from common.serializer_fields import INT32_MAX, MAX_TRIAL_DAYS, BoundedDateField
 from subscriptions.models import BillingTime, ProrationItem, Subscription, SubscriptionChange
 from subscriptions.selectors import PENDING_CHANGES_ATTR, subscription_current_period, subscription_pending_changes
@@ -125,7 +125,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
 
 class PriceOverrideSerializer(serializers.Serializer):
-    amount = serializers.DecimalField(required=False, max_digits=20, decimal_places=4, coerce_to_string=False,
+    amount = serializers.DecimalField(required=False, **MONEY_FIELD, coerce_to_string=False,
                                       help_text="Base fee per seat per period")
     charges = serializers.ListField(child=serializers.DictField(), required=False,
                                     help_text="The full list of charges, as in POST /plans/")

@@ -18,13 +18,13 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from catalog.admin.charges import ChargeInline, copy_source
 from catalog.models import PlanVersion
-from catalog.rating import RatingError, format_price
+from catalog.rating import RatingError
 from catalog.selectors import plan_current_version, plan_version_price_preview
 from catalog.services import plan_update, plan_version_override_create
 from catalog.validation import Errors, money_places_check
 from common.admin_mixins import NoDeleteAdminMixin
 from common.errors import ApplicationError, NotFoundError
-from common.money import format_money, parse_decimal
+from common.money import format_money, format_price, parse_decimal
 
 
 class PlanVersionAddForm(forms.ModelForm):

@@ -6,8 +6,7 @@ import json
 from decimal import Decimal
 
 from catalog.models import Charge
-from catalog.rating import format_price
-from common.money import parse_decimal
+from common.money import format_price, parse_decimal
 
 PROPERTIES_HELP = (
     'JSON. standard: {"unit_amount": "0.004"} · package: {"package_size": 1000, "amount": "5.00", "free_units": 0} · '
