@@ -1,16 +1,15 @@
 """Two connections add versions to the same plan at once: the plan row lock serializes the
 numbering, so both succeed with distinct numbers (the unique constraint is the backstop)."""
 
-import threading
 
 import pytest
-from django.db import connection
 
 from catalog.models import PlanVersion
 from catalog.services import plan_create, plan_update, plan_version_override_create
 from catalog.selectors import plan_current_version
 from tests.catalog.factories import BillableMetricFactory
 from tests.customers.factories import CustomerFactory
+from tests.race import race
 
 
 @pytest.mark.django_db(transaction=True)
@@ -20,28 +19,12 @@ def test_concurrent_new_versions_get_distinct_numbers():
                        charges=[{"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "1"}}])
     customer = CustomerFactory()
     base = plan_current_version(plan)
-    barrier = threading.Barrier(3)
-    failures = []
-
-    def run(work):
-        try:
-            barrier.wait(timeout=10)
-            work()
-        except Exception as exc:  # noqa: BLE001 - reported below
-            failures.append(exc)
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=run, args=(lambda: plan_update(plan=plan, amount="2"),)),
-        threading.Thread(target=run, args=(lambda: plan_update(plan=plan, trial_days=7),)),
-        threading.Thread(target=run, args=(lambda: plan_version_override_create(base_version=base, customer=customer,
-                                                                                 amount="0.5"),)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    failures = race(
+        lambda: plan_update(plan=plan, amount="2"),
+        lambda: plan_update(plan=plan, trial_days=7),
+        lambda: plan_version_override_create(base_version=base, customer=customer, amount="0.5"),
+        barrier_timeout=10, join_timeout=30,
+    ).errors
 
     assert failures == []
     assert sorted(PlanVersion.objects.filter(plan=plan).values_list("version", flat=True)) == [1, 2, 3, 4]

@@ -2,12 +2,10 @@
 (validation, application rules, consumption once / repeating / forever, idempotent per invoice)."""
 
 import datetime
-import threading
 from dataclasses import dataclass
 from decimal import Decimal as D
 
 import pytest
-from django.db import connection
 
 from catalog.discounts import DiscountError, compute_discounts
 from catalog.models import Coupon, CouponRedemption, CouponUsage
@@ -19,6 +17,7 @@ from common.models import AuditEvent
 from subscriptions.models import Subscription
 from tests.catalog.factories import PlanVersionFactory
 from tests.customers.factories import CustomerFactory
+from tests.race import race
 
 
 @dataclass
@@ -342,23 +341,8 @@ def test_concurrent_consumption_of_one_invoice_counts_once():
     customer = CustomerFactory()
     redemption = coupon_apply(coupon=coupon_create(code="EVER", name="ever", kind="percent", percent_off="10",
                                                    duration="forever"), customer=customer)
-    barrier = threading.Barrier(2)
-    failures = []
-
-    def run():
-        try:
-            barrier.wait(timeout=10)
-            coupon_redemptions_consume(redemptions=[redemption], invoice_id="inv-race")
-        except Exception as exc:  # noqa: BLE001 - reported below
-            failures.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    failures = race(*[lambda: coupon_redemptions_consume(redemptions=[redemption], invoice_id="inv-race")] * 2,
+                    barrier_timeout=10, join_timeout=30).errors
     assert failures == []
     redemption.refresh_from_db()
     assert redemption.periods_applied == 1
@@ -369,25 +353,8 @@ def test_concurrent_consumption_of_one_invoice_counts_once():
 def test_concurrent_applies_respect_max_redemptions():
     coupon = coupon_create(code="ONE", name="one", kind="percent", percent_off="10", max_redemptions=1)
     customers = [CustomerFactory(), CustomerFactory()]
-    barrier = threading.Barrier(2)
-    outcomes = []
-
-    def run(customer):
-        try:
-            barrier.wait(timeout=10)
-            coupon_apply(coupon=coupon, customer=customer)
-            outcomes.append("ok")
-        except ConflictError as exc:
-            outcomes.append(exc.code)
-        except Exception as exc:  # noqa: BLE001
-            outcomes.append(repr(exc))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in customers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    raced = race(*[lambda c=c: coupon_apply(coupon=coupon, customer=c) for c in customers],
+                 barrier_timeout=10, join_timeout=30)
+    outcomes = ["ok"] * len(raced.returned) + [e.code if isinstance(e, ConflictError) else repr(e) for e in raced.errors]
     assert sorted(outcomes) == ["coupon_max_redemptions", "ok"]
     assert CouponRedemption.objects.filter(coupon=coupon).count() == 1

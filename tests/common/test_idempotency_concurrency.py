@@ -2,7 +2,6 @@
 connections): exactly one resource."""
 
 import json
-import threading
 import urllib.error
 import urllib.request
 
@@ -10,6 +9,7 @@ import pytest
 
 from customers.models import Customer
 from customers.services import api_key_create
+from tests.race import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,18 +28,7 @@ def test_twenty_parallel_requests_with_one_key_create_one_resource(live_server):
     _, raw = api_key_create(name="parallel", scopes=["billing:write"])
     url = live_server.url + "/api/v1/customers/"
     body = {"external_id": "acme", "name": "Acme", "currency": "USD"}
-    barrier = threading.Barrier(20)
-    results = []
-
-    def run():
-        barrier.wait()
-        results.append(_post(url, raw, body, "one-key"))
-
-    threads = [threading.Thread(target=run) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    results = race(*[lambda: _post(url, raw, body, "one-key")] * 20, join_timeout=60).returned
     assert len(results) == 20
     assert Customer.objects.filter(external_id="acme").count() == 1
     originals = [r for r in results if r[0] == 201 and r[1] is None]

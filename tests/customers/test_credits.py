@@ -2,11 +2,9 @@
 prepaid services (row locks, earliest expiry first, idempotent per invoice, one currency)."""
 
 import datetime
-import threading
 from decimal import Decimal as D
 
 import pytest
-from django.db import connection
 
 from common.errors import ApplicationError, ConflictError
 from common.models import AuditEvent
@@ -16,6 +14,7 @@ from customers.selectors import customer_credit_balance, prepaid_credit_availabl
 from customers.services import (balance_adjust, credit_balance_apply, credit_balance_credit_from_credit_note,
                                 credit_balance_credit_from_invoice, prepaid_credit_consume, prepaid_credit_grant)
 from tests.customers.factories import CustomerFactory
+from tests.race import race
 
 UTC = datetime.timezone.utc
 
@@ -209,35 +208,16 @@ def test_kwd_balance_keeps_three_decimals():
 
 # --- races ---------------------------------------------------------------------------------------
 
-def _race(*works):
-    barrier = threading.Barrier(len(works))
-    results, failures = [], []
-
-    def run(work):
-        try:
-            barrier.wait(timeout=10)
-            results.append(work())
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            failures.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in works]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results, failures
-
-
 @pytest.mark.django_db(transaction=True)
 def test_two_invoices_consuming_prepaid_at_once_never_overspend():
     customer = CustomerFactory()
     prepaid_credit_grant(customer=customer, currency="USD", amount="50.00", reason="promo")
-    results, failures = _race(
+    outcome = race(
         lambda: prepaid_credit_consume(customer=customer, currency="USD", amount=D("40.00"), invoice_id="inv-a"),
         lambda: prepaid_credit_consume(customer=customer, currency="USD", amount=D("40.00"), invoice_id="inv-b"),
+        barrier_timeout=10, join_timeout=30,
     )
+    results, failures = outcome.returned, outcome.errors
     assert failures == []
     assert sorted(results) == [D("10.00"), D("40.00")]
     assert prepaid_credit_available(customer=customer, currency="USD") == D("0.00")
@@ -247,10 +227,12 @@ def test_two_invoices_consuming_prepaid_at_once_never_overspend():
 def test_same_invoice_applying_balance_twice_at_once_applies_once():
     customer = CustomerFactory()
     balance_adjust(customer=customer, currency="USD", amount="20.00", description="goodwill")
-    results, failures = _race(
+    outcome = race(
         lambda: credit_balance_apply(customer=customer, currency="USD", amount=D("15.00"), invoice_id="inv-a"),
         lambda: credit_balance_apply(customer=customer, currency="USD", amount=D("15.00"), invoice_id="inv-a"),
+        barrier_timeout=10, join_timeout=30,
     )
+    results, failures = outcome.returned, outcome.errors
     assert failures == []
     assert results == [D("15.00"), D("15.00")]
     assert customer_credit_balance(customer=customer, currency="USD") == D("5.00")
@@ -261,10 +243,12 @@ def test_same_invoice_applying_balance_twice_at_once_applies_once():
 def test_adjustment_and_application_at_once_keep_the_balance_non_negative():
     customer = CustomerFactory()
     balance_adjust(customer=customer, currency="USD", amount="20.00", description="goodwill")
-    results, failures = _race(
+    outcome = race(
         lambda: credit_balance_apply(customer=customer, currency="USD", amount=D("20.00"), invoice_id="inv-a"),
         lambda: balance_adjust(customer=customer, currency="USD", amount="-20.00", description="reverse"),
+        barrier_timeout=10, join_timeout=30,
     )
+    results, failures = outcome.returned, outcome.errors
     assert len(results) + len(failures) == 2
     assert all(isinstance(f, ConflictError) for f in failures)
     assert customer_credit_balance(customer=customer, currency="USD") >= 0

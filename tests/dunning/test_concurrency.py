@@ -3,7 +3,6 @@ sandbox: every due retry charges once, and a rerun charges nothing."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from io import StringIO
 
@@ -11,7 +10,6 @@ import pytest
 import stripe
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 
 from dunning.models import DunningCase, DunningPolicy, DunningStep
 from dunning.services import policy_default
@@ -19,29 +17,9 @@ from invoicing.services import invoice_finalize
 from payments.models import PaymentAttempt
 from payments.services import payment_method_attach
 from tests.payments.factories import customer, draft_invoice
+from tests.race import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _in_threads(targets):
-    barrier = threading.Barrier(len(targets))
-    errors = []
-
-    def run(target):
-        try:
-            barrier.wait()
-            target()
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(t,)) for t in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    return errors
 
 
 def _intents(stripe_customer: str) -> int:
@@ -68,7 +46,7 @@ def test_two_concurrent_sweeps_never_charge_twice(round_):
     assert len(cases) == 4 and {c.status for c in cases} == {"open"}
     as_of = max(c.first_failed_at for c in cases) + timedelta(days=2)  # retry 1 (day 1) is due, retry 2 is not
 
-    errors = _in_threads([lambda: _run(as_of), lambda: _run(as_of)])
+    errors = race(lambda: _run(as_of), lambda: _run(as_of)).errors
     assert errors == []
     for invoice in invoices:
         assert PaymentAttempt.objects.filter(invoice=invoice).count() == 2  # the first charge + one retry
@@ -78,6 +56,6 @@ def test_two_concurrent_sweeps_never_charge_twice(round_):
         assert DunningStep.objects.filter(case=case, kind="retry", status="done").count() == 1
 
     # Rerun, twice at once again: nothing more.
-    errors = _in_threads([lambda: _run(as_of), lambda: _run(as_of)])
+    errors = race(lambda: _run(as_of), lambda: _run(as_of)).errors
     assert errors == []
     assert PaymentAttempt.objects.filter(invoice__in=invoices).count() == 8

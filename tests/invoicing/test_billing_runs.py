@@ -20,6 +20,7 @@ from invoicing.billing import billing_run
 from invoicing.models import BillingRun, BillingRunChunk, Invoice, InvoiceStatus
 from subscriptions.models import Subscription
 from tests.catalog.factories import BillableMetricFactory, ChargeFactory, PlanVersionFactory
+from tests.race import race
 from tests.subscriptions.factories import SubscriptionFactory
 from usage.rollups import usage_rollups_rebuild
 from usage.services import event_ingest_batch
@@ -156,22 +157,8 @@ def test_two_workers_on_the_same_chunk_bill_it_once():
     run = runs._create(as_of=AS_OF, actor="test", now=None, auto_finalize=True, chunk_size=6, subscription_ids=None)
     runs._plan(run.pk)
     (chunk,) = BillingRunChunk.objects.filter(run=run)
-    barrier, results, errors = threading.Barrier(2), [], []
-
-    def work():
-        try:
-            barrier.wait()
-            results.append(runs.billing_run_chunk(chunk.pk))
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    raced = race(*[lambda: runs.billing_run_chunk(chunk.pk)] * 2, join_timeout=60)
+    results, errors = raced.returned, raced.errors
     assert errors == []
     assert sorted(results) == [False, True]
     run.refresh_from_db()

@@ -5,7 +5,6 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from invoicing.billing import billing_run
 from invoicing.models import BillingRun, Invoice, InvoiceLine, InvoiceStatus
@@ -13,7 +12,7 @@ from invoicing.services import invoice_finalize
 from common.errors import ConflictError
 from subscriptions.models import Subscription
 from tests.catalog.factories import BillableMetricFactory, ChargeFactory, PlanVersionFactory
-from tests.customers.factories import CustomerFactory
+from tests.race import race
 from tests.subscriptions.factories import SubscriptionFactory
 from usage.services import event_ingest_batch
 
@@ -32,30 +31,9 @@ def _subscriptions(n: int, *, calls_each: int = 2):
     return subs
 
 
-def _in_threads(target, args_list):
-    barrier = threading.Barrier(len(args_list))
-    errors = []
-
-    def run(*args):
-        try:
-            barrier.wait()
-            target(*args)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=args) for args in args_list]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return errors
-
-
 def test_two_concurrent_runs_never_duplicate():
     subs = _subscriptions(40)
-    errors = _in_threads(lambda: billing_run(as_of=date(2026, 2, 1), chunk_size=7), [(), ()])
+    errors = race(*[lambda: billing_run(as_of=date(2026, 2, 1), chunk_size=7)] * 2, join_timeout=60).errors
     assert errors == []
     # Each subscription: Jan 1 (January in advance) and Feb 1 (February in advance + January usage).
     assert Invoice.objects.count() == 2 * len(subs)
@@ -84,7 +62,8 @@ def test_concurrent_finalization_gives_gapless_numbers():
             except ConflictError:
                 pass  # the other thread got there first
 
-    errors = _in_threads(finalize_all, [(drafts,), (list(reversed(drafts)),), (drafts[::2] + drafts[1::2],)])
+    orders = (drafts, list(reversed(drafts)), drafts[::2] + drafts[1::2])
+    errors = race(*[lambda order=order: finalize_all(order) for order in orders], join_timeout=60).errors
     assert errors == []
     numbers = sorted(Invoice.objects.values_list("number", flat=True))
     assert numbers == [f"INV-2026-{i:06d}" for i in range(1, 25)]
@@ -140,6 +119,6 @@ def test_lock_keeps_a_subscription_whose_plan_changed_while_waiting():
         with transaction.atomic():
             locked.extend(subscriptions_lock([sub.pk]))
 
-    errors = _in_threads(lambda fn: fn(), [(change_plan,), (bill,)])
+    errors = race(change_plan, bill, join_timeout=60).errors
     assert errors == []
     assert [(s.pk, s.plan_version_id) for s in locked] == [(sub.pk, other.pk)]

@@ -1,12 +1,10 @@
 """Invoice totals end to end: lines → coupons → tax → credit balance → prepaid credits, previewed on
 drafts, frozen and consumed at finalize (single and batch paths). Every figure is hand-computed."""
 
-import threading
 from datetime import date
 from decimal import Decimal as D
 
 import pytest
-from django.db import connection
 
 from catalog.models import CouponRedemption, CouponUsage
 from catalog.services import coupon_apply, coupon_create, tax_rate_create
@@ -18,6 +16,7 @@ from customers.selectors import customer_credit_balance
 from customers.services import balance_adjust, prepaid_credit_grant
 from invoicing.models import Invoice, InvoiceLine, InvoiceStatus, LineKind
 from invoicing.services import invoice_finalize
+from tests.race import race
 
 pytestmark = pytest.mark.django_db
 
@@ -260,23 +259,10 @@ def test_concurrent_finalization_consumes_credit_once(world):
     world.run(date(2026, 2, 1), finalize=False)
     drafts = list(Invoice.objects.filter(customer=customer).order_by("pk"))
 
-    results, errors = [], []
-    barrier = threading.Barrier(4)
-
-    def finalize(invoice):
-        try:
-            barrier.wait()
-            results.append(invoice_finalize(invoice=invoice))
-        except ConflictError as exc:
-            errors.append(exc.code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=finalize, args=(inv,)) for inv in (drafts[0], drafts[0], drafts[1], drafts[1])]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    raced = race(*[lambda inv=inv: invoice_finalize(invoice=inv) for inv in (drafts[0], drafts[0], drafts[1], drafts[1])],
+                 join_timeout=60)
+    results = raced.returned
+    errors = [e.code if isinstance(e, ConflictError) else e for e in raced.errors]
     assert sorted(errors) == ["invalid_state", "invalid_state"] and len(results) == 2
     invoices = list(Invoice.objects.filter(customer=customer))
     assert sum((i.credit_balance_applied for i in invoices), D(0)) == D("20.00")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from decimal import Decimal
 
 import pytest
 import stripe
 from django.conf import settings
-from django.db import connection
 
 from common.errors import ApplicationError
 from invoicing.models import Invoice
@@ -22,29 +20,9 @@ from payments.services import (payment_attempt_create, payment_attempt_execute, 
 from payments.webhooks import webhook_receive
 from tests.payments.conftest import WEBHOOK_SECRET
 from tests.payments.factories import customer, draft_invoice
+from tests.race import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _in_threads(targets):
-    barrier = threading.Barrier(len(targets))
-    results, errors = [None] * len(targets), []
-
-    def run(index, target):
-        try:
-            barrier.wait()
-            results[index] = target()
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results, errors
 
 
 def _intents_for(stripe_customer: str) -> list:
@@ -82,7 +60,7 @@ def test_webhook_and_manual_payment_racing_never_pay_twice(round_):
     def webhook():
         return webhook_receive(payload=body, signature=signature)
 
-    results, errors = _in_threads([webhook, manual] if round_ % 2 else [manual, webhook])
+    errors = race(*([webhook, manual] if round_ % 2 else [manual, webhook]), join_timeout=60).errors
     invoice.refresh_from_db()
     assert (invoice.status, invoice.amount_paid, invoice.amount_due) == ("paid", Decimal("90.0000"), Decimal("0.0000"))
     card = Payment.objects.get(attempt=attempt)
@@ -101,7 +79,7 @@ def test_two_finalize_calls_never_charge_twice():
     cust = customer()
     payment_method_attach(customer=cust, stripe_payment_method="pm_card_visa")
     draft = draft_invoice(cust, "33.00")
-    results, errors = _in_threads([lambda: invoice_finalize(invoice=draft), lambda: invoice_finalize(invoice=draft)])
+    errors = race(lambda: invoice_finalize(invoice=draft), lambda: invoice_finalize(invoice=draft), join_timeout=60).errors
     assert len(errors) == 1 and getattr(errors[0], "status_code", None) == 409
     invoice = Invoice.objects.get(pk=draft.pk)
     assert (invoice.status, invoice.amount_paid) == ("paid", Decimal("33.0000"))
@@ -114,8 +92,8 @@ def test_two_pay_now_calls_and_a_duplicated_task_charge_once():
     cust = customer(collection_method="send_invoice")
     payment_method_attach(customer=cust, stripe_payment_method="pm_card_visa")
     invoice = invoice_finalize(invoice=draft_invoice(cust, "21.00"))
-    results, errors = _in_threads([lambda: payment_charge_invoice(invoice=invoice),
-                                   lambda: payment_charge_invoice(invoice=invoice)])
+    errors = race(lambda: payment_charge_invoice(invoice=invoice),
+                  lambda: payment_charge_invoice(invoice=invoice), join_timeout=60).errors
     assert len(errors) == 1 and errors[0].status_code == 409
     assert errors[0].code in ("charge_in_progress", "nothing_due")
     invoice.refresh_from_db()
@@ -126,8 +104,8 @@ def test_two_pay_now_calls_and_a_duplicated_task_charge_once():
     # One attempt executed twice at once (a redelivered Celery task): one PaymentIntent, applied once.
     other = invoice_finalize(invoice=draft_invoice(cust, "5.00"))
     attempt = payment_attempt_create(invoice=other)
-    results, errors = _in_threads([lambda: payment_attempt_execute(attempt_id=attempt.pk),
-                                   lambda: payment_attempt_execute(attempt_id=attempt.pk)])
+    errors = race(lambda: payment_attempt_execute(attempt_id=attempt.pk),
+                  lambda: payment_attempt_execute(attempt_id=attempt.pk), join_timeout=60).errors
     assert errors == []
     other.refresh_from_db()
     assert (other.status, other.amount_paid) == ("paid", Decimal("5.0000"))

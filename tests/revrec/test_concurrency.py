@@ -1,39 +1,17 @@
 """Two syncs / two closes at once, on real separate connections: nothing posts twice."""
 
-import threading
 from datetime import date
 
 import pytest
-from django.db import connection
 from django.db.models import Count
 
 from revrec.close import revrec_close
 from revrec.models import AccountingPeriod, JournalEntry, ScheduleEntry
 from revrec.postings import revrec_sync
 from tests.revrec.conftest import Books
+from tests.race import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _in_threads(target, n=2):
-    barrier = threading.Barrier(n)
-    errors = []
-
-    def run():
-        try:
-            barrier.wait()
-            target()
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    return errors
 
 
 def _invoices(count):
@@ -46,7 +24,7 @@ def _invoices(count):
 
 def test_two_concurrent_syncs_post_each_invoice_once():
     _invoices(30)
-    assert _in_threads(revrec_sync) == []
+    assert race(revrec_sync, revrec_sync).errors == []
     assert JournalEntry.objects.filter(source_type="invoice", kind="finalized").count() == 30
     assert not JournalEntry.objects.values("source_type", "source_id", "kind").annotate(n=Count("id")).filter(n__gt=1)
     assert ScheduleEntry.objects.count() == 30 * 4
@@ -54,7 +32,7 @@ def test_two_concurrent_syncs_post_each_invoice_once():
 
 def test_two_concurrent_closes_recognize_once():
     _invoices(20)
-    assert _in_threads(lambda: revrec_close(month=date(2025, 1, 1))) == []
+    assert race(*[lambda: revrec_close(month=date(2025, 1, 1))] * 2).errors == []
     assert AccountingPeriod.objects.filter(month=date(2025, 1, 1)).count() == 1
     # per invoice: January recognition (34.44) and December's usage accrual (7.00, a late item: December open)
     assert JournalEntry.objects.filter(source_type="recognition", kind="recognition").count() == 20

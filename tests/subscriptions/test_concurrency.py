@@ -1,17 +1,16 @@
 """Two plan changes on one subscription at once, from two threads with their own database
 connections: the row lock serializes them, so the ledger chains and the proration nets out."""
 
-import threading
 import time
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from subscriptions import services
 from subscriptions.models import ProrationItem, Subscription, SubscriptionChange
 from tests.catalog.factories import PlanVersionFactory
+from tests.race import race
 from tests.subscriptions.factories import SubscriptionFactory
 
 D = date
@@ -32,26 +31,14 @@ def test_two_concurrent_plan_changes_leave_one_consistent_result(monkeypatch):
         return real_resolve(**kwargs)
 
     monkeypatch.setattr(services, "_resolve_plan_version", slow_resolve)
-    barrier = threading.Barrier(2)
-    outcomes: dict[str, object] = {}
+    def change_to(code):
+        return services.subscription_change_plan(
+            subscription=Subscription.objects.get(pk=sub.pk), plan_code=code, effective="immediately",
+            on=D(2026, 4, 16), today=D(2026, 4, 16))
 
-    def worker(code):
-        try:
-            barrier.wait()
-            outcomes[code] = services.subscription_change_plan(
-                subscription=Subscription.objects.get(pk=sub.pk), plan_code=code, effective="immediately",
-                on=D(2026, 4, 16), today=D(2026, 4, 16))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            outcomes[code] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(code,)) for code in ("premium", "ultra")]
+    codes = ("premium", "ultra")
     started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    outcomes = dict(zip(codes, race(*[lambda code=code: change_to(code) for code in codes], join_timeout=30).outcomes))
     assert all(not isinstance(o, Exception) for o in outcomes.values()), outcomes
     assert time.monotonic() - started >= 0.6  # the second waited for the first's lock
 

@@ -1,16 +1,15 @@
 """Two sweepers at once (real threads, real connections): every delivery is sent exactly once."""
 
-import threading
 from datetime import datetime, timezone
 
 import pytest
-from django.db import connection
 
 from common.audit import audit_bulk_create
 from common.models import AuditEvent
 from webhooks.delivery import webhooks_deliver_due
 from webhooks.models import WebhookAttempt, WebhookDelivery
 from webhooks.services import webhook_endpoint_create
+from tests.race import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,23 +27,8 @@ def test_two_sweepers_never_send_a_delivery_twice(receiver):
     WebhookAttempt.objects.all().delete()
     WebhookDelivery.objects.update(status="pending", attempt_count=0, next_attempt_at=as_of, delivered_at=None)
     receiver.requests.clear()
-    results, errors = [], []
-    barrier = threading.Barrier(2)
-
-    def sweep():
-        try:
-            barrier.wait()
-            results.append(webhooks_deliver_due(as_of=as_of, batch_size=5))
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    raced = race(*[lambda: webhooks_deliver_due(as_of=as_of, batch_size=5)] * 2, join_timeout=60)
+    results, errors = raced.returned, raced.errors
     assert errors == []
     assert sum(r.attempted for r in results) == 24
     ids = [r.headers["webhook-id"] for r in receiver.requests]
