@@ -84,7 +84,7 @@ def _today(subscription: Subscription, today: date | None) -> date:
 def _require_live(subscription: Subscription, action: str) -> None:
     if subscription.status not in LIVE_STATUSES:
         raise ConflictError(
-            f"Cannot {action} a {subscription.status} subscription.", code="illegal_transition",
+            f"Cannot {action} a {subscription.status} subscription.", code="invalid_state",
             fields={"status": [subscription.status]},
         )
 
@@ -312,7 +312,7 @@ def subscription_activate(*, subscription: Subscription, on: date | None = None,
         on = on or today
         if sub.status != SubscriptionStatus.TRIALING:
             raise ConflictError(f"Only a trialing subscription can be activated (it is {sub.status}).",
-                                code="illegal_transition", fields={"status": [sub.status]})
+                                code="invalid_state", fields={"status": [sub.status]})
         if on > today:
             raise ApplicationError("Activation cannot be dated in the future.", fields={"date": ["in the future"]})
         updated = ["status", "updated_at"]
@@ -596,7 +596,7 @@ def subscription_set_past_due(*, subscription: Subscription, past_due: bool, act
         if sub.status == target:
             return sub
         if sub.status != source:
-            raise ConflictError(f"Cannot move a {sub.status} subscription to {target}.", code="illegal_transition",
+            raise ConflictError(f"Cannot move a {sub.status} subscription to {target}.", code="invalid_state",
                                 fields={"status": [sub.status]})
         sub.status = target
         sub.save(update_fields=["status", "updated_at"])

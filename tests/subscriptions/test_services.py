@@ -294,7 +294,7 @@ def test_illegal_transitions_from_canceled_are_409(call):
     subscription_cancel(subscription=sub, at="immediately", on=D(2026, 4, 16), today=D(2026, 4, 16))
     with pytest.raises(ConflictError) as err:
         call(sub)
-    assert err.value.status_code == 409 and err.value.code == "illegal_transition"
+    assert err.value.status_code == 409 and err.value.code == "invalid_state"
 
 
 def test_end_without_credit():

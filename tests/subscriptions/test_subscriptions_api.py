@@ -89,7 +89,7 @@ def test_change_plan_upgrade_then_cancel(billing_api, setup):
     response = billing_api.post(URL + "sub_1/cancel/", {"at": "immediately"}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "canceled"
     again = billing_api.post(URL + "sub_1/change_quantity/", {"quantity": 3}, format="json")
-    assert again.status_code == 409 and again.json()["error"]["code"] == "illegal_transition"
+    assert again.status_code == 409 and again.json()["error"]["code"] == "invalid_state"
 
 
 def test_downgrade_is_scheduled_and_visible(billing_api, setup):
