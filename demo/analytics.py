@@ -104,7 +104,7 @@ def _ensure_catalog(actor: str) -> None:
 def _apply_story(customers: dict, base: date, actor: str) -> list[int]:
     from catalog.models import Coupon
     from catalog.services import coupon_apply
-    from subscriptions.models import Subscription
+    from subscriptions.models import Subscription, SubscriptionStatus
     from subscriptions.services import (
         subscription_activate,
         subscription_apply_pending_changes,
@@ -124,7 +124,7 @@ def _apply_story(customers: dict, base: date, actor: str) -> list[int]:
             ids.append(sub.pk)
             if opts.get("coupon"):
                 coupon_apply(coupon=Coupon.objects.get(code=opts["coupon"]), customer=customer, on=on, actor=actor)
-            if sub.trial_end_date and sub.status == "trialing" and sub_id != "an_fjord_1":
+            if sub.trial_end_date and sub.status == SubscriptionStatus.TRIALING and sub_id != "an_fjord_1":
                 subscription_activate(subscription=sub, on=sub.trial_end_date, today=sub.trial_end_date, actor=actor)
             continue
         sub = Subscription.objects.get(external_id=sub_id)
@@ -162,10 +162,10 @@ def _metered(customers: dict, base: date, actor: str) -> tuple[list[int], list[d
 
 def _collect(today: date, actor: str) -> dict:
     """Most invoices get paid; two customers pay late; one invoice is written off."""
-    from invoicing.models import Invoice
+    from invoicing.models import Invoice, InvoiceStatus
     from invoicing.services import invoice_mark_paid, invoice_mark_uncollectible
 
-    invoices = Invoice.objects.filter(customer__external_id__startswith="an_", status="finalized", amount_due__gt=0)
+    invoices = Invoice.objects.filter(customer__external_id__startswith="an_", status=InvoiceStatus.FINALIZED, amount_due__gt=0)
     paid = 0
     for invoice in invoices.order_by("issue_date", "pk"):
         slow = invoice.customer.external_id in SLOW_PAYERS

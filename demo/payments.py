@@ -15,7 +15,7 @@ from customers.models import Customer
 from customers.services import customer_update
 from invoicing.credit_notes import credit_note_create
 from invoicing.models import Invoice, InvoiceStatus
-from payments.models import Payment, PaymentMethod, PaymentStatus, Refund
+from payments.models import AttemptStatus, Payment, PaymentMethod, PaymentStatus, Refund
 from payments.services import (payment_charge_invoice, payment_dispute_open, payment_method_attach,
                                payment_record_manual)
 
@@ -64,7 +64,7 @@ def seed_payments() -> dict:
         customer_update(customer=customer, collection_method="charge_automatically", actor=ACTOR)
         for invoice in _open_invoices(customer):
             attempt = payment_charge_invoice(invoice=invoice, actor=ACTOR, rule="demo_charge")
-            summary["card payments" if attempt.status == "succeeded" else "declined attempts"] += 1
+            summary["card payments" if attempt.status == AttemptStatus.SUCCEEDED else "declined attempts"] += 1
     acme_paid = Payment.objects.filter(customer__external_id="acme", method="card",
                                        status=PaymentStatus.SUCCEEDED).order_by("created_at").first()
     if acme_paid is not None and not Refund.objects.filter(payment__customer__external_id="acme").exists():

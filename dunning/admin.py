@@ -16,7 +16,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.admin_site import user_may_change
 from common.errors import ApplicationError
-from dunning.models import DunningCase, DunningPolicy, DunningStep
+from dunning.models import CaseStatus, DunningCase, DunningPolicy, DunningStep
 from dunning.selectors import case_next_action, case_timeline
 from dunning.services import dunning_retry_now
 
@@ -89,7 +89,7 @@ class DunningCaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
     @admin.display(description="new payment method")
     def attach_link(self, case):
-        if case.status not in ("open", "action_required"):
+        if case.status not in (CaseStatus.OPEN, CaseStatus.ACTION_REQUIRED):
             return "—"
         return format_html('<a href="{}">Attach a new payment method and retry at once</a>',
                            reverse("admin:dunning_dunningcase_attach", args=[case.pk]))

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from dunning.models import DunningStep
+from dunning.models import DunningStep, StepKind, StepStatus
 from invoicing.models import EmailStatus, InvoiceEmail
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def dunning_email_context(step: DunningStep) -> dict:
         "customer_name": snapshot.get("name") or case.customer.name,
         "amount_due": invoice.amount_due, "currency": invoice.currency, "decline_code": case.decline_code,
         "update_url": update_payment_url(customer_external_id=case.customer.external_id, invoice_id=invoice.pk),
-        "next_retry": case.steps.filter(kind="retry", status="scheduled").order_by("scheduled_at").first(),
+        "next_retry": case.steps.filter(kind=StepKind.RETRY, status=StepStatus.SCHEDULED).order_by("scheduled_at").first(),
         "seller": getattr(settings, "SELLER", {}) if isinstance(getattr(settings, "SELLER", None), dict) else {},
     }
 

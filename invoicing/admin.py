@@ -11,7 +11,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from common.admin_mixins import MoneyAdminMixin, NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.errors import ApplicationError
 from invoicing.emails import invoice_email_send
-from invoicing.models import BillingRun, EmailStatus, Invoice, InvoiceEmail, InvoiceLine, Payment
+from invoicing.models import BillingRun, EmailStatus, Invoice, InvoiceEmail, InvoiceLine, InvoiceStatus, Payment
 from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename
 from invoicing.services import invoice_approve, invoice_finalize, invoice_void
 
@@ -85,7 +85,7 @@ class NeedsReviewFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "waiting":
-            return queryset.filter(status="draft", needs_review=True)
+            return queryset.filter(status=InvoiceStatus.DRAFT, needs_review=True)
         if self.value() == "approved":
             return queryset.filter(approved_at__isnull=False)
         return queryset
@@ -113,7 +113,7 @@ class InvoiceAdmin(MoneyAdminMixin, DocumentPdfAdminMixin, NoDeleteAdminMixin, S
         return invoice_pdf_filename(obj), invoice_pdf_bytes(invoice=obj)
 
     def pdf_label(self, obj):
-        return "Preview draft PDF" if obj.status == "draft" else "Download PDF"
+        return "Preview draft PDF" if obj.status == InvoiceStatus.DRAFT else "Download PDF"
 
     def has_add_permission(self, request):
         return False  # invoices come from billing runs and subscription changes

@@ -57,10 +57,6 @@ def stale_after() -> timedelta:
     return timedelta(seconds=getattr(settings, "BILLING_RUN_STALE_SECONDS", 300))
 
 
-def sync_max_subscriptions() -> int:
-    return getattr(settings, "BILLING_RUN_SYNC_MAX_SUBSCRIPTIONS", 2000)
-
-
 # --- public API ------------------------------------------------------------------------------------
 
 def billing_run(*, as_of: date, actor=None, now: datetime | None = None, auto_finalize: bool = True,

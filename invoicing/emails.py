@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from common.audit import actor_label
 from common.errors import ConflictError
-from invoicing.models import CreditNote, EmailStatus, Invoice, InvoiceEmail, InvoiceStatus
+from invoicing.models import CreditNote, CreditNoteStatus, EmailStatus, Invoice, InvoiceEmail, InvoiceStatus
 from invoicing.pdf import (
     credit_note_document_context,
     credit_note_pdf_bytes,
@@ -127,7 +127,7 @@ def credit_note_email_send(*, credit_note: CreditNote, actor=None, to: str | lis
                            log_missing_address: bool = False) -> InvoiceEmail:
     """E-mail a credit note with its PDF attached; same logging and failure rules as invoices."""
     credit_note = CreditNote.objects.select_related("invoice").get(pk=credit_note.pk)
-    if credit_note.status != "issued":
+    if credit_note.status != CreditNoteStatus.ISSUED:
         raise ConflictError(f"Only an issued credit note can be e-mailed; this one is {credit_note.status}.",
                             code="invalid_state")
     context = credit_note_document_context(credit_note)
@@ -148,6 +148,6 @@ def credit_note_email_send(*, credit_note: CreditNote, actor=None, to: str | lis
 
 def credit_note_email_send_once(*, credit_note: CreditNote) -> InvoiceEmail | None:
     credit_note = CreditNote.objects.get(pk=credit_note.pk)
-    if credit_note.status != "issued" or credit_note.emails.filter(status=EmailStatus.SENT).exists():
+    if credit_note.status != CreditNoteStatus.ISSUED or credit_note.emails.filter(status=EmailStatus.SENT).exists():
         return None
     return credit_note_email_send(credit_note=credit_note, actor="system", log_missing_address=True)

@@ -31,7 +31,7 @@ from django.utils import timezone
 from common.errors import ConflictError
 from common.locks import row_lock
 from common.money import Formatter, document_locale, money_decimal as _dec, quantize_money  # noqa: F401 (re-exported)
-from invoicing.models import CreditNote, CreditNoteOutcome, Invoice, InvoiceStatus, LineKind
+from invoicing.models import CreditNote, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceStatus, LineKind
 
 # WeasyPrint subsets fonts with fontTools inside its own log capture, which lowers the fontTools
 # logger to DEBUG; without this every embedded font table would reach the root handler.
@@ -365,7 +365,7 @@ def credit_note_document_context(credit_note: CreditNote) -> dict:
     outcome = OUTCOME_WORDING.get(credit_note.outcome, "").format(invoice=invoice.number or "")
     return {
         "title": "Credit note",
-        "watermark": "VOID" if credit_note.status == "void" else "",
+        "watermark": "VOID" if credit_note.status == CreditNoteStatus.VOID else "",
         "number": credit_note.number,
         "invoice_number": invoice.number,
         "invoice_issue_date": format_day(invoice.issue_date),

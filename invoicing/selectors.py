@@ -7,7 +7,7 @@ import uuid
 from django.db.models import Prefetch, QuerySet
 
 from common.errors import NotFoundError
-from invoicing.models import BillingRun, CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from invoicing.models import BillingRun, CreditNote, CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
 
 
 def invoices_list(*, customer: str | None = None, subscription: str | None = None, status: str | None = None,
@@ -68,10 +68,6 @@ def credit_note_get(*, credit_note_id) -> CreditNote:
     return _get_by_uuid(credit_notes_list(), credit_note_id, "Credit note")
 
 
-def invoices_review_queue() -> QuerySet[Invoice]:
-    return invoices_list(status="draft", needs_review=True)
-
-
 def billing_run_get(*, run_id) -> BillingRun:
     """The run by its integer id; 404 for an unknown or malformed id."""
     run = BillingRun.objects.filter(pk=int(run_id)).first() if str(run_id).isdigit() else None
@@ -87,7 +83,7 @@ def invoices_missing_documents(*, now, grace, max_age) -> list:
     resent on request, not by the sweep."""
     from django.db.models import Exists, OuterRef, Q
 
-    from invoicing.models import InvoiceEmail, InvoiceStatus
+    from invoicing.models import InvoiceEmail
 
     attempted = InvoiceEmail.objects.filter(invoice=OuterRef("pk"))
     return list(

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from common.money import MONEY_FIELD, format_money, format_quantity, quantize_unit_price
 from common.serializer_fields import INT64_MAX, BoundedDateField
-from invoicing.models import BillingRun, CreditNote, CreditNoteLine, CreditNoteOutcome, Invoice, InvoiceLine
+from invoicing.models import BillingRun, BillingRunStatus, CreditNote, CreditNoteLine, CreditNoteOutcome, Invoice, InvoiceLine
 
 
 def _unit(value: Decimal | None) -> str | None:
@@ -174,10 +174,10 @@ class BillingRunSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
 
     def get_status(self, run) -> str:
-        return "failed" if run.status == "partial" else run.status
+        return BillingRunStatus.FAILED if run.status == BillingRunStatus.PARTIAL else run.status
 
     def get_error(self, run) -> str:
-        if run.error or run.status != "partial":
+        if run.error or run.status != BillingRunStatus.PARTIAL:
             return run.error
         return f"{run.error_count} subscription(s) could not be billed; see errors (the others were billed)."
 

@@ -13,7 +13,7 @@ from common.admin_mixins import MoneyAdminMixin, NoDeleteAdminMixin, ReadOnlyInl
 from common.errors import ApplicationError
 from invoicing.admin import InvoiceAdmin
 from invoicing.models import Invoice, InvoiceStatus
-from payments.models import MANUAL_METHODS, Payment, PaymentAttempt, PaymentMethod, Refund, WebhookEvent
+from payments.models import MANUAL_METHODS, AttemptStatus, Payment, PaymentAttempt, PaymentMethod, Refund, WebhookEvent
 from payments.services import payment_charge_invoice, payment_method_detach, payment_record_manual, refund_execute
 
 
@@ -105,9 +105,9 @@ class PaymentAdmin(MoneyAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
             except ApplicationError as exc:
                 self.message_user(request, f"{invoice}: {exc.message}", messages.ERROR)
                 continue
-            level = messages.SUCCESS if attempt.status == "succeeded" else messages.WARNING
+            level = messages.SUCCESS if attempt.status == AttemptStatus.SUCCEEDED else messages.WARNING
             self.message_user(request, f"{invoice}: attempt {attempt.attempt_number} {attempt.status}"
-                              + (f" ({attempt.decline_code or attempt.failure_code})" if attempt.status == "failed" else ""),
+                              + (f" ({attempt.decline_code or attempt.failure_code})" if attempt.status == AttemptStatus.FAILED else ""),
                               level)
 
     def _can_act(self, request) -> bool:

@@ -32,6 +32,7 @@ def charge_on_finalize(events) -> None:
         return
     from customers.models import CollectionMethod
     from invoicing.models import Invoice
+    from payments.models import AttemptStatus
     from payments.services import RULE_AUTO_CHARGE, _attempt_create_locked
 
     invoices = (Invoice.objects.select_related("customer")
@@ -44,7 +45,7 @@ def charge_on_finalize(events) -> None:
         except (ConflictError, IntegrityError):
             logger.info("invoice %s: a charge is already in flight; not charging again", invoice.pk)
             continue
-        if attempt.status == "pending":
+        if attempt.status == AttemptStatus.PENDING:
             attempt_id = attempt.pk
             transaction.on_commit(lambda attempt_id=attempt_id: _enqueue_charge(attempt_id))
 

@@ -7,7 +7,7 @@ from django.utils.html import format_html
 
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.errors import ApplicationError
-from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services import (
     clean_events as service_clean_events,
     clean_url as service_clean_url,
@@ -126,7 +126,7 @@ class WebhookDeliveryAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
             except ApplicationError as exc:
                 self.message_user(request, f"{delivery}: {exc.message}", messages.ERROR)
                 continue
-            ok = delivery.status == "succeeded"
+            ok = delivery.status == DeliveryStatus.SUCCEEDED
             self.message_user(request, f"{delivery}: {'delivered' if ok else 'failed'} "
                                        f"(HTTP {delivery.last_status_code or '-'}).",
                               messages.SUCCESS if ok else messages.ERROR)
