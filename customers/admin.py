@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
+from common.admin_forms import ServiceForm, form_for_request
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
-from customers.admin_forms import ServiceForm, form_for_request
 from customers.models import ApiKey, Customer
 from customers.services import CUSTOMER_FIELDS, api_key_revoke, customer_create, customer_update
 
@@ -64,8 +64,6 @@ class ApiKeyAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
 
 # --- credits -------------------------------------------------------------------------------------
-
-from django import forms  # noqa: E402
 
 from customers.models import CreditGrant, CreditGrantUsage, CustomerBalanceTransaction  # noqa: E402
 from customers.services import balance_adjust, prepaid_credit_grant  # noqa: E402

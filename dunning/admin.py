@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
+from common.admin_forms import run_per_row
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.admin_site import user_may_change
 from common.errors import ApplicationError
@@ -128,10 +129,7 @@ class DunningCaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
         if not self._can_act(request):
             self.message_user(request, "Your role may not charge customers.", messages.ERROR)
             return
-        for case in queryset.order_by("pk"):
-            try:
-                step = dunning_retry_now(case_id=case.pk, rule="manual_retry", actor=request.user)
-            except ApplicationError as exc:
-                self.message_user(request, f"Case {case.pk}: {exc.message}", messages.ERROR)
-                continue
-            self.message_user(request, f"Case {case.pk}: retry {step.status} ({step.outcome})", messages.INFO)
+        run_per_row(self, request, queryset.order_by("pk"),
+                    lambda case: dunning_retry_now(case_id=case.pk, rule="manual_retry", actor=request.user),
+                    done=lambda case, step: (f"Case {case.pk}: retry {step.status} ({step.outcome})", messages.INFO),
+                    label=lambda case: f"Case {case.pk}")

@@ -8,8 +8,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from common.admin_forms import run_per_row
 from common.admin_mixins import MoneyAdminMixin, NoDeleteAdminMixin, ReadOnlyInlineMixin
-from common.errors import ApplicationError
 from invoicing.emails import invoice_email_send
 from invoicing.models import BillingRun, EmailStatus, Invoice, InvoiceEmail, InvoiceLine, InvoiceStatus, Payment
 from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename
@@ -122,12 +122,8 @@ class InvoiceAdmin(MoneyAdminMixin, DocumentPdfAdminMixin, NoDeleteAdminMixin, S
         return False  # every field is read-only: no Save; transitions are the actions
 
     def _each(self, request, queryset, service, verb):
-        for invoice in queryset.order_by("pk"):
-            try:
-                service(invoice=invoice, actor=request.user)
-                self.message_user(request, f"{verb} {Invoice.objects.get(pk=invoice.pk)}.", messages.SUCCESS)
-            except ApplicationError as exc:
-                self.message_user(request, f"{invoice}: {exc.message}", messages.ERROR)
+        run_per_row(self, request, queryset.order_by("pk"), lambda invoice: service(invoice=invoice, actor=request.user),
+                    done=lambda invoice, _: f"{verb} {Invoice.objects.get(pk=invoice.pk)}.")
 
     @admin.action(description="Finalize selected drafts")
     def finalize_selected(self, request, queryset):
@@ -143,16 +139,13 @@ class InvoiceAdmin(MoneyAdminMixin, DocumentPdfAdminMixin, NoDeleteAdminMixin, S
 
     @admin.action(description="Resend invoice e-mail")
     def resend_email_selected(self, request, queryset):
-        for invoice in queryset.order_by("pk"):
-            try:
-                log = invoice_email_send(invoice=invoice, actor=request.user)
-            except ApplicationError as exc:
-                self.message_user(request, f"{invoice}: {exc.message}", messages.ERROR)
-                continue
+        def done(invoice, log):
             if log.status == EmailStatus.SENT:
-                self.message_user(request, f"{invoice}: sent to {log.to}.", messages.SUCCESS)
-            else:
-                self.message_user(request, f"{invoice}: not sent: {log.error}", messages.ERROR)
+                return f"{invoice}: sent to {log.to}."
+            return f"{invoice}: not sent: {log.error}", messages.ERROR
+
+        run_per_row(self, request, queryset.order_by("pk"),
+                    lambda invoice: invoice_email_send(invoice=invoice, actor=request.user), done=done)
 
 
 @admin.register(BillingRun)
@@ -210,9 +203,6 @@ class CreditNoteAdmin(MoneyAdminMixin, DocumentPdfAdminMixin, NoDeleteAdminMixin
 
     @admin.action(description="Void selected credit notes")
     def void_selected(self, request, queryset):
-        for note in queryset.order_by("number"):
-            try:
-                credit_note_void(credit_note=note, actor=request.user, reason="voided in the admin")
-                self.message_user(request, f"Voided {note.number}.", messages.SUCCESS)
-            except ApplicationError as exc:
-                self.message_user(request, f"{note.number}: {exc.message}", messages.ERROR)
+        run_per_row(self, request, queryset.order_by("number"),
+                    lambda note: credit_note_void(credit_note=note, actor=request.user, reason="voided in the admin"),
+                    done=lambda note, _: f"Voided {note.number}.", label=lambda note: note.number)

@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
+from common.admin_forms import run_per_row
 from common.admin_mixins import MoneyAdminMixin, NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.errors import ApplicationError
 from invoicing.admin import InvoiceAdmin
@@ -98,17 +99,14 @@ class PaymentAdmin(MoneyAdminMixin, NoDeleteAdminMixin, SimpleHistoryAdmin):
     def retry_charge_now(self, request, queryset):
         if not self._can_act(request):
             return
-        for invoice_id in queryset.order_by("invoice_id").values_list("invoice_id", flat=True).distinct():
-            invoice = Invoice.objects.get(pk=invoice_id)
-            try:
-                attempt = payment_charge_invoice(invoice=invoice, actor=request.user)
-            except ApplicationError as exc:
-                self.message_user(request, f"{invoice}: {exc.message}", messages.ERROR)
-                continue
+        def done(invoice, attempt):
             level = messages.SUCCESS if attempt.status == AttemptStatus.SUCCEEDED else messages.WARNING
-            self.message_user(request, f"{invoice}: attempt {attempt.attempt_number} {attempt.status}"
-                              + (f" ({attempt.decline_code or attempt.failure_code})" if attempt.status == AttemptStatus.FAILED else ""),
-                              level)
+            reason = f" ({attempt.decline_code or attempt.failure_code})" if attempt.status == AttemptStatus.FAILED else ""
+            return f"{invoice}: attempt {attempt.attempt_number} {attempt.status}{reason}", level
+
+        invoice_ids = queryset.order_by("invoice_id").values_list("invoice_id", flat=True).distinct()
+        run_per_row(self, request, (Invoice.objects.get(pk=invoice_id) for invoice_id in invoice_ids),
+                    lambda invoice: payment_charge_invoice(invoice=invoice, actor=request.user), done=done)
 
     def _can_act(self, request) -> bool:
         if not request.user.has_perm("payments.add_payment"):

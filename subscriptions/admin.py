@@ -4,14 +4,14 @@ proration items), and actions that call the lifecycle services (intermediate for
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from catalog.models import Plan
+from common.admin_forms import run_per_row
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
-from common.errors import ApplicationError
 from subscriptions.models import ProrationItem, Subscription, SubscriptionChange
 from subscriptions.fees import advance_fee_for_period
 from subscriptions.selectors import plan_segments, subscription_timeline
@@ -96,16 +96,13 @@ class SubscriptionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
         return TemplateResponse(request, "admin/subscriptions/action_form.html", context)
 
     def _run(self, request, queryset, call):
-        for sub in queryset.order_by("pk"):
-            try:
-                result = call(sub)
-            except ApplicationError as exc:
-                self.message_user(request, f"{sub.external_id}: {exc.message}", messages.ERROR)
-                continue
+        def done(sub, result):
             amounts = ", ".join(f"{i.kind} {i.amount:f}" for i in result.proration_items)
             state = "applied" if result.change.applied_at else f"scheduled for {result.change.effective_date}"
-            self.message_user(request, f"{sub.external_id}: {result.change.get_kind_display()} {state}"
-                                       f"{' (' + amounts + ')' if amounts else ''}.", messages.SUCCESS)
+            return (f"{sub.external_id}: {result.change.get_kind_display()} {state}"
+                    f"{' (' + amounts + ')' if amounts else ''}.")
+
+        run_per_row(self, request, queryset.order_by("pk"), call, done=done, label=lambda sub: sub.external_id)
 
     @admin.action(description="Change plan…")
     def change_plan(self, request, queryset):

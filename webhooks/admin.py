@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from common.admin_forms import run_per_row
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
 from common.errors import ApplicationError
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -120,13 +121,10 @@ class WebhookDeliveryAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Retry selected deliveries now", permissions=["change"])
     def retry_now(self, request, queryset):
-        for delivery in queryset.select_related("endpoint", "event"):
-            try:
-                delivery = webhook_delivery_retry(delivery=delivery, actor=request.user)
-            except ApplicationError as exc:
-                self.message_user(request, f"{delivery}: {exc.message}", messages.ERROR)
-                continue
+        def done(_, delivery):
             ok = delivery.status == DeliveryStatus.SUCCEEDED
-            self.message_user(request, f"{delivery}: {'delivered' if ok else 'failed'} "
-                                       f"(HTTP {delivery.last_status_code or '-'}).",
-                              messages.SUCCESS if ok else messages.ERROR)
+            return (f"{delivery}: {'delivered' if ok else 'failed'} (HTTP {delivery.last_status_code or '-'}).",
+                    messages.SUCCESS if ok else messages.ERROR)
+
+        run_per_row(self, request, queryset.select_related("endpoint", "event"),
+                    lambda delivery: webhook_delivery_retry(delivery=delivery, actor=request.user), done=done)

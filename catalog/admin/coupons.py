@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Count
 from simple_history.admin import SimpleHistoryAdmin
 
 from catalog.models import Coupon, CouponRedemption, CouponUsage
 from catalog.services import coupon_apply, coupon_create, coupon_remove, coupon_update
+from common.admin_forms import ServiceForm, form_for_request, run_per_row
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
-from common.errors import ApplicationError
 from common.money import format_money
-from customers.admin_forms import ServiceForm, form_for_request
 
 
 class CouponForm(ServiceForm):
@@ -148,9 +147,6 @@ class CouponRedemptionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
     @admin.action(description="Remove selected coupons (future invoices)")
     def remove(self, request, queryset):
-        for redemption in queryset.order_by("pk"):
-            try:
-                coupon_remove(redemption=redemption, actor=request.user)
-                self.message_user(request, f"Removed {redemption}.", messages.SUCCESS)
-            except ApplicationError as exc:
-                self.message_user(request, f"{redemption}: {exc.message}", messages.ERROR)
+        run_per_row(self, request, queryset.order_by("pk"),
+                    lambda redemption: coupon_remove(redemption=redemption, actor=request.user),
+                    done=lambda redemption, _: f"Removed {redemption}.")

@@ -7,8 +7,8 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from catalog.models import TaxRate
 from catalog.services import tax_rate_create, tax_rate_update
+from common.admin_forms import ServiceForm, form_for_request
 from common.admin_mixins import NoDeleteAdminMixin
-from customers.admin_forms import ServiceForm, form_for_request
 
 
 class TaxRateForm(ServiceForm):
