@@ -85,6 +85,7 @@ serve: migrate sandbox
 
 test: venv system-deps
 	@$(BIN)/python bin/check_services.py
+	@$(BIN)/ruff check .
 	@$(BIN)/python -m pytest --create-db $(PYTEST_ARGS)
 
 clean: stop

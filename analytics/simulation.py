@@ -94,7 +94,6 @@ class _Window:
 def simulate(*, candidate: Candidate | None, subscription_ids: list[int], start: date, end: date) -> dict:
     """Rows per subscription and totals. `candidate=None` re-rates every subscription on its own
     billed plan version (the self-check)."""
-    from catalog.models import Charge
     from common.timeutil import local_date_bounds_utc
     from invoicing.models import InvoiceLine, InvoiceStatus, LineKind
     from subscriptions.models import Subscription

@@ -109,9 +109,7 @@ def build(personas, policy_name: str):
     """One customer per persona under `policy_name` (by segment), its history, a card, an invoice
     finalized at the persona's first failure (the real charge-on-finalize path)."""
     from customers.models import Customer
-    from dunning.services import dunning_clock
     from invoicing.models import Invoice, InvoiceLine, InvoiceReason
-    from invoicing.services import invoice_finalize
     from payments.models import AttemptStatus, PaymentAttempt, PaymentMethod
 
     mapping = {}

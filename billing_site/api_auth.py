@@ -16,7 +16,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
-        from customers.services import api_key_authenticate
+        from customers.services import api_key_authenticate  # noqa: PLC0415 — DRF loads this class from settings while common.errors is still importing (cycle)
 
         header = authentication.get_authorization_header(request).decode("latin-1").strip()
         if not header:

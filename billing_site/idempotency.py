@@ -25,6 +25,8 @@ from django.utils import timezone
 
 from common.errors import error_body
 from common.idempotency import ttl
+from common.models import IdempotencyKey
+from customers.services import api_key_authenticate
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -36,8 +38,6 @@ def _error(status: int, code: str, message: str, field: bool = False) -> JsonRes
 
 
 def _api_key(request):
-    from customers.services import api_key_authenticate
-
     parts = request.headers.get("Authorization", "").split()
     if len(parts) != 2 or parts[0].lower() != "bearer":
         return None
@@ -71,8 +71,6 @@ class IdempotencyKeyMiddleware:
         return self._handle(request, api_key_id=api_key.pk, key=key)
 
     def _handle(self, request, *, api_key_id: int, key: str):
-        from common.models import IdempotencyKey
-
         path = request.get_full_path()[:2000]
         body_hash = hashlib.sha256(request.body).hexdigest()
         lock_id = _lock_id(api_key_id, key)

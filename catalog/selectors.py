@@ -1,9 +1,15 @@
 from __future__ import annotations
 
-from django.db.models import Count, Prefetch, QuerySet
+from decimal import Decimal
 
-from catalog.models import BillableMetric, Charge, Plan, PlanVersion
+from django.conf import settings
+from django.db.models import Count, Prefetch, Q, QuerySet
+
+from catalog.models import BillableMetric, Charge, Coupon, CouponRedemption, Plan, PlanVersion, TaxRate
+from catalog.rating import minimum_commitment_true_up, needs_event_values, rate_charge
+from catalog.taxes import EXEMPT_NOTE, REVERSE_CHARGE_NOTE, TaxDetermination, reverse_charge_applies
 from common.errors import NotFoundError
+from common.money import quantize_money
 
 
 def metric_get(code: str) -> BillableMetric:
@@ -85,11 +91,6 @@ def plan_version_price_preview(*, version: PlanVersion, quantities: dict, event_
 
     `quantities`, `event_counts`, `event_values` are keyed by charge id. Returns base fee, one
     RatedCharge per charge, the subtotal, the minimum-commitment true-up and the total."""
-    from decimal import Decimal
-
-    from catalog.rating import minimum_commitment_true_up, needs_event_values, rate_charge
-    from common.money import quantize_money
-
     currency = version.plan.currency
     event_values = event_values or {}
     event_counts = event_counts or {}
@@ -114,14 +115,10 @@ def plan_version_price_preview(*, version: PlanVersion, quantities: dict, event_
 # --- taxes ---------------------------------------------------------------------------------------
 
 def tax_rate_list() -> "QuerySet":
-    from catalog.models import TaxRate
-
     return TaxRate.objects.order_by("country", "region", "name", "pk")
 
 
 def _seller_country() -> str:
-    from django.conf import settings
-
     return (getattr(settings, "SELLER", {}) or {}).get("country", "US")
 
 
@@ -136,11 +133,6 @@ def tax_determination_for_customer(*, customer, on):
     """The rates and the invoice note for `customer` on `on` (a date): exempt → no rates and
     EXEMPT_NOTE; reverse charge (B2B EU, other country than settings.SELLER["country"], default
     US) → no rates and REVERSE_CHARGE_NOTE; else `tax_rates_for_customer`'s rule."""
-    from django.db.models import Q
-
-    from catalog.models import TaxRate
-    from catalog.taxes import EXEMPT_NOTE, REVERSE_CHARGE_NOTE, TaxDetermination, reverse_charge_applies
-
     if customer.tax_exempt:
         return TaxDetermination(rates=(), note=EXEMPT_NOTE, reason="exempt")
     if reverse_charge_applies(customer_country=customer.country, customer_tax_id=customer.tax_id,
@@ -162,8 +154,6 @@ def tax_determination_for_customer(*, customer, on):
 # --- coupons -------------------------------------------------------------------------------------
 
 def coupon_get(code: str):
-    from catalog.models import Coupon
-
     coupon = Coupon.objects.filter(code=code).prefetch_related("applies_to_plans").first()
     if coupon is None:
         raise NotFoundError(f"Coupon '{code}' not found.", fields={"coupon": ["not found"]})
@@ -171,15 +161,11 @@ def coupon_get(code: str):
 
 
 def coupon_list() -> "QuerySet":
-    from catalog.models import Coupon
-
     return Coupon.objects.prefetch_related("applies_to_plans").order_by("code")
 
 
 def coupon_redemptions_for_customer(*, customer) -> "QuerySet":
     """Every redemption of `customer` (active, used up or removed), oldest first."""
-    from catalog.models import CouponRedemption
-
     return (CouponRedemption.objects.filter(customer=customer)
             .select_related("coupon", "customer", "subscription").order_by("created_at", "pk"))
 
@@ -193,10 +179,6 @@ def coupon_redemptions_for_invoice(*, customer, currency: str, subscription=None
     Pass `[r.coupon for r in result]` to the discount engine and the result to
     `coupon_redemptions_consume` once the invoice exists. `lock=True` locks the rows (call inside
     the invoice transaction so a concurrent removal waits)."""
-    from django.db.models import Q
-
-    from catalog.models import CouponRedemption
-
     qs = CouponRedemption.objects.filter(customer=customer, removed_at__isnull=True, ended_at__isnull=True)
     qs = qs.filter(Q(subscription__isnull=True) | Q(subscription=subscription)) if subscription is not None \
         else qs.filter(subscription__isnull=True)

@@ -10,24 +10,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
+from django.utils import timezone
 
 from catalog.discounts import coupon_used_up
-from catalog.models import NUMERIC_AGGREGATIONS, Aggregation, BillableMetric, Charge, ChargeModel, Interval, Plan, PlanVersion
+from catalog.models import (NUMERIC_AGGREGATIONS, Aggregation, BillableMetric, Charge, ChargeModel, Coupon,
+                            CouponDuration, CouponKind, CouponRedemption, CouponUsage, Interval, Plan, PlanVersion,
+                            TaxRate)
 from catalog.selectors import plan_current_version
 from catalog.validation import Errors, _normalize, code_check, money_places_check, parse_count, parse_price
 from common.audit import actor_label, audit_record
 from common.errors import ApplicationError, ConflictError
 from common.locks import row_lock
 from common.money import is_valid_currency
+from customers.countries import is_valid_country
 
 PRICE_FIELDS = ("amount", "pay_in_advance", "trial_days", "minimum_commitment")
 
 
 def _actor_user(actor):
-    from django.contrib.auth import get_user_model
-
     return actor if isinstance(actor, get_user_model()) else None
 
 
@@ -306,9 +309,6 @@ def _percent(errors: Errors, path: str, value, *, allow_zero: bool) -> Decimal |
 
 def tax_rate_create(*, name: str, country: str, rate, region: str = "", active: bool = True, valid_from=None,
                     valid_to=None, actor=None):
-    from catalog.models import TaxRate
-    from customers.countries import is_valid_country
-
     errors = Errors()
     if not name:
         errors.add("name", "This field is required.")
@@ -332,8 +332,6 @@ def tax_rate_update(*, tax_rate, actor=None, name: str | None = None, active: bo
                     valid_to=_UNSET):
     """Name, active and the end of validity change; the rate, country and region never do (they
     taxed invoices): end this rate and create a new one instead."""
-    from catalog.models import TaxRate
-
     with transaction.atomic():
         tax_rate = row_lock(TaxRate, tax_rate.pk)
         changed = {}
@@ -374,8 +372,6 @@ def coupon_create(*, code: str, name: str, kind: str, amount_off=None, currency:
     percent: `percent_off` in (0, 100] with at most 4 decimals. `repeating` needs `duration_periods`
     ≥ 1. `applies_to_plans`: plan codes or Plans (empty = every plan); a fixed coupon's plans must
     be priced in its currency. 409 if the code exists."""
-    from catalog.models import Coupon, CouponDuration, CouponKind
-
     errors = Errors()
     code_check(errors, "code", code)
     if not name:
@@ -437,8 +433,6 @@ def coupon_create(*, code: str, name: str, kind: str, amount_off=None, currency:
 def coupon_update(*, coupon, actor=None, name: str | None = None, active: bool | None = None, redeem_by=_UNSET,
                   max_redemptions=_UNSET):
     """Only the name, active flag, redeem_by and max_redemptions change; amounts never do."""
-    from catalog.models import Coupon
-
     with transaction.atomic():
         coupon = row_lock(Coupon, coupon.pk)
         changed = {}
@@ -472,10 +466,6 @@ def coupon_apply(*, coupon, customer, subscription=None, on=None, actor=None):
     customer, a plan the coupon does not cover. 409: inactive coupon, past `redeem_by` (`on`,
     default today UTC), `max_redemptions` reached (counted under the coupon row lock), or the
     coupon already active on that customer/subscription."""
-    from django.utils import timezone
-
-    from catalog.models import Coupon, CouponKind, CouponRedemption
-
     on = on or timezone.now().date()
     with transaction.atomic():
         coupon = row_lock(Coupon, coupon.pk)  # serializes max_redemptions
@@ -517,10 +507,6 @@ def coupon_apply(*, coupon, customer, subscription=None, on=None, actor=None):
 
 def coupon_remove(*, redemption, actor=None):
     """Stop a redemption discounting future invoices (finalized invoices keep their discount). 409 if already removed."""
-    from django.utils import timezone
-
-    from catalog.models import CouponRedemption
-
     with transaction.atomic():
         redemption = row_lock(CouponRedemption, redemption.pk)
         if redemption.removed_at is not None:
@@ -547,10 +533,6 @@ def coupon_redemptions_consume(*, redemptions, invoice_id, discounts=(), actor=N
     close a billing period (`uses_period=False`: an upgrade's or a cancellation's invoice inside a
     period, late usage, a manual invoice) is discounted and recorded but does not use a period. A
     `once` coupon is used up by the first invoice it discounts."""
-    from django.utils import timezone
-
-    from catalog.models import CouponDuration, CouponRedemption, CouponUsage
-
     invoice_id = str(invoice_id)
     amounts = {d.coupon_id: d.amount for d in discounts}
     ids = sorted({r.pk for r in redemptions})

@@ -1,3 +1,8 @@
+from django.contrib.admin.options import InlineModelAdmin
+
+from common.money import format_money_display
+
+
 class NoDeleteAdminMixin:
     """Financial records are never deleted from the admin."""
 
@@ -26,8 +31,6 @@ class ReadOnlyInlineMixin:
 def money_column(name: str, label: str | None = None):
     """An admin column / read-only field showing `name` formatted in its row's currency ("$14,300.00",
     "¥14,300") through the shared babel formatter, instead of the raw "14300.0000"."""
-    from common.money import format_money_display
-
     def show(obj):
         value = getattr(obj, name, None)
         if value is None or value == "":
@@ -71,8 +74,6 @@ class MoneyAdminMixin:
         return self._map(fields) if self._record_page(obj) else fields
 
     def _record_page(self, obj) -> bool:
-        from django.contrib.admin.options import InlineModelAdmin
-
         return obj is not None or isinstance(self, InlineModelAdmin)  # an inline's obj is its parent
 
     def get_fields(self, request, obj=None):

@@ -19,6 +19,8 @@ from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from simple_history.admin import SimpleHistoryAdmin
 
+from common.throttle import login_throttled
+
 
 def user_may_change(user, model) -> bool:
     """The one rule for every back-office write: the model's Django change permission."""
@@ -68,8 +70,6 @@ class LedgerlineAdminSite(admin.AdminSite):
         super().register(model_or_iterable, admin_class, **options)
 
     def login(self, request, extra_context=None):
-        from common.throttle import login_throttled
-
         return login_throttled(super().login)(request, extra_context)
 
 

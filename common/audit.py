@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db import models
 
 from common import hooks
@@ -44,6 +45,4 @@ def actor_label(actor) -> str:
 
 def actor_user(actor):
     """The Django user behind `actor`, or None (an API key, a rule name, the system)."""
-    from django.contrib.auth import get_user_model
-
     return actor if isinstance(actor, get_user_model()) else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -115,15 +116,11 @@ def api_exception_handler(exc, context):
 def json_not_found(request, exception=None):
     """handler404: unknown API URLs answer in the API error shape; pages keep Django's page."""
     if not request.path.startswith("/api/"):
-        from django.views.defaults import page_not_found
-
         return page_not_found(request, exception)
     return JsonResponse(error_body("not_found", f"No such resource: {request.path}"), status=status.HTTP_404_NOT_FOUND)
 
 
 def json_server_error(request):
     if not request.path.startswith("/api/"):
-        from django.views.defaults import server_error
-
         return server_error(request)
     return JsonResponse(error_body("server_error", "Internal error; it has been logged."), status=500)

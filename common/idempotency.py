@@ -8,6 +8,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from common.models import IdempotencyKey
+
 
 def ttl() -> timedelta:
     return timedelta(hours=getattr(settings, "IDEMPOTENCY_KEY_TTL_HOURS", 24))
@@ -15,8 +17,6 @@ def ttl() -> timedelta:
 
 def idempotency_keys_purge(*, now=None) -> int:
     """Delete stored responses older than the TTL (the beat job); returns how many."""
-    from common.models import IdempotencyKey
-
     cutoff = (now or timezone.now()) - ttl()
     deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
     return deleted

@@ -1,5 +1,6 @@
 import logging
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from common.errors import error_body
@@ -40,8 +41,6 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        from django.db import InterfaceError, OperationalError
-
         if not isinstance(exception, (OperationalError, InterfaceError)):
             return None
         logger.warning("database unavailable for %s %s: %s", request.method, request.path, exception)

@@ -1,7 +1,14 @@
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
 from common.errors import NotFoundError
-from customers.models import Customer
+from common.money import quantize_money
+from customers.models import CreditGrant, Customer, CustomerBalanceTransaction
 
 
 def customer_get(*, external_id: str) -> Customer:
@@ -15,10 +22,6 @@ def customer_get(*, external_id: str) -> Customer:
 
 def _as_datetime(on):
     """A date counts as its first instant (00:00 UTC); None is now."""
-    import datetime as dt
-
-    from django.utils import timezone
-
     if on is None:
         return timezone.now()
     if isinstance(on, dt.datetime):
@@ -28,13 +31,6 @@ def _as_datetime(on):
 
 def customer_credit_balance(*, customer, currency: str):
     """The customer's credit balance in `currency` (sum of its ledger rows in that currency only)."""
-    from decimal import Decimal
-
-    from django.db.models import Sum
-
-    from common.money import quantize_money
-    from customers.models import CustomerBalanceTransaction
-
     total = CustomerBalanceTransaction.objects.filter(customer=customer, currency=currency).aggregate(
         s=Sum("amount"))["s"]
     return quantize_money(total or Decimal(0), currency)
@@ -43,12 +39,6 @@ def customer_credit_balance(*, customer, currency: str):
 def prepaid_credit_available(*, customer, currency: str, on=None):
     """Prepaid credit in `currency` still usable at `on` (datetime, or a date = its 00:00 UTC):
     the remaining amount of grants that have not expired (`expires_at` after `on`)."""
-    from decimal import Decimal
-
-    from django.db.models import Sum
-
-    from common.money import quantize_money
-
     total = credit_grants_usable(customer=customer, currency=currency, on=on).aggregate(s=Sum("remaining"))["s"]
     return quantize_money(total or Decimal(0), currency)
 
@@ -56,10 +46,6 @@ def prepaid_credit_available(*, customer, currency: str, on=None):
 def credit_grants_usable(*, customer, currency: str, on=None):
     """Grants that can still pay an invoice, in consumption order: earliest expiry first
     (no expiry last), then oldest."""
-    from django.db.models import F, Q
-
-    from customers.models import CreditGrant
-
     moment = _as_datetime(on)
     return (CreditGrant.objects.filter(customer=customer, currency=currency, remaining__gt=0)
             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=moment))
@@ -69,8 +55,6 @@ def credit_grants_usable(*, customer, currency: str, on=None):
 def customer_balance_summary(*, customer, currency: str | None = None) -> dict:
     """The credit balance, usable prepaid credit and the balance ledger in one currency (API.md
     GET /customers/{id}/balance/). Amounts are Decimals; the API formats them."""
-    from customers.models import CustomerBalanceTransaction
-
     currency = (currency or customer.currency).upper()
     ledger = CustomerBalanceTransaction.objects.filter(customer=customer, currency=currency).order_by("created_at", "pk")
     return {

@@ -18,6 +18,7 @@ from common.money import money_input, quantize_money
 from customers.locks import customer_lock
 from customers.models import (ApiKey, ApiScope, BalanceTransactionKind, CreditGrant, CreditGrantUsage, Customer,
                               CustomerBalanceTransaction)
+from customers.selectors import credit_grants_usable, customer_credit_balance
 
 # last_used_at is written at most this often per key, so the ingestion hot path is not a write per call.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -159,8 +160,6 @@ def _customer_has_billing_documents(customer: Customer) -> bool:
 # (grant, invoice_id); a repeat call returns what the first one applied.
 
 def _balance(customer: Customer, currency: str) -> Decimal:
-    from customers.selectors import customer_credit_balance
-
     return customer_credit_balance(customer=customer, currency=currency)
 
 
@@ -185,8 +184,6 @@ def prepaid_credit_consume(*, customer: Customer, currency: str, amount, invoice
     """Spend up to `amount` of the customer's prepaid credit in `currency` on invoice `invoice_id`,
     earliest expiry first (grants expired at `on`, default now, are skipped). Returns what was
     spent (≤ amount, ≤ available). Idempotent per invoice: a repeat returns the first result."""
-    from customers.selectors import credit_grants_usable
-
     currency = (currency or "").upper()
     amount = money_input(amount, currency=currency, field="amount", positive=False)
     invoice_id = str(invoice_id)

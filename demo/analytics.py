@@ -18,6 +18,17 @@ from decimal import Decimal
 from django.db import transaction
 
 from analytics.mrr import add_months, month_start
+from catalog.models import Coupon, Plan
+from catalog.services import coupon_apply, coupon_create, plan_create
+from customers.models import Customer
+from customers.services import customer_create
+from invoicing.billing import billing_run
+from invoicing.models import Invoice, InvoiceStatus
+from invoicing.services import invoice_mark_paid, invoice_mark_uncollectible
+from subscriptions.models import Subscription, SubscriptionStatus
+from subscriptions.services import (subscription_activate, subscription_apply_pending_changes, subscription_cancel,
+                                    subscription_change_plan, subscription_change_quantity, subscription_create)
+from usage.services import event_ingest_batch
 
 HISTORY_MONTHS = 16
 USD, EUR = "USD", "EUR"
@@ -90,9 +101,6 @@ def _day(base: date, month: int, day: int) -> date:
 
 
 def _ensure_catalog(actor: str) -> None:
-    from catalog.models import Coupon, Plan
-    from catalog.services import coupon_create, plan_create
-
     for data in PLANS:
         if not Plan.objects.filter(code=data["code"]).exists():
             plan_create(actor=actor, **{**data, "amount": Decimal(data["amount"])})
@@ -102,18 +110,6 @@ def _ensure_catalog(actor: str) -> None:
 
 
 def _apply_story(customers: dict, base: date, actor: str) -> list[int]:
-    from catalog.models import Coupon
-    from catalog.services import coupon_apply
-    from subscriptions.models import Subscription, SubscriptionStatus
-    from subscriptions.services import (
-        subscription_activate,
-        subscription_apply_pending_changes,
-        subscription_cancel,
-        subscription_change_plan,
-        subscription_change_quantity,
-        subscription_create,
-    )
-
     ids = []
     for customer_id, sub_id, action, month, day, opts in STORY:
         on = _day(base, month, day)
@@ -140,8 +136,6 @@ def _apply_story(customers: dict, base: date, actor: str) -> list[int]:
 
 
 def _metered(customers: dict, base: date, actor: str) -> tuple[list[int], list[dict]]:
-    from subscriptions.services import subscription_create
-
     rng = random.Random(16)
     ids, events = [], []
     for customer_id, first, calls, growth in METERED:
@@ -162,9 +156,6 @@ def _metered(customers: dict, base: date, actor: str) -> tuple[list[int], list[d
 
 def _collect(today: date, actor: str) -> dict:
     """Most invoices get paid; two customers pay late; one invoice is written off."""
-    from invoicing.models import Invoice, InvoiceStatus
-    from invoicing.services import invoice_mark_paid, invoice_mark_uncollectible
-
     invoices = Invoice.objects.filter(customer__external_id__startswith="an_", status=InvoiceStatus.FINALIZED, amount_due__gt=0)
     paid = 0
     for invoice in invoices.order_by("issue_date", "pk"):
@@ -181,10 +172,6 @@ def _collect(today: date, actor: str) -> dict:
 
 
 def seed_analytics(*, today: date, bill: bool = True, actor: str = "seed_demo") -> dict:
-    from customers.models import Customer
-    from customers.services import customer_create
-    from usage.services import event_ingest_batch
-
     if Customer.objects.filter(external_id=CUSTOMERS[0][0]).exists():
         return {"analytics demo customers": 0}
     base = add_months(month_start(today), -HISTORY_MONTHS)
@@ -200,8 +187,6 @@ def seed_analytics(*, today: date, bill: bool = True, actor: str = "seed_demo") 
         event_ingest_batch(events=events[offset:offset + 1000])
     summary = {"analytics demo customers": len(customers), "analytics usage events": len(events)}
     if bill:
-        from invoicing.billing import billing_run
-
         # One run per month, as the hourly beat would have done: each invoice is issued on its own
         # run's date (DESIGN.md §6), so the history has real due dates and ages.
         created, as_of = 0, add_months(base, 1)

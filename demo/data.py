@@ -17,13 +17,18 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from catalog.models import BillableMetric, Plan
-from catalog.services import billable_metric_create, plan_create
+from catalog.models import BillableMetric, Coupon, Plan, TaxRate
+from catalog.services import billable_metric_create, coupon_apply, coupon_create, plan_create, tax_rate_create
 from common.auth import DEMO_PASSWORD_DEFAULT
-from customers.models import Customer
-from customers.services import customer_create
+from customers.models import CreditGrant, Customer
+from customers.services import customer_create, prepaid_credit_grant
+from demo.analytics import seed_analytics
+from demo.payments import seed_payments
+from demo.revrec import demo_revrec_close
+from invoicing.billing import billing_run
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
+from usage.services import event_ingest_batch
 
 DEMO_ADMIN_USERNAME = os.environ.get("DEMO_ADMIN_USERNAME", "admin")
 DEMO_ADMIN_PASSWORD = os.environ.get("DEMO_ADMIN_PASSWORD", DEMO_PASSWORD_DEFAULT)
@@ -135,11 +140,6 @@ def demo_taxes_and_credits_ensure(customers: dict[str, Customer]) -> None:
     """Tax rates (Globex is EU B2B with a VAT id: reverse charge), a launch coupon for Hooli and
     prepaid credit for Umbrella, so the demo invoices show each step of lines → coupons → tax →
     credit balance → prepaid credits. Acme and Initech stay untaxed: they carry the seed example."""
-    from catalog.models import Coupon, TaxRate
-    from catalog.services import coupon_apply, coupon_create, tax_rate_create
-    from customers.models import CreditGrant
-    from customers.services import prepaid_credit_grant
-
     for data in DEMO_TAX_RATES:
         if not TaxRate.objects.filter(name=data["name"], country=data["country"]).exists():
             tax_rate_create(actor="seed_demo", **{**data, "rate": Decimal(data["rate"])})
@@ -216,8 +216,6 @@ def demo_events(today: date) -> list[dict]:
 
 
 def demo_usage_ingest(today: date) -> dict:
-    from usage.services import event_ingest_batch
-
     totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
     events = demo_events(today)
     for offset in range(0, len(events), 1000):
@@ -239,19 +237,13 @@ def seed_demo(*, today: date | None = None, bill: bool = True) -> dict:
     usage = demo_usage_ingest(today)
     summary = {"customers": len(customers), "subscriptions": len(DEMO_SUBSCRIPTIONS), **{f"events {k}": v for k, v in usage.items()}}
     if bill:
-        from invoicing.billing import billing_run
-
         run = billing_run(as_of=today, actor="seed_demo")
         summary["invoices created by the billing run"] = run.invoices_created
-        from demo.payments import seed_payments
 
         summary.update({f"payments: {k}": v for k, v in seed_payments().items()})
-    from demo.analytics import seed_analytics
 
     summary.update(seed_analytics(today=today, bill=bill))
     if bill:
-        from demo.revrec import demo_revrec_close
-
         summary.update(demo_revrec_close(today))  # after every area that bills: closes the demo's months
     # Each later area (payments, dunning, revenue, analytics, ...) seeds its part in its own module
     # `demo/<area>.py`, called from here after the billing cycle, and adds its counts to `summary`.

@@ -20,6 +20,7 @@ from common.errors import ApplicationError
 from dunning.models import CaseStatus, DunningCase, DunningPolicy, DunningStep
 from dunning.selectors import case_next_action, case_timeline
 from dunning.services import dunning_retry_now
+from payments.services import payment_method_attach
 
 
 class DunningPolicyForm(forms.ModelForm):
@@ -104,8 +105,6 @@ class DunningCaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
         return user_may_change(request.user, DunningCase) and request.user.has_perm("payments.add_payment")
 
     def attach_view(self, request, case_id):
-        from payments.services import payment_method_attach
-
         case = get_object_or_404(DunningCase.objects.select_related("customer", "invoice"), pk=case_id)
         if not self._can_act(request):
             raise PermissionDenied

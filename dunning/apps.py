@@ -6,8 +6,8 @@ class DunningConfig(AppConfig):
 
     def ready(self):
         # payments never imports dunning (DESIGN.md §1): dunning reacts to the domain events it publishes.
-        from common import hooks
-        from dunning import services
+        from common import hooks  # noqa: PLC0415 — runs in AppConfig.ready()
+        from dunning import services  # noqa: PLC0415 — runs in AppConfig.ready()
 
         hooks.subscribe("payment.failed", services.case_on_payment_failed)
         hooks.subscribe("payment.succeeded", services.step_on_payment_succeeded)

@@ -14,8 +14,10 @@ from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from common.audit import audit_record
 from dunning.models import DunningStep, StepKind, StepStatus
 from invoicing.models import EmailStatus, InvoiceEmail
+from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +48,6 @@ def dunning_email_context(step: DunningStep) -> dict:
 
 def dunning_email_send(*, step_id: int) -> str:
     """Send the step's e-mail; returns "sent" or "failed" (the error is on the delivery row)."""
-    from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename
-
     step = DunningStep.objects.select_related("case__invoice", "case__customer").get(pk=step_id)
     invoice = step.case.invoice
     snapshot = invoice.customer_snapshot or {}
@@ -83,7 +83,6 @@ def dunning_email_send(*, step_id: int) -> str:
     DunningStep.objects.filter(pk=step_id).update(outcome=outcome, inputs={**step.inputs, "email_log": log.pk,
                                                                          "to": address, "error": error[:300]},
                                                   updated_at=timezone.now())
-    from common.audit import audit_record
 
     audit_record(action=f"dunning.email_{outcome}", obj=step.case, actor="rule:dunning", rule=step.rule,
                  inputs={"case": step.case_id, "step": step.pk, "template": step.template, "to": address,

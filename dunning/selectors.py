@@ -7,6 +7,7 @@ from datetime import datetime
 from django.db.models import Prefetch, QuerySet
 
 from common.errors import ApplicationError, NotFoundError
+from common.models import AuditEvent
 from dunning.models import CaseStatus, DunningCase, DunningStep, StepKind, StepStatus
 
 
@@ -55,8 +56,6 @@ def case_next_action(case: DunningCase) -> dict | None:
 
 def case_timeline(case: DunningCase) -> list[dict]:
     """Steps and the case's audit events in time order (the case page)."""
-    from common.models import AuditEvent
-
     items = [{"at": s.executed_at or s.scheduled_at, "kind": f"step:{s.kind}", "status": s.status,
               "outcome": s.outcome, "rule": s.rule, "decline_code": s.decline_code, "inputs": s.inputs}
              for s in case.steps.all()]

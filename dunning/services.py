@@ -39,10 +39,15 @@ from common.errors import ApplicationError, ConflictError
 from common.locks import row_lock
 from customers.models import Customer
 from dunning import decline_codes, schedule
+from dunning.emails import dunning_email_send
 from dunning.models import (LIVE_CASE_STATUSES, CaseStatus, DunningCase, DunningPolicy, DunningStep, FinalAction,
                             StepKind, StepStatus)
 from invoicing.models import Invoice, InvoiceStatus
-from payments.models import AttemptStatus, PaymentAttempt, PaymentMethod
+from invoicing.services import invoice_mark_uncollectible
+from payments.models import AttemptStatus, Payment, PaymentAttempt, PaymentMethod
+from payments.services import NO_PAYMENT_METHOD, payment_attempt_create, payment_attempt_execute
+from subscriptions.models import LIVE_STATUSES, SubscriptionStatus
+from subscriptions.services import IMMEDIATELY, PERIOD_END, subscription_cancel, subscription_set_past_due
 
 logger = logging.getLogger(__name__)
 
@@ -224,8 +229,6 @@ def _case_open(*, invoice: Invoice, attempt: PaymentAttempt, classification: dec
 def _subscription_past_due(case: DunningCase, past_due: bool) -> None:
     if case.subscription_id is None:
         return
-    from subscriptions.models import SubscriptionStatus
-    from subscriptions.services import subscription_set_past_due
 
     sub = case.subscription
     if not past_due and DunningCase.objects.filter(subscription_id=sub.pk, status__in=LIVE_CASE_STATUSES).exclude(
@@ -310,8 +313,6 @@ def case_on_payment_failed(event) -> DunningCase | None:
 
 def step_on_payment_succeeded(event) -> None:
     """`payment.succeeded`: the retry step that charged it records the success."""
-    from payments.models import Payment
-
     payment = Payment.objects.filter(pk=event.object_id).only("attempt_id").first()
     if payment is None or payment.attempt_id is None:
         return
@@ -428,13 +429,9 @@ def dunning_step_run(*, step_id: int) -> str | None:
                    StepKind.FINAL: _run_final}[step.kind]
         outcome, attempt_id, email = handler(step, case=case, invoice=invoice, now=now)
     if attempt_id is not None:
-        from payments.services import payment_attempt_execute
-
         attempt = payment_attempt_execute(attempt_id=attempt_id, actor=ACTOR)
         outcome = attempt.status
     if email:
-        from dunning.emails import dunning_email_send
-
         outcome = dunning_email_send(step_id=step_id)
     return outcome
 
@@ -461,8 +458,6 @@ def _skip(step: DunningStep, case: DunningCase, *, reason: str, now: datetime, i
 
 
 def _run_retry(step: DunningStep, *, case: DunningCase, invoice: Invoice, now: datetime):
-    from payments.services import NO_PAYMENT_METHOD, payment_attempt_create
-
     policy = case.policy
     ad_hoc = step.rule in ("new_payment_method", "manual_retry")
     if not ad_hoc:
@@ -530,8 +525,6 @@ def _run_escalate(step: DunningStep, *, case: DunningCase, invoice: Invoice, now
 
 
 def _run_final(step: DunningStep, *, case: DunningCase, invoice: Invoice, now: datetime):
-    from invoicing.services import invoice_mark_uncollectible
-
     effects = {}
     if invoice.status == InvoiceStatus.FINALIZED and invoice.amount_due > 0:
         invoice_mark_uncollectible(invoice=invoice, actor=ACTOR, reason=f"dunning case {case.pk}: {step.rule}")
@@ -548,9 +541,6 @@ def _run_final(step: DunningStep, *, case: DunningCase, invoice: Invoice, now: d
 
 
 def _cancel_subscription(case: DunningCase, now: datetime) -> str:
-    from subscriptions.models import LIVE_STATUSES
-    from subscriptions.services import IMMEDIATELY, PERIOD_END, subscription_cancel
-
     sub = case.subscription
     sub.refresh_from_db()
     if sub.status not in LIVE_STATUSES:

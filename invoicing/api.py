@@ -8,6 +8,7 @@ from rest_framework import renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from invoicing.allocation import invoice_allocation
 from invoicing.billing_run import billing_run, billing_run_enqueue
 from invoicing.selectors import billing_run_get, invoice_get, invoices_list
 from invoicing.serializers import (
@@ -18,6 +19,7 @@ from invoicing.serializers import (
     ReasonSerializer,
 )
 from invoicing.emails import invoice_email_send
+from invoicing.explanations import invoice_explanation
 from invoicing.models import InvoiceEmail
 from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename
 from invoicing.services import invoice_finalize, invoice_mark_paid, invoice_void
@@ -109,8 +111,6 @@ class InvoiceViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def explanation(self, request, pk=None):
         """Plain-language explanation of the invoice and of its change since the previous one."""
-        from invoicing.explanations import invoice_explanation
-
         return Response(invoice_explanation(invoice=invoice_get(invoice_id=pk)))
 
     @extend_schema(request=None, parameters=[OpenApiParameter("by", str, required=True, description="event property")],
@@ -118,8 +118,6 @@ class InvoiceViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def allocation(self, request, pk=None):
         """The usage lines split by an event property in proportion to units (cents by largest remainder)."""
-        from invoicing.allocation import invoice_allocation
-
         return Response(invoice_allocation(invoice=invoice_get(invoice_id=pk), by=request.query_params.get("by", "")))
 
     @extend_schema(request=SendInvoiceSerializer,

@@ -6,4 +6,4 @@ class InvoicingConfig(AppConfig):
 
     def ready(self) -> None:
         # Register the tasks in every process (web, scripts, workers): lower apps enqueue them by name.
-        from invoicing import tasks  # noqa: F401
+        from invoicing import tasks  # noqa: F401, PLC0415 — runs in AppConfig.ready()

@@ -54,6 +54,7 @@ from subscriptions.fees import base_fee_amount
 from subscriptions.locks import subscriptions_lock
 from subscriptions.models import ProrationItem, ProrationKind, Subscription, SubscriptionChange
 from subscriptions.periods import prorate
+from subscriptions.services import subscription_apply_pending_changes
 from usage.selectors import subscriptions_with_unbilled_late_usage, usage_aggregate_windows, usage_event_values
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class RunResult:
 def billing_run(**kwargs) -> BillingRun:
     """The synchronous billing run; the sweep (runs, chunks, heartbeat, takeover, fan-out) lives in
     `invoicing.billing_run`, this module builds the lines of one chunk."""
-    from invoicing.billing_run import billing_run as run_billing
+    from invoicing.billing_run import billing_run as run_billing  # noqa: PLC0415 — cycle: invoicing.billing_run imports this module
 
     return run_billing(**kwargs)
 
@@ -254,7 +255,6 @@ def _apply_pending_changes(subs: list[Subscription], *, as_of: date, now) -> Non
     )
     if not pending:
         return
-    from subscriptions.services import subscription_apply_pending_changes
 
     for sub in subs:
         if sub.pk in pending:

@@ -26,6 +26,7 @@ Rules:
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
@@ -39,8 +40,11 @@ from common.errors import ApplicationError, ConflictError
 from common.locks import row_lock
 from common.money import format_money, money_input, quantize_money
 from common.timeutil import local_date
+from customers.models import BalanceTransactionKind, CustomerBalanceTransaction
+from customers.services import balance_adjust, credit_balance_credit_from_credit_note
 from invoicing.models import (CreditNote, CreditNoteLine, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceLine,
                               InvoiceStatus)
+from invoicing.services import customer_snapshot, invoice_number_take
 
 ZERO = Decimal(0)
 CREDIT_NOTE_SERIES = "CN"
@@ -197,7 +201,6 @@ def credit_note_create(*, invoice: Invoice, amount=None, lines: list[dict] | Non
         customer = invoice.customer
         now = timezone.now()
         issue_date = issue_date or local_date(now, customer.timezone)
-        from invoicing.services import customer_snapshot, invoice_number_take
 
         (number,) = invoice_number_take(series=CREDIT_NOTE_SERIES, year=issue_date.year)
         note = CreditNote.objects.create(
@@ -246,10 +249,8 @@ def credit_note_create(*, invoice: Invoice, amount=None, lines: list[dict] | Non
 def _after_issue(credit_note_id: str) -> None:
     """After commit: render, store and e-mail the credit note's PDF (Celery, `invoicing.tasks`). The
     note is committed already, so an enqueue failure is logged, never raised into the caller."""
-    import logging
-
     try:
-        from invoicing.tasks import credit_note_documents_deliver
+        from invoicing.tasks import credit_note_documents_deliver  # noqa: PLC0415 — inside the enqueue guard: a failure is logged, never raised
 
         credit_note_documents_deliver.delay(credit_note_id)
     except Exception:  # noqa: BLE001
@@ -257,8 +258,6 @@ def _after_issue(credit_note_id: str) -> None:
 
 
 def _credit_balance(note: CreditNote, *, amount: Decimal, actor) -> None:
-    from customers.services import credit_balance_credit_from_credit_note
-
     credit_balance_credit_from_credit_note(customer=note.customer, currency=note.currency, amount=amount,
                                            credit_note_id=note.pk, invoice_id=note.invoice_id, actor=actor)
 
@@ -267,9 +266,6 @@ def credit_note_void(*, credit_note: CreditNote, actor=None, reason: str = "") -
     """Undo an issued credit note: an amount-due reduction is restored (a paid invoice that it
     settled goes back to finalized); balance credit is taken back (409 if already spent). A refund
     note cannot be voided (the money left). Its number stays used (gapless series)."""
-    from customers.models import BalanceTransactionKind, CustomerBalanceTransaction
-    from customers.services import balance_adjust
-
     with transaction.atomic():
         invoice = row_lock(Invoice, credit_note.invoice_id)
         note = CreditNote.objects.select_for_update().select_related("customer").get(pk=credit_note.pk)

@@ -32,6 +32,7 @@ from common.errors import ConflictError
 from common.locks import row_lock
 from common.money import Formatter, document_locale, money_decimal as _dec, quantize_money  # noqa: F401 (re-exported)
 from invoicing.models import CreditNote, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceStatus, LineKind
+from invoicing.services import customer_snapshot
 
 # WeasyPrint subsets fonts with fontTools inside its own log capture, which lowers the fontTools
 # logger to DEBUG; without this every embedded font table would reach the root handler.
@@ -135,7 +136,6 @@ class LineGroup:
 def _snapshot_of(invoice: Invoice) -> dict:
     if invoice.status == InvoiceStatus.DRAFT:
         # Preview only: a draft has no snapshot yet, so it shows what finalizing would freeze.
-        from invoicing.services import customer_snapshot
 
         return customer_snapshot(invoice.customer)
     return dict(invoice.customer_snapshot or {})
@@ -256,7 +256,7 @@ def document_url_fetcher(url: str, *args, **kwargs):
     """The only resources a document may load: the app's own static files (stylesheet, fonts) and
     inline `data:` URLs. No other `file://` path, no network: a URL that slipped into a document
     cannot read the server's files or reach another host (WeasyPrint skips the refused resource)."""
-    from weasyprint import default_url_fetcher
+    from weasyprint import default_url_fetcher  # noqa: PLC0415 — heavy dependency, loaded on first use
 
     parsed = urlsplit(url)
     if parsed.scheme == "data":
@@ -271,8 +271,8 @@ def document_url_fetcher(url: str, *args, **kwargs):
 @lru_cache(maxsize=1)
 def _weasy():
     """WeasyPrint objects that are costly to build: the stylesheet and the font configuration."""
-    from weasyprint import CSS
-    from weasyprint.text.fonts import FontConfiguration
+    from weasyprint import CSS  # noqa: PLC0415 — heavy dependency, loaded on first use
+    from weasyprint.text.fonts import FontConfiguration  # noqa: PLC0415 — heavy dependency, loaded on first use
 
     font_config = FontConfiguration()
     return CSS(filename=str(STYLESHEET), font_config=font_config, url_fetcher=document_url_fetcher), font_config
@@ -283,7 +283,7 @@ atexit.register(_weasy.cache_clear)
 
 
 def html_to_pdf(html: str) -> bytes:
-    from weasyprint import HTML
+    from weasyprint import HTML  # noqa: PLC0415 — heavy dependency, loaded on first use
 
     stylesheet, font_config = _weasy()
     return HTML(string=html, base_url=str(DOCUMENT_FILES), url_fetcher=document_url_fetcher).write_pdf(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from common.errors import NotFoundError
-from invoicing.models import BillingRun, CreditNote, CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
+from invoicing.models import BillingRun, CreditNote, CreditNoteLine, Invoice, InvoiceEmail, InvoiceLine, InvoiceStatus
 
 
 def invoices_list(*, customer: str | None = None, subscription: str | None = None, status: str | None = None,
@@ -81,10 +81,6 @@ def invoices_missing_documents(*, now, grace, max_age) -> list:
     stored PDF or no e-mail attempt at all: their document tasks were lost (a killed worker, a
     broker restart). A failed attempt (no address, mail server refused) counts as an attempt; it is
     resent on request, not by the sweep."""
-    from django.db.models import Exists, OuterRef, Q
-
-    from invoicing.models import InvoiceEmail
-
     attempted = InvoiceEmail.objects.filter(invoice=OuterRef("pk"))
     return list(
         Invoice.objects.filter(status__in=(InvoiceStatus.FINALIZED, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.db.models import prefetch_related_objects
 from rest_framework import serializers
 
 from common.money import MONEY_FIELD, format_money, format_quantity, quantize_unit_price
@@ -48,8 +49,6 @@ class InvoiceListSerializer(serializers.ListSerializer):
     """Loads the credit notes of a whole page in one query (no query per invoice)."""
 
     def to_representation(self, data):
-        from django.db.models import prefetch_related_objects
-
         items = list(data.all() if hasattr(data, "all") else data)
         prefetch_related_objects([i for i in items if isinstance(i, Invoice)], "credit_notes")
         return super().to_representation(items)

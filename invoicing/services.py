@@ -7,21 +7,27 @@ with the rule and its inputs, side effects after commit. The billing run lives i
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from catalog.services import coupon_redemptions_consume
 from common.audit import actor_label, actor_user, audit_bulk_create, audit_record
 from common.errors import ApplicationError, ConflictError
 from common.locks import row_lock
 from common.models import AuditEvent
 from common.money import money_quantum, quantize_money
-from customers.services import invoice_credits_return
-from invoicing.models import Invoice, InvoiceLine, InvoiceNumberSeries, InvoiceStatus
+from common.timeutil import local_date
+from customers.services import (credit_balance_apply, credit_balance_credit_from_invoice, invoice_credits_return,
+                                prepaid_credit_consume)
+from invoicing.models import Invoice, InvoiceLine, InvoiceNumberSeries, InvoiceReason, InvoiceStatus
 from invoicing.totals import (InvoiceTotals, TaxCache, customers_with_coupons, customers_with_credit, invoice_totals,
                               line_discountable, totals_inputs)
 
@@ -72,8 +78,6 @@ def issue_date_on_finalize(invoice: Invoice, *, today: date | None = None) -> da
     or sweep (its `as_of` is its "now"), else the customer's local date now. Never before the
     billing date (a draft billed ahead of the clock is issued on its billing date)."""
     if today is None:
-        from common.timeutil import local_date
-
         today = local_date(timezone.now(), invoice.customer.timezone)
     return max(today, invoice.billing_date)
 
@@ -81,8 +85,6 @@ def issue_date_on_finalize(invoice: Invoice, *, today: date | None = None) -> da
 def invoice_uses_coupon_period(invoice: Invoice) -> bool:
     """Only a cycle invoice (one per billing period) uses a period of a repeating coupon; an extra
     invoice inside a period (an upgrade's, a cancellation's, late usage, manual) does not."""
-    from invoicing.models import InvoiceReason
-
     return invoice.reason == InvoiceReason.SUBSCRIPTION_CYCLE
 
 
@@ -120,9 +122,6 @@ def _finalize_money(invoice: Invoice, *, now, lines, tax_cache: TaxCache | None 
     idempotent per invoice id; a net-credit invoice credits the balance. `coupons` / `credit`
     False skip the reads for a customer known to have none (the batch path).
     Lock order on every finalize path: invoice → coupon redemptions → customer → number series."""
-    from catalog.services import coupon_redemptions_consume
-    from customers.services import credit_balance_apply, credit_balance_credit_from_invoice, prepaid_credit_consume
-
     customer, currency = invoice.customer, invoice.currency
     inputs = totals_inputs(customer=customer, subscription=invoice.subscription, currency=currency,
                            issue_date=invoice.issue_date, lock=True, credit_on=now, tax_cache=tax_cache,
@@ -168,9 +167,7 @@ def _after_finalize(invoice_ids: list) -> None:
     `invoicing.tasks`). A batch is one message that fans out per invoice. The invoices are already
     committed, so an enqueue failure (broker down, or an eager task failing) is logged, never raised
     into the finalizing caller; the documents can be re-rendered and re-sent from the admin/API."""
-    import logging
-
-    from invoicing.tasks import invoice_documents_fan_out, invoice_pdf_render
+    from invoicing.tasks import invoice_documents_fan_out, invoice_pdf_render  # noqa: PLC0415 — cycle: invoicing.tasks imports this module
 
     ids = [str(pk) for pk in invoice_ids]
     try:
@@ -312,9 +309,6 @@ WHERE i.id = f.id AND i.status = 'draft'
 
 def _save_finalized(invoices: list[Invoice]) -> None:
     """One UPDATE for a batch of locked drafts, plus their history rows in one INSERT."""
-    from django.core.serializers.json import DjangoJSONEncoder
-    import json
-
     def as_json(values):
         return [json.dumps(v, cls=DjangoJSONEncoder) for v in values]
 

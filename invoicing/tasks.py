@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from invoicing import billing_run as runs
 from invoicing.billing import invoice_subscription_now
 from invoicing.billing_run import billing_run
+from invoicing.emails import credit_note_email_send_once, invoice_email_send_once
+from invoicing.models import BillingRunChunk, CreditNote, Invoice, InvoiceStatus
+from invoicing.pdf import credit_note_pdf_store, invoice_pdf_store
+from invoicing.selectors import invoices_missing_documents
 from invoicing.services import invoices_auto_finalize
 from subscriptions.models import Subscription
 
@@ -38,8 +45,6 @@ def run_billing(as_of: str) -> dict:
 
 @shared_task(name="invoicing.tasks.billing_run_start", acks_late=True, reject_on_worker_lost=True)
 def billing_run_start(run_id: int) -> int:
-    from invoicing import billing_run as runs
-
     try:
         runs.billing_run_start(run_id)
     except Exception as exc:
@@ -51,11 +56,6 @@ def billing_run_start(run_id: int) -> int:
 @shared_task(name="invoicing.tasks.billing_run_chunk", bind=True, acks_late=True, reject_on_worker_lost=True,
              max_retries=3, default_retry_delay=10, time_limit=30 * 60, soft_time_limit=25 * 60)
 def billing_run_chunk_task(self, chunk_id: int) -> bool:
-    from django.db import InterfaceError, OperationalError
-
-    from invoicing import billing_run as runs
-    from invoicing.models import BillingRunChunk
-
     try:
         return runs.billing_run_chunk(chunk_id)
     except (OperationalError, InterfaceError) as exc:  # the database, not the chunk: try again
@@ -74,16 +74,12 @@ def billing_run_chunk_task(self, chunk_id: int) -> bool:
 
 @shared_task(name="invoicing.tasks.billing_run_complete", acks_late=True, reject_on_worker_lost=True)
 def billing_run_complete_task(run_id: int) -> str:
-    from invoicing import billing_run as runs
-
     return runs.billing_run_complete(run_id).status
 
 
 @shared_task(name="invoicing.tasks.billing_runs_take_over_stale")
 def billing_runs_take_over_stale() -> list[int]:
     """Resume runs whose worker or `run_billing` process died (their heartbeat went stale)."""
-    from invoicing import billing_run as runs
-
     return runs.billing_runs_take_over_stale(inline=False)
 
 
@@ -114,8 +110,6 @@ DOCUMENTS_MAX_AGE = timedelta(days=3)
 @shared_task(name="invoicing.tasks.invoice_documents_fan_out", **IDEMPOTENT)
 def invoice_documents_fan_out(invoice_ids: list[str]) -> int:
     """One message per finalize batch; each invoice gets its own render → e-mail tasks."""
-    import logging
-
     for invoice_id in invoice_ids:
         try:
             invoice_pdf_render.delay(str(invoice_id))
@@ -128,8 +122,6 @@ def invoice_documents_fan_out(invoice_ids: list[str]) -> int:
 def invoice_documents_sweep() -> int:
     """Finalized invoices still without a PDF or an e-mail attempt after DOCUMENTS_GRACE get their
     document tasks again (within DOCUMENTS_MAX_AGE, so old invoices are never e-mailed out of the blue)."""
-    from invoicing.selectors import invoices_missing_documents
-
     ids = invoices_missing_documents(now=timezone.now(), grace=DOCUMENTS_GRACE, max_age=DOCUMENTS_MAX_AGE)
     return invoice_documents_fan_out([str(invoice_id) for invoice_id in ids])
 
@@ -138,11 +130,6 @@ def invoice_documents_sweep() -> int:
              time_limit=120, soft_time_limit=90, **IDEMPOTENT)
 def invoice_pdf_render(self, invoice_id: str, send_email: bool = True) -> str | None:
     """Render and store the PDF of a finalized invoice (idempotent), then enqueue its e-mail."""
-    from django.db import OperationalError
-
-    from invoicing.models import Invoice, InvoiceStatus
-    from invoicing.pdf import invoice_pdf_store
-
     invoice = Invoice.objects.filter(pk=invoice_id).first()
     if invoice is None or invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.VOID):
         return None
@@ -158,9 +145,6 @@ def invoice_pdf_render(self, invoice_id: str, send_email: bool = True) -> str | 
 @shared_task(name="invoicing.tasks.invoice_email_deliver", time_limit=120, soft_time_limit=90, **IDEMPOTENT)
 def invoice_email_deliver(invoice_id: str) -> str | None:
     """The automatic e-mail after finalize, once per invoice; failures are logged on an InvoiceEmail row."""
-    from invoicing.emails import invoice_email_send_once
-    from invoicing.models import Invoice
-
     invoice = Invoice.objects.filter(pk=invoice_id).first()
     log = invoice_email_send_once(invoice=invoice) if invoice else None
     return log.status if log else None
@@ -169,10 +153,6 @@ def invoice_email_deliver(invoice_id: str) -> str | None:
 @shared_task(name="invoicing.tasks.credit_note_documents_deliver", time_limit=120, soft_time_limit=90, **IDEMPOTENT)
 def credit_note_documents_deliver(credit_note_id: str) -> str | None:
     """Render and store a credit note's PDF, then e-mail it once. Enqueue with transaction.on_commit."""
-    from invoicing.emails import credit_note_email_send_once
-    from invoicing.models import CreditNote
-    from invoicing.pdf import credit_note_pdf_store
-
     credit_note = CreditNote.objects.filter(pk=credit_note_id).first()
     if credit_note is None:
         return None

@@ -48,8 +48,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from catalog.discounts import CouponLike, DiscountLine, compute_discounts, coupon_used_up
+from catalog.models import CouponDuration, CouponRedemption
+from catalog.selectors import coupon_redemptions_for_invoice, tax_determination_for_customer
 from catalog.taxes import TaxDetermination, TaxRateLike, TaxResult, compute_tax
 from common.money import format_money, quantize_money
+from customers.locks import customer_lock
+from customers.models import CreditGrant, CustomerBalanceTransaction
+from customers.selectors import customer_credit_balance, prepaid_credit_available
+from invoicing.models import InvoiceReason
 
 ZERO = Decimal(0)
 
@@ -256,8 +262,6 @@ class TaxCache:
         self._cache: dict = {}
 
     def get(self, customer, on) -> TaxDetermination:
-        from catalog.selectors import tax_determination_for_customer
-
         key = _tax_key(customer, on)
         if key not in self._cache:
             self._cache[key] = tax_determination_for_customer(customer=customer, on=on)
@@ -265,15 +269,11 @@ class TaxCache:
 
 
 def customers_with_coupons(customer_ids) -> set:
-    from catalog.models import CouponRedemption
-
     return set(CouponRedemption.objects.filter(customer_id__in=list(customer_ids), removed_at__isnull=True,
                                                ended_at__isnull=True).values_list("customer_id", flat=True))
 
 
 def customers_with_credit(customer_ids) -> set:
-    from customers.models import CreditGrant, CustomerBalanceTransaction
-
     ids = list(customer_ids)
     return (set(CustomerBalanceTransaction.objects.filter(customer_id__in=ids).values_list("customer_id", flat=True))
             | set(CreditGrant.objects.filter(customer_id__in=ids, remaining__gt=0).values_list("customer_id", flat=True)))
@@ -285,10 +285,6 @@ def totals_inputs(*, customer, subscription, currency: str, issue_date, lock: bo
     redemptions are locked (call inside the finalize transaction, after locking the invoice and
     before the customer row, the lock order every finalize path uses). `coupons` / `credit` False
     skip the queries for a customer known to have none (batch paths)."""
-    from catalog.selectors import coupon_redemptions_for_invoice
-    from customers.locks import customer_lock
-    from customers.selectors import customer_credit_balance, prepaid_credit_available
-
     inputs = TotalsInputs()
     if coupons:
         inputs.redemptions = coupon_redemptions_for_invoice(customer=customer, currency=currency,
@@ -319,8 +315,6 @@ class TotalsPreview:
         self.credit_read: dict = {}
 
     def totals(self, *, invoice, customer, subscription, lines: Sequence[tuple[Decimal, bool]]) -> InvoiceTotals:
-        from catalog.models import CouponDuration
-
         currency = invoice.currency
         inputs = totals_inputs(customer=customer, subscription=subscription, currency=currency,
                                issue_date=invoice.issue_date, lock=False, tax_cache=self.tax_cache,
@@ -333,15 +327,12 @@ class TotalsPreview:
             redemptions.append(redemption)
         key = (customer.pk, currency)
         if customer.pk in self.with_credit and key not in self.credit_read:
-            from customers.selectors import customer_credit_balance, prepaid_credit_available
-
             self.credit_read[key] = (max(customer_credit_balance(customer=customer, currency=currency), ZERO),
                                      prepaid_credit_available(customer=customer, currency=currency))
         balance, prepaid = self.credit_read.get(key, (ZERO, ZERO))
         totals = invoice_totals(currency=currency, lines=lines, coupons=[r.coupon for r in redemptions], tax=inputs.tax,
                                 credit_balance=balance - self.credit_used[key],
                                 prepaid_available=prepaid - self.prepaid_used[key])
-        from invoicing.models import InvoiceReason
 
         for redemption in redemptions:  # a repeating coupon counts billing periods (cycle invoices)
             if invoice.reason == InvoiceReason.SUBSCRIPTION_CYCLE or redemption.coupon.duration == CouponDuration.ONCE:

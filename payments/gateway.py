@@ -12,6 +12,7 @@ callers can never charge or refund twice."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -215,7 +216,6 @@ def webhook_event_construct(*, payload: bytes, signature: str) -> dict:
         stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature or "", secret, tolerance=300)
     except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
         raise ValueError(f"invalid signature: {exc}") from exc
-    import json
 
     try:
         event = json.loads(payload)

@@ -9,6 +9,12 @@ from decimal import Decimal, InvalidOperation
 from django.db import IntegrityError, transaction
 
 from common.errors import ConflictError
+from customers.models import CollectionMethod
+from invoicing.models import CreditNote, Invoice
+from payments.models import AttemptStatus
+from payments.services import (RULE_AUTO_CHARGE, _attempt_create_locked, payment_from_invoice_event,
+                               refunds_for_credit_note)
+from payments.tasks import payment_attempt_execute_task
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +36,6 @@ def charge_on_finalize(events) -> None:
             ids.append(event.object_id)
     if not ids:
         return
-    from customers.models import CollectionMethod
-    from invoicing.models import Invoice
-    from payments.models import AttemptStatus
-    from payments.services import RULE_AUTO_CHARGE, _attempt_create_locked
 
     invoices = (Invoice.objects.select_related("customer")
                 .filter(pk__in=ids, customer__collection_method=CollectionMethod.CHARGE_AUTOMATICALLY).order_by("pk"))
@@ -51,8 +53,6 @@ def charge_on_finalize(events) -> None:
 
 
 def _enqueue_charge(attempt_id: int) -> None:
-    from payments.tasks import payment_attempt_execute_task
-
     try:
         payment_attempt_execute_task.delay(attempt_id)
     except Exception:  # noqa: BLE001 - the attempt stays pending; "pay now" or the sweep picks it up
@@ -60,14 +60,9 @@ def _enqueue_charge(attempt_id: int) -> None:
 
 
 def record_manual_payment(event) -> None:
-    from payments.services import payment_from_invoice_event
-
     payment_from_invoice_event(event)
 
 
 def refund_on_credit_note(event) -> None:
-    from invoicing.models import CreditNote
-    from payments.services import refunds_for_credit_note
-
     note = CreditNote.objects.get(pk=event.object_id)
     refunds_for_credit_note(credit_note=note, actor=event.actor_user or event.actor)

@@ -26,8 +26,9 @@ from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Q, Sum
+from django.db.models import Exists, OuterRef, Q
 
+from catalog.models import Charge
 from common.money import quantize_money
 from common.timeutil import local_date_bounds_utc
 from invoicing.models import InvoiceLine
@@ -44,7 +45,6 @@ BATCH = 2000
 
 def _candidates(month: date):
     last = month_end(month)
-    from catalog.models import Charge
 
     has_charges = Charge.objects.filter(plan_version_id=OuterRef("plan_version_id"))
     return (Subscription.objects.filter(Exists(has_charges), start_date__lte=last)

@@ -3,6 +3,9 @@ a selector/report, shape."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -13,8 +16,10 @@ from rest_framework.views import APIView
 
 from common.errors import ApplicationError
 from common.money import format_money
+from common.pagination import PagePagination
 from customers.models import Customer
 from revrec import export, reports
+from revrec.postings import revrec_sync
 from revrec.schedules import month_end
 from revrec.selectors import (parse_currency_param, parse_date_param, parse_int_param, parse_month_param,
                               schedules_for_invoice)
@@ -61,8 +66,6 @@ def fresh() -> None:
     """Post source documents not yet in the journal before answering (the sweep is idempotent and
     cheap when nothing is pending), so a document finalized a moment ago is already in the answer.
     Recognition itself waits for the month's close."""
-    from revrec.postings import revrec_sync
-
     revrec_sync()
 
 
@@ -91,8 +94,6 @@ class JournalView(APIView):
                        "previous": serializers.CharField(allow_null=True),
                        "results": JournalEntrySerializer(many=True)})})
     def get(self, request):
-        from common.pagination import PagePagination
-
         paginator = PagePagination()
         page = paginator.paginate_queryset(_entries(request), request, view=self)
         return paginator.get_paginated_response([entry_json(e) for e in page])
@@ -140,9 +141,6 @@ def _report_view(name, builder, parameters, csv_rows=None):
         @extend_schema(parameters=parameters, responses={(200, "text/csv"): OpenApiTypes.BINARY},
                        operation_id=f"revenue_{name}_csv")
         def get(self, request):
-            import csv
-            import io
-
             fresh()
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\r\n")

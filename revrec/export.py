@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 
 from common.money import format_money
 from revrec.models import Account
@@ -89,7 +90,6 @@ def xero_export(entries, max_lines: int = XERO_MAX_LINES) -> tuple[str, bytes]:
     files = xero_files(entries, max_lines)
     if len(files) == 1:
         return "text/csv", files[0].encode()
-    import zipfile
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -37,13 +37,16 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import CharField, Exists, F, OuterRef, Q
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from common.locks import row_lock
 from common.models import AuditEvent
 from common.money import quantize_money
+from customers.models import BalanceTransactionKind, CustomerBalanceTransaction
 from invoicing.models import CreditNote, CreditNoteLine, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceLine
+from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from revrec.models import (Account, AccountingPeriod, EntryTreatment, JournalEntry, JournalLine, ObligationKind,
                            PerformanceObligation, ScheduleEntry, UsageAccrual)
 from revrec.schedules import (allocate_discount, cumulative_split, month_start, next_month, ratable_schedule, shrink)
@@ -221,10 +224,10 @@ def post_invoices(invoice_ids: list) -> int:
         lines_by: dict = defaultdict(list)
         for line in InvoiceLine.objects.filter(invoice__in=invoices).order_by("invoice_id", "position", "pk"):
             lines_by[line.invoice_id].append(line)
-        from revrec.accruals import unreleased_by_subscription
+        from revrec.accruals import unreleased_by_subscription  # noqa: PLC0415 — cycle: revrec.accruals imports this module
 
         accruals = unreleased_by_subscription({i.subscription_id for i in invoices if i.subscription_id})
-        obligations, schedules, drafts, immediate = [], [], [], []
+        obligations, schedules, drafts = [], [], []
         for invoice in invoices:
             post_on, note = posting_date(invoice.issue_date, closed)
             pending = accruals.get(invoice.subscription_id, []) if invoice.subscription_id else []
@@ -371,8 +374,6 @@ def post_credit_note(note: CreditNote) -> bool:
 def _credit_counter_accounts(note: CreditNote) -> list[tuple]:
     """Where a credit note goes: AR (the amount due it reduced), customer credit (balance, and the
     excess of an amount-due reduction) or cash (refund). Signed credit amounts."""
-    from customers.models import BalanceTransactionKind, CustomerBalanceTransaction
-
     if note.outcome == CreditNoteOutcome.REFUND:
         return [(Account.CASH, -note.total)]
     if note.outcome == CreditNoteOutcome.CREDIT_BALANCE:
@@ -550,11 +551,6 @@ def _legacy_posted_payments() -> set[str]:
     """Payments already posted by the first version's sweep, keyed by their `invoice.payment_recorded`
     audit row: those events name their payment (`payment_id`), or (written by invoice_mark_paid
     before the payments app) match the Payment row written for them on (invoice, amount, date)."""
-    from django.db.models import CharField
-    from django.db.models.functions import Cast
-
-    from payments.models import Payment
-
     by_payment = Payment.objects.annotate(pk_text=Cast("pk", CharField())).filter(pk_text=OuterRef("source_id"))
     event_ids = list(JournalEntry.objects.filter(source_type="payment", kind="received")
                      .exclude(Exists(by_payment)).values_list("source_id", flat=True))
@@ -576,8 +572,6 @@ def _legacy_posted_payments() -> set[str]:
 
 
 def _sweep_cash(result) -> None:
-    from payments.models import Payment, PaymentStatus, Refund, RefundStatus
-
     received = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED)
     legacy = None
     for payment in _unposted(Payment.objects.filter(status__in=received, paid_on__isnull=False)
@@ -670,8 +664,5 @@ def revrec_sync() -> SyncResult:
 
 
 def _unposted(queryset, source_type: str, kind: str):
-    from django.db.models.functions import Cast
-    from django.db.models import CharField
-
     posted = JournalEntry.objects.filter(source_type=source_type, kind=kind, source_id=OuterRef("pk_text"))
     return queryset.annotate(pk_text=Cast("pk", CharField())).exclude(Exists(posted))

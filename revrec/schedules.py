@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from common.money import quantize_money
+from common.money import currency_exponent, quantize_money
 
 ZERO = Decimal(0)
 
@@ -48,8 +48,6 @@ def months_between(start: date, end: date) -> list[tuple[date, int]]:
 
 def _round_fraction(value: Fraction, currency: str) -> Decimal:
     """Round an exact rational half up to the currency's minor unit (no intermediate rounding)."""
-    from common.money import currency_exponent
-
     scale = 10 ** currency_exponent(currency)
     scaled = value * scale
     sign = -1 if scaled < 0 else 1

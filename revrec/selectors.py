@@ -9,14 +9,13 @@ from decimal import Decimal
 from common.errors import ApplicationError, NotFoundError
 from common.money import format_money, is_valid_currency
 from invoicing.models import Invoice
+from revrec.close import parse_month
 from revrec.models import PerformanceObligation, ScheduleEntry
 
 ZERO = Decimal(0)
 
 
 def parse_month_param(value, field: str) -> date:
-    from revrec.close import parse_month
-
     try:
         return parse_month(value)
     except ValueError:

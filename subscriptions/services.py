@@ -37,10 +37,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from celery import current_app
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.models import Plan, PlanVersion
+from catalog.services import plan_version_override_create
 from common.audit import actor_label, audit_record
 from common.errors import ApplicationError, ConflictError, NotFoundError
 from customers.models import Customer
@@ -251,8 +253,6 @@ def _invoice_closed_part_on_commit(subscription: Subscription, *, on: date, reas
     plan), the proration items and any late usage go on one invoice right away. Queued after commit;
     if the queue is down the change still stands and the next billing run picks the items up.
     The task is named, not imported: invoicing sits above subscriptions (DESIGN.md §1)."""
-    from celery import current_app
-
     def enqueue():
         current_app.tasks[INVOICE_NOW_TASK].delay(subscription.pk, on.isoformat(), reason)
 
@@ -613,8 +613,6 @@ def subscription_price_override(*, subscription: Subscription, amount=None, char
     `charges` list replace the base's), in force from `on` (default today). It is a plan change to
     that version effective immediately on `on`, so the period engine and proration apply as for any
     change and usage is priced by the version in force during its service period."""
-    from catalog.services import plan_version_override_create
-
     if amount is None and charges is None:
         raise ApplicationError("Give the new amount and/or the charges.", fields={"amount": ["amount or charges required"]})
     version = plan_version_override_create(base_version=subscription.plan_version, customer=subscription.customer,

@@ -28,6 +28,7 @@ from django.utils import timezone
 from webhooks import signing, transport
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from webhooks.payloads import event_data
+from webhooks.services import webhook_endpoint_disable_failing
 
 RETRY_DELAYS = (timedelta(0), timedelta(seconds=5), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                 timedelta(hours=5), timedelta(hours=10), timedelta(hours=10))
@@ -137,8 +138,6 @@ def _endpoint_health(*, endpoint: WebhookEndpoint, ok: bool, as_of: datetime) ->
         endpoint.failing_since = as_of
     limit = timedelta(days=settings.WEBHOOKS_DISABLE_AFTER_DAYS)
     if WebhookEndpoint.objects.filter(pk=endpoint_id, enabled=True, failing_since__lte=as_of - limit).exists():
-        from webhooks.services import webhook_endpoint_disable_failing
-
         webhook_endpoint_disable_failing(endpoint=WebhookEndpoint.objects.get(pk=endpoint_id), as_of=as_of)
         return True
     return False

@@ -13,6 +13,7 @@ it adds one SELECT per chunk. The HTTP work happens after commit in the delivery
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,6 @@ def _emits(event) -> list[tuple[str, str, str]]:
 def outbox_write(events: list) -> None:
     """common.hooks handler ("*", many=True): one WebhookEvent per mapped event that an enabled endpoint
     (or one disabled by the failure rule) wants, and one pending WebhookDelivery per such endpoint, due at once."""
-    from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
-
     candidates = [(event, emitted) for event in events for emitted in _emits(event)]
     if not candidates:
         return
@@ -119,13 +120,11 @@ def _copy(model, columns: tuple[str, ...], rows: list[tuple]) -> None:
 
 
 def _kick_sweeper() -> None:
-    from webhooks.tasks import deliver_webhooks
+    from webhooks.tasks import deliver_webhooks  # noqa: PLC0415 — cycle: webhooks.tasks imports this module
 
     try:
         deliver_webhooks.delay()
     except Exception:  # noqa: BLE001  (broker down: the beat sweep delivers within a minute)
-        import logging
-
         logging.getLogger(__name__).warning("webhooks: could not enqueue the sweeper", exc_info=True)
 
 

@@ -11,7 +11,19 @@ registering a loader here upgrades them. An object that no longer exists (a dele
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Callable
+
+from django.apps import apps
+from django.core.exceptions import ObjectDoesNotExist
+
+from common.errors import NotFoundError
+from customers.models import Customer
+from customers.serializers import CustomerSerializer
+from invoicing.selectors import credit_note_get, invoice_get
+from invoicing.serializers import CreditNoteSerializer, InvoiceSerializer
+from subscriptions.models import Subscription
+from subscriptions.serializers import SubscriptionSerializer
 
 LOADERS: dict[str, Callable[[str], dict]] = {}
 
@@ -26,43 +38,27 @@ def register(object_type: str):
 
 @register("invoicing.invoice")
 def _invoice(object_id: str) -> dict:
-    from invoicing.selectors import invoice_get
-    from invoicing.serializers import InvoiceSerializer
-
     return InvoiceSerializer(invoice_get(invoice_id=object_id)).data
 
 
 @register("invoicing.creditnote")
 def _credit_note(object_id: str) -> dict:
-    from invoicing.selectors import credit_note_get
-    from invoicing.serializers import CreditNoteSerializer
-
     return CreditNoteSerializer(credit_note_get(credit_note_id=object_id)).data
 
 
 @register("subscriptions.subscription")
 def _subscription(object_id: str) -> dict:
-    from subscriptions.models import Subscription
-    from subscriptions.serializers import SubscriptionSerializer
-
     subscription = Subscription.objects.select_related("customer", "plan_version__plan").get(pk=object_id)
     return SubscriptionSerializer(subscription).data
 
 
 @register("customers.customer")
 def _customer(object_id: str) -> dict:
-    from customers.models import Customer
-    from customers.serializers import CustomerSerializer
-
     return CustomerSerializer(Customer.objects.get(pk=object_id)).data
 
 
 def _by_serializer_path(object_type: str, object_id: str) -> dict | None:
     """Objects of apps built later, found by convention (`payments.payment` → payments.serializers.PaymentSerializer)."""
-    from importlib import import_module
-
-    from django.apps import apps
-
     app_label, model_name = object_type.split(".", 1)
     try:
         model = apps.get_model(app_label, model_name)
@@ -76,10 +72,6 @@ def _by_serializer_path(object_type: str, object_id: str) -> dict | None:
 
 
 def event_data(*, object_type: str, object_id: str, inputs: dict) -> dict:
-    from django.core.exceptions import ObjectDoesNotExist
-
-    from common.errors import NotFoundError
-
     try:
         loader = LOADERS.get(object_type)
         data = loader(object_id) if loader else _by_serializer_path(object_type, object_id)

@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -211,8 +211,6 @@ class PlanVersionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
 
 def _has_admin(model_name: str) -> bool:
-    from django.urls import NoReverseMatch
-
     try:
         reverse(f"admin:subscriptions_{model_name}_changelist")
         return True

@@ -24,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import pickle
 
 from aiohttp import web
-from localstripe import resources
+from localstripe import resources, webhooks
 from localstripe import server as ls_server
 from localstripe.errors import UserError
 from localstripe.resources import Charge, Event, PaymentIntent, PaymentMethod, Refund, store
@@ -197,8 +199,6 @@ async def dispute_charge(request):
 
 
 async def unregister_webhook(request):
-    from localstripe import webhooks
-
     webhooks._webhooks.pop(request.match_info["id"], None)
     return web.Response()
 
@@ -244,20 +244,15 @@ _state_file: str | None = None  # None: in memory only (tests); the demo keeps i
 
 def _store_dump(self) -> None:
     if _state_file:
-        import pickle
-
         tmp = _state_file + ".tmp"
         with open(tmp, "wb") as f:
             pickle.dump(dict(self), f, protocol=pickle.HIGHEST_PROTOCOL)
-        import os
 
         os.replace(tmp, _state_file)
 
 
 def _store_load(self) -> None:
     if _state_file:
-        import pickle
-
         try:
             with open(_state_file, "rb") as f:
                 data = pickle.load(f)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from urllib.parse import urlparse
 

@@ -3,11 +3,10 @@ soft → hard reclassification, e-mail logging."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
-from django.core import mail
 
 from common.models import AuditEvent
 from dunning.models import DunningCase, DunningPolicy, DunningStep
@@ -18,7 +17,7 @@ from invoicing.services import invoice_void
 from payments.models import PaymentAttempt
 from payments.services import payment_record_manual
 from subscriptions.models import Subscription
-from tests.dunning.helpers import attach, days, finalized_invoice, parse, run_dunning, subscribed_customer
+from tests.dunning.helpers import attach, days, finalized_invoice, run_dunning, subscribed_customer
 
 pytestmark = pytest.mark.django_db
 

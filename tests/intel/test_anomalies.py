@@ -12,7 +12,6 @@ from django.core.management import call_command
 from analytics.anomalies import anomalies_detect, score_series
 from analytics.models import Anomaly, AnomalyScan
 from common.models import AuditEvent
-from invoicing.models import Invoice
 
 pytestmark = pytest.mark.django_db
 MON = date(2026, 1, 5)  # a Monday

@@ -3,7 +3,6 @@ overrides, credit-note void and listing."""
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 
 import pytest

@@ -10,7 +10,6 @@ import json
 import urllib.request
 from django.conf import settings
 
-from invoicing.models import Invoice
 from invoicing.services import invoice_finalize
 from payments.models import Payment, WebhookEvent
 from payments.services import payment_method_attach

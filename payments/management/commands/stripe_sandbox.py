@@ -5,6 +5,8 @@ foreground on 127.0.0.1. Point the app at it with STRIPE_API_BASE=http://127.0.0
 
 from django.core.management.base import BaseCommand, CommandError
 
+from payments.sandbox.server import serve
+
 
 class Command(BaseCommand):
     help = "Run the local Stripe sandbox (localstripe + Ledgerline extensions) in the foreground."
@@ -19,7 +21,6 @@ class Command(BaseCommand):
     def handle(self, *args, port, host, webhook_url, webhook_secret, state_file, **options):
         if webhook_url and not webhook_secret:
             raise CommandError("--webhook-url needs --webhook-secret (the STRIPE_WEBHOOK_SECRET the app verifies with)")
-        from payments.sandbox.server import serve
 
         def ready():
             self.stdout.write(f"Stripe sandbox listening on http://{host}:{port}"
