@@ -1,6 +1,6 @@
 from django.urls import path
 
-from backoffice.views import analytics, auth, dunning, intel, invoices, operations, pages, payments, revenue
+from backoffice.views import analytics, auth, drafts, dunning, intel, invoices, operations, pages, payments, revenue
 from common.throttle import login_throttled
 
 app_name = "backoffice"
@@ -24,6 +24,8 @@ urlpatterns = [
     path("invoices/<uuid:pk>/credit/", invoices.invoice_credit_view, name="invoice_credit"),
     path("invoices/<uuid:pk>/uncollectible/", invoices.invoice_uncollectible_view, name="invoice_uncollectible"),
     path("invoices/<uuid:pk>/resend/", invoices.invoice_resend_view, name="invoice_resend"),
+    path("invoices/<uuid:pk>/draft-credit/", drafts.draft_credit_view, name="draft_credit"),
+    path("invoices/<uuid:pk>/draft-reprice/", drafts.draft_reprice_view, name="draft_reprice"),
     path("review/", operations.review_queue, name="review"),
     path("billing-runs/", operations.billing_runs, name="billing_runs"),
     path("billing-runs/start/", operations.billing_run_start, name="billing_run_start"),
