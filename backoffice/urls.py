@@ -1,6 +1,7 @@
 from django.urls import path
 
-from backoffice.views import analytics, auth, drafts, dunning, intel, invoices, operations, pages, payments, revenue
+from backoffice.views import (analytics, auth, drafts, dunning, intel, invoices, operations, pages, payments, revenue,
+                              simulation)
 from common.throttle import login_throttled
 
 app_name = "backoffice"
@@ -43,6 +44,8 @@ urlpatterns = [
     path("anomalies/", intel.anomalies, name="anomalies"),
     path("anomalies/<int:pk>/dismiss/", intel.anomaly_dismiss_view, name="anomaly_dismiss"),
     path("anomalies/<int:pk>/confirm/", intel.anomaly_confirm_view, name="anomaly_confirm"),
+    path("simulation/", simulation.simulation, name="simulation"),
+    path("simulation/export.csv", simulation.simulation_csv, name="simulation_csv"),
     path("revenue/", revenue.revenue, name="revenue"),
     path("revenue/journal/", revenue.journal, name="revenue_journal"),
     path("revenue/close/", revenue.revenue_close, name="revenue_close"),
