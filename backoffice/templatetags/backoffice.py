@@ -111,3 +111,11 @@ def evidence(inputs) -> list[tuple[str, str]]:
     if not isinstance(inputs, dict):
         return []
     return [(humanize_key(key), _evidence_text(value)) for key, value in inputs.items()]
+
+
+@register.filter
+def as_json(value) -> str:
+    """A value as compact JSON text (for a form's example or placeholder; escaped by the template)."""
+    import json
+
+    return json.dumps(value, default=str)
