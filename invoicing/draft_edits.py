@@ -19,6 +19,7 @@ Both then refresh the draft's totals (`invoice_draft_totals_refresh`): the same 
 run gives a draft (coupons, tax, credit balance and prepaid credit as they stand, no locks, nothing
 consumed); finalize recomputes them under locks as always.
 
+Late-usage lines (usage of earlier periods arriving late) keep the price they were billed with.
 Not re-rated here (409, with the reason): charges that price each event (percentage with free
 events or per-event minimum/maximum need the events themselves), and versions with a minimum
 commitment (the true-up depends on the whole window's subtotal)."""
