@@ -130,3 +130,23 @@ def test_dunning_policy_schedule_table_and_day_list_editor(superuser_client):
     assert superuser_client.post(url, data).status_code == 302
     policy.refresh_from_db()
     assert (policy.retry_days, policy.email_days) == ([2, 5, 9], [0, 3])
+
+
+def test_credit_grants_and_balance_ledger_show_money_per_currency(superuser_client, books, admin_client_bo):
+    from customers.models import CreditGrant, Customer, CustomerBalanceTransaction
+    from customers.services import balance_adjust, prepaid_credit_grant
+
+    globex = Customer.objects.get(external_id="globex")
+    grant = prepaid_credit_grant(customer=globex, currency="JPY", amount="14300", reason="launch goodwill")
+    balance_adjust(customer=globex, currency="JPY", amount="500", description="rounding")
+    for url in (reverse("admin:customers_creditgrant_changelist"),
+                reverse("admin:customers_creditgrant_change", args=[grant.pk]),
+                reverse("admin:customers_customerbalancetransaction_changelist"),
+                reverse("admin:customers_customerbalancetransaction_change",
+                        args=[CustomerBalanceTransaction.objects.get().pk])):
+        page = _page(superuser_client, url)
+        assert "¥14,300" in page or "¥500" in page, url
+        assert not re.search(r"\b\d+\.\d{4}\b", page), url
+    add = _page(superuser_client, reverse("admin:customers_creditgrant_add"))
+    assert 'name="amount"' in add  # the add form still takes a plain amount
+    assert CreditGrant.objects.get().remaining == 14300
