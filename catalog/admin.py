@@ -37,6 +37,7 @@ from common.admin_tables import PropertiesTextarea, charge_properties_table, mon
 
 VERSION_AMOUNT, VERSION_MINIMUM = money_of("amount", "plan.currency"), money_of("minimum_commitment", "plan.currency")
 TAX_RATE = percent_of("rate")
+COUPON_AMOUNT, COUPON_PERCENT = money_of("amount_off", "currency"), percent_of("percent_off")
 from common.errors import ApplicationError, NotFoundError
 from common.money import format_money, parse_decimal
 
@@ -632,14 +633,18 @@ class CouponAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return ("code", "kind", "amount_off", "currency", "percent_off", "duration", "duration_periods",
-                "applies_to_plans", "created_at", "updated_at")
+        return ("code", "kind", "amount_off", COUPON_AMOUNT, "currency", "percent_off", COUPON_PERCENT, "duration",
+                "duration_periods", "applies_to_plans", "created_at", "updated_at")
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj is None else [f for f in fields if f not in ("amount_off", "percent_off")]
 
     @admin.display(description="discount")
     def discount_label(self, obj):
         if obj.kind == "percent":
             return f"{obj.percent_off.normalize():f}%"
-        return f"{format_money(obj.amount_off, obj.currency)} {obj.currency}"
+        return COUPON_AMOUNT(obj)
 
     @admin.display(description="redemptions", ordering="_redemptions")
     def redemption_count(self, obj):

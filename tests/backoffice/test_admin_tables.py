@@ -150,3 +150,16 @@ def test_credit_grants_and_balance_ledger_show_money_per_currency(superuser_clie
     add = _page(superuser_client, reverse("admin:customers_creditgrant_add"))
     assert 'name="amount"' in add  # the add form still takes a plain amount
     assert CreditGrant.objects.get().remaining == 14300
+
+
+def test_coupons_read_as_money_and_percent(superuser_client):
+    from catalog.services import coupon_create
+
+    fixed = coupon_create(code="JPY500", name="500 off", kind="fixed", amount_off="500", currency="JPY", duration="once")
+    pct = coupon_create(code="Q25", name="quarter", kind="percent", percent_off="12.5", duration="once")
+    listing = _page(superuser_client, reverse("admin:catalog_coupon_changelist"))
+    assert "¥500" in listing and "12.5%" in listing
+    page = _page(superuser_client, reverse("admin:catalog_coupon_change", args=[fixed.pk]))
+    assert "¥500" in page and "500.0000" not in page and 'name="amount_off"' not in page and 'name="name"' in page
+    page = _page(superuser_client, reverse("admin:catalog_coupon_change", args=[pct.pk]))
+    assert "12.5%" in page and "12.5000" not in page
