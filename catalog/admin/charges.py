@@ -17,10 +17,11 @@ from catalog.models import Charge, PlanVersion
 from catalog.services import charges_validate
 from catalog.validation import Errors
 from common.admin_mixins import NoDeleteAdminMixin
+from common.admin_tables import PropertiesTextarea, charge_properties_table
 
 
 class ChargeForm(forms.ModelForm):
-    properties = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "cols": 70, "style": "font-family: monospace"}),
+    properties = forms.CharField(widget=PropertiesTextarea(),
                                  help_text=PROPERTIES_HELP, initial="{}")
 
     class Meta:
@@ -90,12 +91,16 @@ class ChargeInline(admin.StackedInline):
         return False
 
     def get_fields(self, request, obj=None):
-        return self.fields if obj is None else ("billable_metric", "model", "price_summary", "properties",
+        return self.fields if obj is None else ("billable_metric", "model", "price_summary", "properties_table",
                                                 "invoice_display_name")
 
     def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else ("billable_metric", "model", "price_summary", "properties",
+        return () if obj is None else ("billable_metric", "model", "price_summary", "properties_table",
                                        "invoice_display_name")
+
+    @admin.display(description="properties")
+    def properties_table(self, charge):
+        return charge_properties_table(charge.model, charge.properties, charge.plan_version.plan.currency)
 
     @admin.display(description="prices")
     def price_summary(self, charge):
@@ -114,6 +119,8 @@ class ChargeAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     """Read-only list of every charge (charges are created with their plan version)."""
 
     list_display = ("plan_version", "billable_metric", "model", "prices")
+    fields = readonly_fields = ("plan_version", "billable_metric", "model", "prices", "properties_table",
+                                "invoice_display_name", "position")
     list_filter = ("model",)
     list_select_related = ("plan_version__plan", "plan_version__customer", "billable_metric")
     search_fields = ("plan_version__plan__code", "billable_metric__code")
@@ -127,3 +134,7 @@ class ChargeAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     @admin.display(description="prices")
     def prices(self, obj):
         return pricing_summary(obj, obj.plan_version.plan.currency)
+
+    @admin.display(description="properties")
+    def properties_table(self, obj):
+        return charge_properties_table(obj.model, obj.properties, obj.plan_version.plan.currency)

@@ -10,7 +10,9 @@ from catalog.models import Coupon, CouponRedemption, CouponUsage
 from catalog.services import coupon_apply, coupon_create, coupon_remove, coupon_update
 from common.admin_forms import ServiceForm, form_for_request, run_per_row
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
-from common.money import format_money
+from common.admin_tables import money_of, percent_of
+
+COUPON_AMOUNT, COUPON_PERCENT = money_of("amount_off", "currency"), percent_of("percent_off")
 
 
 class CouponForm(ServiceForm):
@@ -69,14 +71,18 @@ class CouponAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return ("code", "kind", "amount_off", "currency", "percent_off", "duration", "duration_periods",
-                "applies_to_plans", "created_at", "updated_at")
+        return ("code", "kind", "amount_off", COUPON_AMOUNT, "currency", "percent_off", COUPON_PERCENT, "duration",
+                "duration_periods", "applies_to_plans", "created_at", "updated_at")
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj is None else [f for f in fields if f not in ("amount_off", "percent_off")]
 
     @admin.display(description="discount")
     def discount_label(self, obj):
         if obj.kind == "percent":
             return f"{obj.percent_off.normalize():f}%"
-        return f"{format_money(obj.amount_off, obj.currency)} {obj.currency}"
+        return COUPON_AMOUNT(obj)
 
     @admin.display(description="redemptions", ordering="_redemptions")
     def redemption_count(self, obj):

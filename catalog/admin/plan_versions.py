@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from catalog.admin.charges import ChargeInline, copy_source
+from catalog.admin.plans import VERSION_AMOUNT, VERSION_MINIMUM
 from catalog.models import PlanVersion
 from catalog.rating import RatingError
 from catalog.selectors import plan_current_version, plan_version_price_preview
@@ -56,7 +57,7 @@ class PlanVersionAddForm(forms.ModelForm):
 
 @admin.register(PlanVersion)
 class PlanVersionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
-    list_display = ("__str__", "plan", "version", "customer", "amount", "minimum_commitment", "subscription_count",
+    list_display = ("__str__", "plan", "version", "customer", VERSION_AMOUNT, VERSION_MINIMUM, "subscription_count",
                     "created_at")
     list_filter = ("plan__currency", "plan__interval", ("customer", admin.EmptyFieldListFilter))
     list_select_related = ("plan", "customer")
@@ -79,8 +80,8 @@ class PlanVersionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return PlanVersionAddForm.Meta.fields
-        return ("plan", "version", "customer", "based_on", "amount", "pay_in_advance", "trial_days",
-                "minimum_commitment", "tools", "subscriptions_on_version", "created_at")
+        return ("plan", "version", "customer", "based_on", VERSION_AMOUNT, "pay_in_advance", "trial_days",
+                VERSION_MINIMUM, "tools", "subscriptions_on_version", "created_at")
 
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else self.get_fields(request, obj)

@@ -14,6 +14,7 @@ from catalog.models import Plan, PlanVersion
 from catalog.services import plan_create, plan_update
 from catalog.validation import Errors, code_check
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
+from common.admin_tables import money_of
 
 
 class PlanForm(forms.ModelForm):
@@ -29,11 +30,14 @@ class PlanForm(forms.ModelForm):
         return self.cleaned_data["code"]
 
 
+VERSION_AMOUNT, VERSION_MINIMUM = money_of("amount", "plan.currency"), money_of("minimum_commitment", "plan.currency")
+
+
 class PlanVersionInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = PlanVersion
     fk_name = "plan"
     show_change_link = True
-    fields = ("version", "customer", "amount", "pay_in_advance", "minimum_commitment", "charge_count",
+    fields = ("version", "customer", VERSION_AMOUNT, "pay_in_advance", VERSION_MINIMUM, "charge_count",
               "subscription_count", "created_at")
     readonly_fields = fields
     ordering = ("-version",)

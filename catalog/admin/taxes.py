@@ -9,6 +9,9 @@ from catalog.models import TaxRate
 from catalog.services import tax_rate_create, tax_rate_update
 from common.admin_forms import ServiceForm, form_for_request
 from common.admin_mixins import NoDeleteAdminMixin
+from common.admin_tables import percent_of
+
+TAX_RATE = percent_of("rate")
 
 
 class TaxRateForm(ServiceForm):
@@ -31,7 +34,7 @@ class TaxRateAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     invoices): end a rate (valid to) and add its successor."""
 
     form = TaxRateForm
-    list_display = ("name", "country", "region", "rate", "active", "valid_from", "valid_to")
+    list_display = ("name", "country", "region", TAX_RATE, "active", "valid_from", "valid_to")
     list_filter = ("active", "country")
     search_fields = ("name", "country", "region")
 
@@ -39,7 +42,12 @@ class TaxRateAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
         return form_for_request(super().get_form(request, obj, **kwargs), request)
 
     def get_readonly_fields(self, request, obj=None):
-        return ("country", "region", "rate", "valid_from", "created_at", "updated_at") if obj else ()
+        return ("country", "region", "rate", TAX_RATE, "valid_from", "created_at", "updated_at") if obj else ()
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return super().get_fields(request, obj)
+        return ("name", "country", "region", TAX_RATE, "active", "valid_from", "valid_to", "created_at", "updated_at")
 
     def save_model(self, request, obj, form, change):
         pass  # saved by the service in the form
