@@ -21,9 +21,15 @@ Kinds (threshold T = settings.ANOMALY_SCORE_THRESHOLD, default 5):
 - `spike`: observed ≥ 1.5 × expected and score ≥ T.
 A sparse series (usage on fewer than half of its window days) is not scored: bursts are its normal
 and its median and MAD are 0, so any burst would score high.
-- `invoice_spike` (at billing runs, `anomaly_review_check`): a draft cycle invoice whose total is over
-  `ANOMALY_INVOICE_FACTOR` (3) × the median of the subscription's last three cycle invoices (each
-  scaled to the draft's span when it covered fewer days, so a prorated first period is no yardstick).
+- `invoice_spike` (at billing runs, `anomaly_review_check`), like for like: a draft cycle invoice is
+  compared with the median of the subscription's last three cycle invoices (each scaled to the
+  draft's span when it covered fewer days, so a prorated first period is no yardstick) after
+  replacing only its usage: recent median total + (the draft's usage at the previous invoice's
+  prices − the recent median usage) over `ANOMALY_INVOICE_FACTOR` (3) × the recent median total.
+  What the explanation attributes to a plan change, seats, a coupon that ended, a minimum
+  true-up or taxes never makes an invoice spike; a rise in usage volume does. `observed` and
+  `expected` are the usage amounts (now at the previous prices, and the recent median); the inputs
+  keep the totals.
 
 Dismissals are remembered: a dismissed anomaly accepts its pattern, so the same subscription and
 metric is not flagged again for the same kind at a level the dismissal covered (a spike at most 25 %
@@ -54,7 +60,7 @@ from common.errors import ConflictError
 from common.models import AuditEvent
 
 METHOD = "robust_weekday_mad_v1"
-INVOICE_METHOD = "invoice_total_vs_median_of_last_3_v1"
+INVOICE_METHOD = "invoice_usage_change_vs_median_of_last_3_v2"
 MIN_HISTORY_DAYS = 14
 WINDOW_DAYS = 28
 MAX_LOOKBACK_DAYS = 35
@@ -366,7 +372,10 @@ def anomaly_review_check(drafts) -> dict:
 
 def _reason(a: Anomaly) -> dict:
     if a.kind == AnomalyKind.INVOICE_SPIKE:  # money evidence, as the review queue shows it
-        extra = {"total": str(a.observed), "recent_invoices_median": str(a.expected)}
+        inputs = a.inputs or {}
+        extra = {"total": inputs.get("total", str(a.observed)),
+                 "recent_invoices_median": inputs.get("recent_invoices_median", str(a.expected)),
+                 "usage": str(a.observed), "recent_usage_median": str(a.expected)}
     else:
         extra = {}
     return {**_reason_base(a), **extra}
@@ -379,52 +388,118 @@ def _reason_base(a: Anomaly) -> dict:
             "method": a.method}
 
 
-def _invoice_spikes(drafts) -> dict:
-    from django.db.models import OuterRef, Subquery
+def _median(values: list[Decimal]) -> Decimal:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
-    from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus
+
+def _usage_at_previous_prices(lines, previous_charges: dict, currency: str) -> Decimal:
+    """The draft's usage amount with each usage line rated on the charge the previous invoice used for
+    that metric (a plan change moves prices, which the plan change explains; only volume is compared).
+    A line whose metric the previous invoice did not charge, or whose charge needs each event's value,
+    keeps its own amount; late usage keeps its amount."""
+    from catalog.rating import needs_event_values, rate_charge
+    from invoicing.models import LineKind
+
+    total = Decimal(0)
+    for ln in lines:
+        if ln.kind == LineKind.LATE_USAGE:
+            total += ln.amount
+        elif ln.kind == LineKind.USAGE:
+            prev = previous_charges.get(ln.billable_metric_id)
+            if (prev is None or prev.pk == ln.charge_id
+                    or needs_event_values(model=prev.model, properties=prev.properties)):
+                total += ln.amount
+            else:
+                count = int((ln.metadata or {}).get("event_count", 0))
+                total += rate_charge(charge=prev, quantity=ln.quantity, currency=currency, event_count=count).amount
+    return total
+
+
+def _invoice_spikes(drafts) -> dict:
+    """`invoice_spike`, like for like: only a rise in usage volume can make one. A draft is flagged when
+    the recent invoices' median total, moved by the change of usage alone (the draft's usage at the
+    previous invoice's prices minus the recent invoices' median usage), is over `ANOMALY_INVOICE_FACTOR`
+    × that median total. A plan upgrade, added seats, an ended coupon, a minimum-commitment true-up or
+    a tax change raises the total for a reason the explanation names: they are not anomalies. For a
+    usage-only plan the rule is "usage over 3 × the recent median". Recent invoices shorter than the
+    draft (a prorated first period) are scaled to the draft's span, total and usage alike."""
+    from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
+    from django.db.models.functions import Coalesce
+
+    from catalog.models import Charge
+    from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, LineKind
 
     cycle = [d for d in drafts if d.invoice.reason == InvoiceReason.SUBSCRIPTION_CYCLE and d.invoice.total > 0]
     if not cycle:
         return {}
+    usage_kinds = (LineKind.USAGE, LineKind.LATE_USAGE)
     history: dict[int, list[tuple]] = defaultdict(list)
     # Spans are the days an invoice's lines cover (as invoicing measures them: an in-advance fee reaches
     # into the next period, so a first full invoice covers the closed short period and a whole one).
     dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
+    usage_sum = (InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=usage_kinds).order_by()
+                 .values("invoice").annotate(s=Sum("amount")).values("s"))
     rows = (Invoice.objects.filter(subscription_id__in={d.subscription.pk for d in cycle},
                                    reason=InvoiceReason.SUBSCRIPTION_CYCLE)
             .exclude(status=InvoiceStatus.VOID).exclude(pk__in=[d.invoice.pk for d in cycle])
             .annotate(first_day=Subquery(dated.order_by("period_start").values("period_start")[:1]),
-                      last_day=Subquery(dated.order_by("-period_end").values("period_end")[:1]))
-            .values_list("subscription_id", "billing_date", "pk", "total", "first_day", "last_day"))
-    for sub_id, billing_date, pk, total, start, end in rows:
-        history[sub_id].append((billing_date, str(pk), total, (end - start).days if start and end else 0))
+                      last_day=Subquery(dated.order_by("-period_end").values("period_end")[:1]),
+                      usage=Coalesce(Subquery(usage_sum), Value(Decimal(0)), output_field=DecimalField()))
+            .values_list("subscription_id", "billing_date", "pk", "total", "usage", "first_day", "last_day"))
+    for sub_id, billing_date, pk, total, usage, start, end in rows:
+        history[sub_id].append((billing_date, str(pk), total, usage, (end - start).days if start and end else 0))
+    in_chunk_charges = {str(d.invoice.pk): {ln.billable_metric_id: ln.charge_id for ln in d.lines
+                                            if ln.kind == LineKind.USAGE and ln.charge_id} for d in cycle}
     dismissed = _dismissed_by_key({d.subscription.pk for d in cycle})
     factor = invoice_factor()
     now = timezone.now()
-    new = []
+    candidates = []
     for d in sorted(cycle, key=lambda d: (d.subscription.pk, d.invoice.billing_date)):
         inv = d.invoice
-        dated = [ln for ln in d.lines if ln.period_start and ln.period_end]
-        days = (max(ln.period_end for ln in dated) - min(ln.period_start for ln in dated)).days if dated else 0
+        dated_lines = [ln for ln in d.lines if ln.period_start and ln.period_end]
+        days = ((max(ln.period_end for ln in dated_lines) - min(ln.period_start for ln in dated_lines)).days
+                if dated_lines else 0)
         recent = sorted(h for h in history[d.subscription.pk] if h[0] < inv.billing_date)[-RECENT_INVOICES:]
-        history[d.subscription.pk].append((inv.billing_date, str(inv.pk), inv.total, days))
-        if not recent:
+        history[d.subscription.pk].append((inv.billing_date, str(inv.pk), inv.total, d.usage_total, days))
+        if recent:
+            candidates.append((d, days, recent))
+    # The charges the latest recent invoice used per metric (one query for the chunk).
+    latest = {str(recent[-1][1]) for _, _, recent in candidates} - set(in_chunk_charges)
+    previous_charge_ids = defaultdict(dict, {pk: dict(v) for pk, v in in_chunk_charges.items()})
+    for invoice_id, metric_id, charge_id in (InvoiceLine.objects.filter(invoice_id__in=latest, kind=LineKind.USAGE,
+                                                                        charge__isnull=False)
+                                             .values_list("invoice_id", "billable_metric_id", "charge_id")):
+        previous_charge_ids[str(invoice_id)][metric_id] = charge_id
+    charges = Charge.objects.in_bulk({c for v in previous_charge_ids.values() for c in v.values()})
+    new = []
+    for d, days, recent in candidates:
+        inv = d.invoice
+        scale = [Decimal(days) / Decimal(span) if span and days > span else Decimal(1) for *_, span in recent]
+        totals = [total * k for (_, _, total, _, _), k in zip(recent, scale)]
+        usages = [usage * k for (_, _, _, usage, _), k in zip(recent, scale)]
+        baseline, usage_baseline = _median(totals), _median(usages)
+        prev_charges = {m: charges[c] for m, c in previous_charge_ids[str(recent[-1][1])].items() if c in charges}
+        usage_now = _usage_at_previous_prices(d.lines, prev_charges, inv.currency)
+        like_for_like = baseline + usage_now - usage_baseline
+        if baseline <= 0 or like_for_like <= factor * baseline:
             continue
-        scaled = [total * (Decimal(days) / Decimal(span) if span and days > span else 1) for _, _, total, span in recent]
-        baseline = Decimal(str(np.median([float(s) for s in scaled]))) if len(scaled) != 1 else scaled[0]
-        if baseline <= 0 or inv.total <= factor * baseline:
-            continue
-        if _suppressed(AnomalyKind.INVOICE_SPIKE, float(inv.total), inv.billing_date,
+        if _suppressed(AnomalyKind.INVOICE_SPIKE, float(usage_now), inv.billing_date,
                        dismissed.get((d.subscription.pk, None), [])):
             continue
+        q = Decimal("0.0001")
         new.append(Anomaly(customer_id=inv.customer_id, subscription_id=d.subscription.pk, invoice_id=inv.pk,
-                           date=inv.billing_date, kind=AnomalyKind.INVOICE_SPIKE, observed=inv.total,
-                           expected=baseline.quantize(Decimal("0.0001")),
-                           score=(inv.total / baseline).quantize(Decimal("0.0001")), method=INVOICE_METHOD,
-                           detected_at=now,
-                           inputs={"total": str(inv.total), "factor": str(factor),
-                                   "recent_invoices": [{"invoice": pk, "total": str(t), "days": s, "scaled": str(x)}
-                                                       for (_, pk, t, s), x in zip(recent, scaled)],
+                           date=inv.billing_date, kind=AnomalyKind.INVOICE_SPIKE, observed=usage_now,
+                           expected=usage_baseline.quantize(q), score=(like_for_like / baseline).quantize(q),
+                           method=INVOICE_METHOD, detected_at=now,
+                           inputs={"total": str(inv.total), "usage": str(d.usage_total),
+                                   "usage_at_previous_prices": str(usage_now), "factor": str(factor),
+                                   "recent_invoices_median": str(baseline.quantize(q)),
+                                   "recent_usage_median": str(usage_baseline.quantize(q)),
+                                   "like_for_like_total": str(like_for_like.quantize(q)),
+                                   "recent_invoices": [{"invoice": pk, "total": str(t), "usage": str(u), "days": s,
+                                                        "scaled_total": str(x), "scaled_usage": str(y)}
+                                                       for (_, pk, t, u, s), x, y in zip(recent, totals, usages)],
                                    "days": days}))
     return {a.invoice_id: a for a in _insert(new, actor=None)}
