@@ -39,7 +39,9 @@ invoice spike at most 25 % above the dismissed total).
 `detect_anomalies(as_of=D)` scores day D and every day since the last scan (at most 35 days back),
 writes each new anomaly once (unique per subscription, metric, day and kind; inserted with ON
 CONFLICT DO NOTHING) with an `anomaly.detected` audit event, so reruns change nothing. Full scans
-are serialized by an advisory lock.
+are serialized by an advisory lock and hold their subscriptions FOR KEY SHARE before writing, so a
+scan and a billing run scoring the same days write each anomaly once and never deadlock
+(tests/intel/test_concurrency.py).
 """
 
 from __future__ import annotations
@@ -253,11 +255,27 @@ def anomalies_detect(*, as_of: date, days: list[date] | None = None, subscriptio
                                                                                   "end_date")}
         bounds = {pk: (s.start_date, s.end_date) for pk, s in subs.items()}
         findings = detect_in_frame(rows=rows, bounds=bounds, days=days)
+        if subscription_ids is None and findings:
+            _hold_subscriptions({f.subscription_id for f in findings})
         result = _store(findings, subs=subs, actor=actor)
         result.days = days
         if record_scan and subscription_ids is None:
             AnomalyScan.objects.create(as_of=as_of, days_scored=len(days), anomalies_found=len(result.created))
         return result
+
+
+def _hold_subscriptions(subscription_ids) -> None:
+    """A full scan takes FOR KEY SHARE on its subscriptions (pk order, one statement) before writing.
+    The anomaly rows' foreign keys take that lock anyway, row by row, in the middle of the INSERT; a
+    billing-run chunk holds its subscriptions FOR UPDATE and writes the same anomalies from its review
+    check, so without this the two could each wait for the other (scan: the FK lock on a held
+    subscription; chunk: the unique index entry of the scan's uncommitted anomaly). Taken first, the
+    scan waits for the chunk to commit (and then skips what it wrote), or the chunk waits for the scan."""
+    from subscriptions.models import Subscription
+
+    table = connection.ops.quote_name(Subscription._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [sorted(subscription_ids)])
 
 
 def _store(findings: list[Finding], *, subs, actor) -> ScanResult:
@@ -281,6 +299,7 @@ def _store(findings: list[Finding], *, subs, actor) -> ScanResult:
                            billable_metric_id=f.metric_id, date=f.day, kind=f.kind, observed=_dec(f.observed),
                            expected=_dec(f.expected), score=Decimal(repr(round(f.score, 4))), method=METHOD,
                            inputs=f.inputs, detected_at=now))
+    new.sort(key=lambda a: (a.subscription_id, a.billable_metric_id, a.date, a.kind))  # one lock order for all writers
     result.created = _insert(new, actor=actor)
     return result
 
