@@ -249,6 +249,9 @@ def seed_demo(*, today: date | None = None, bill: bool = True) -> dict:
     from demo.analytics import seed_analytics
 
     summary.update(seed_analytics(today=today, bill=bill))
+    from demo.intel import seed_intel
+
+    summary.update(seed_intel(today=today, bill=bill))
     if bill:
         from demo.revrec import demo_revrec_close
 
