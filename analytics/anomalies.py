@@ -390,7 +390,8 @@ def anomaly_confirm(*, anomaly: Anomaly, actor=None, note: str = "") -> Anomaly:
 def anomaly_review_check(drafts) -> dict:
     """Score the drafts' closed usage periods (so detection also runs at every billing run), raise
     `invoice_spike` on cycle drafts far above their recent invoices, and hold every draft whose
-    period has an open anomaly: {invoice_pk: [reason, ...]}."""
+    period has an open anomaly (of `review_kinds()`), unless the draft is billed at its minimum
+    commitment (the spike changed nothing billed): {invoice_pk: [reason, ...]}."""
     drafts = [d for d in drafts if d.subscription is not None and d.invoice.period_start and d.invoice.period_end]
     if not drafts:
         return {}
@@ -411,12 +412,22 @@ def anomaly_review_check(drafts) -> dict:
     out: dict = defaultdict(list)
     for d in drafts:
         inv = d.invoice
-        for a in open_rows:
-            if a.subscription_id == d.subscription.pk and inv.period_start <= a.date < inv.period_end:
-                out[inv.pk].append(_reason(a))
+        if not _billed_at_minimum(d):
+            for a in open_rows:
+                if a.subscription_id == d.subscription.pk and inv.period_start <= a.date < inv.period_end:
+                    out[inv.pk].append(_reason(a))
         if inv.pk in spikes:
             out[inv.pk].append(_reason(spikes[inv.pk]))
     return dict(out)
+
+
+def _billed_at_minimum(draft) -> bool:
+    """The draft tops its usage up to the minimum commitment: fees and usage, spike included, stayed
+    under it, so the spike changes nothing billed. The anomaly stays open in the list; the draft
+    does not wait for it."""
+    from invoicing.models import LineKind
+
+    return any(ln.kind == LineKind.MINIMUM_COMMITMENT and ln.amount > 0 for ln in draft.lines)
 
 
 def _reason(a: Anomaly) -> dict:
@@ -470,11 +481,12 @@ def _invoice_spikes(drafts) -> dict:
     """`invoice_spike`, like for like: only a rise in usage volume can make one. A draft is flagged when
     the recent invoices' median total, moved by the change of usage alone (the draft's usage at the
     previous invoice's prices minus the recent invoices' median usage), is over `ANOMALY_INVOICE_FACTOR`
-    × that median total. A plan upgrade, added seats, an ended coupon, a minimum-commitment true-up or
+    × that median total. The recent invoices are the last three that billed a usage period (none: no
+    yardstick, no invoice spike; the daily scores still apply). A plan upgrade, added seats, an ended coupon, a minimum-commitment true-up or
     a tax change raises the total for a reason the explanation names: they are not anomalies. For a
     usage-only plan the rule is "usage over 3 × the recent median". Recent invoices shorter than the
     draft (a prorated first period) are scaled to the draft's span, total and usage alike."""
-    from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
+    from django.db.models import DecimalField, Exists, OuterRef, Subquery, Sum, Value
     from django.db.models.functions import Coalesce
 
     from catalog.models import Charge
@@ -488,17 +500,22 @@ def _invoice_spikes(drafts) -> dict:
     # Spans are the days an invoice's lines cover (as invoicing measures them: an in-advance fee reaches
     # into the next period, so a first full invoice covers the closed short period and a whole one).
     dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
-    usage_sum = (InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=usage_kinds).order_by()
-                 .values("invoice").annotate(s=Sum("amount")).values("s"))
+    usage_lines = InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=usage_kinds)
+    usage_sum = usage_lines.order_by().values("invoice").annotate(s=Sum("amount")).values("s")
     rows = (Invoice.objects.filter(subscription_id__in={d.subscription.pk for d in cycle},
                                    reason=InvoiceReason.SUBSCRIPTION_CYCLE)
             .exclude(status=InvoiceStatus.VOID).exclude(pk__in=[d.invoice.pk for d in cycle])
             .annotate(first_day=Subquery(dated.order_by("period_start").values("period_start")[:1]),
                       last_day=Subquery(dated.order_by("-period_end").values("period_end")[:1]),
-                      usage=Coalesce(Subquery(usage_sum), Value(Decimal(0)), output_field=DecimalField()))
-            .values_list("subscription_id", "billing_date", "pk", "total", "usage", "first_day", "last_day"))
-    for sub_id, billing_date, pk, total, usage, start, end in rows:
-        history[sub_id].append((billing_date, str(pk), total, usage, (end - start).days if start and end else 0))
+                      usage=Coalesce(Subquery(usage_sum), Value(Decimal(0)), output_field=DecimalField()),
+                      billed_usage=Exists(usage_lines))
+            .values_list("subscription_id", "billing_date", "pk", "total", "usage", "first_day", "last_day",
+                         "billed_usage"))
+    # Only invoices that billed a usage period are a yardstick (a first in-advance invoice bills none:
+    # against it, the first usage ever billed would always look like a spike).
+    for sub_id, billing_date, pk, total, usage, start, end, billed_usage in rows:
+        if billed_usage:
+            history[sub_id].append((billing_date, str(pk), total, usage, (end - start).days if start and end else 0))
     in_chunk_charges = {str(d.invoice.pk): {ln.billable_metric_id: ln.charge_id for ln in d.lines
                                             if ln.kind == LineKind.USAGE and ln.charge_id} for d in cycle}
     dismissed = _dismissed_by_key({d.subscription.pk for d in cycle})
@@ -511,7 +528,8 @@ def _invoice_spikes(drafts) -> dict:
         days = ((max(ln.period_end for ln in dated_lines) - min(ln.period_start for ln in dated_lines)).days
                 if dated_lines else 0)
         recent = sorted(h for h in history[d.subscription.pk] if h[0] < inv.billing_date)[-RECENT_INVOICES:]
-        history[d.subscription.pk].append((inv.billing_date, str(inv.pk), inv.total, d.usage_total, days))
+        if any(ln.kind in usage_kinds for ln in d.lines):
+            history[d.subscription.pk].append((inv.billing_date, str(inv.pk), inv.total, d.usage_total, days))
         if recent:
             candidates.append((d, days, recent))
     # The charges the latest recent invoice used per metric (one query for the chunk).

@@ -159,3 +159,21 @@ def test_dismiss_confirm_and_memory(world, billing_api, reader_api):
     assert (new.date, new.kind, new.observed) == (date(2026, 2, 20), "spike", 100)
     r = billing_api.post(f"/api/v1/anomalies/{new.pk}/confirm/")
     assert r.json()["status"] == "confirmed"
+
+
+def test_a_spike_under_the_minimum_commitment_does_not_hold_the_draft(world):
+    world.metric("calls")
+    world.plan("committed", pay_in_advance=False, minimum_commitment="500.00",
+               charges=[{"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "1"}}])
+    world.customer("c1")
+    world.subscription("s1", customer="c1", plan="committed", start_date=date(2026, 1, 1))
+    stamps = []
+    for day in range(1, 32):
+        stamps += [f"2026-01-{day:02d}T{h % 24:02d}:{h // 24:02d}:00Z" for h in range(60 if day == 25 else 10)]
+    world.events("calls", stamps, customer="c1")
+    world.run(date(2026, 2, 1))
+    (inv,) = world.invoices(subscription="s1")
+    # 360 calls = 360.00, topped up by 140.00 to the 500.00 minimum: the spike changed nothing billed
+    assert (inv["total"], inv["needs_review"], inv["status"]) == ("500.00", False, "finalized")
+    a = Anomaly.objects.get()  # still listed for follow-up
+    assert (a.kind, a.date, a.status) == ("spike", date(2026, 1, 25), "open")

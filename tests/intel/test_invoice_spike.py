@@ -106,3 +106,18 @@ def test_an_upgrade_to_dearer_usage_prices_compares_volume_at_the_previous_price
     april = _invoice(world, date(2026, 5, 1))
     # 120 × 0.50 = 60.00 > 3 × 10.00; at March's price 120 × 0.10 = 12.00 → like for like 12.00 ≤ 30.00
     assert (april["total"], april["needs_review"]) == ("60.00", False)
+
+
+def test_the_first_usage_billed_after_an_in_advance_first_invoice_is_no_spike(world):
+    world.metric("calls")
+    world.plan("seats", amount="20.00", pay_in_advance=True,
+               charges=[{"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "1"}}])
+    world.customer("c1")
+    world.subscription("s1", customer="c1", plan="seats", start_date=date(2026, 1, 1))
+    world.run(date(2026, 1, 1))  # January's fee in advance: 20.00, no usage period billed
+    _calls(world, 1, 100)
+    world.run(date(2026, 2, 1))
+    feb = _invoice(world, date(2026, 2, 1))
+    # 20.00 + 100.00 of January's usage: no earlier invoice billed usage, so there is no yardstick
+    assert (feb["total"], feb["needs_review"]) == ("120.00", False)
+    assert not Anomaly.objects.filter(kind="invoice_spike").exists()
