@@ -25,6 +25,8 @@ Kinds (threshold T = settings.ANOMALY_SCORE_THRESHOLD, default 4.5; bench/anomal
 - `zero_usage`: observed 0, expected > 0 and score ≤ −T;
 - `drop`: observed > 0, observed ≤ 0.5 × expected and score ≤ −T;
 - `spike`: observed ≥ 1.5 × expected and score ≥ T.
+One flag per episode: a day continuing yesterday's anomaly in the same direction (up: spike; down:
+drop, zero usage) is not flagged again, so an outage or a level shift is one anomaly, not one a day.
 A sparse series (usage on fewer than half of its window days) is not scored: bursts are its normal
 and its median and MAD are 0, so any burst would score high.
 - `invoice_spike` (at billing runs, `anomaly_review_check`), like for like: a draft cycle invoice is
@@ -117,49 +119,69 @@ def score_series(*, values: np.ndarray, first_day: date, days: list[date], thres
                  ) -> list[tuple[date, str, float, float, float, dict]]:
     """Score `days` of one dense daily series (values[i] is the quantity of first_day + i; the series
     starts at its first day of history). Returns (day, kind, observed, expected, score, inputs) for
-    the flagged days only."""
+    the flagged days only. One flag per episode: a day whose previous day was already past the
+    threshold in the same direction (up: spike; down: drop or zero usage) continues that anomaly
+    and is not flagged again (an outage or a level shift is one anomaly, not one a day until the
+    28-day baseline catches up)."""
     threshold = score_threshold() if threshold is None else threshold
-    out = []
     weekdays = (np.arange(len(values)) + first_day.weekday()) % 7
+    out = []
     for day in days:
         i = (day - first_day).days
-        if i < MIN_HISTORY_DAYS or i >= len(values):
+        found = _score_day(values, weekdays, i, threshold)
+        if found is None:
             continue
-        lo = max(0, i - WINDOW_DAYS)
-        window, wd = values[lo:i], weekdays[lo:i]
-        if np.count_nonzero(window) < DENSE_FRACTION * len(window):
-            continue  # sparse: bursts are its normal, a day's level says nothing
-        same = window[wd == weekdays[i]]
-        overall = float(np.median(window))
-        flat = np.abs(window - overall)
-        weekly = np.abs(_loo_residuals(window, wd))
-        # The weekday model only when it explains the window better than one level for every day
-        # (mean absolute residuals, the weekday ones left-one-out so its extra medians earn their keep):
-        # on a series without a weekly pattern, four same-weekday days are a noisy yardstick.
-        weekday_model = len(same) >= 2 and float(np.mean(weekly)) <= float(np.mean(flat))
-        expected = float(np.median(same)) if weekday_model else overall
-        mad = float(np.median(weekly if weekday_model else flat))
-        spread = max(MAD_SCALE * mad, SPREAD_FLOOR_FRACTION * max(expected, overall / 4), 1.0)
-        observed = float(values[i])
-        if observed > 0:  # counting noise: a level-λ day varies by about √λ (not for a day of nothing)
-            spread = max(spread, float(np.sqrt(max(expected, 0.0))))
-        score = (observed - expected) / spread
-        kind = None
-        if observed == 0 and expected > 0 and score <= -threshold:
-            kind = AnomalyKind.ZERO_USAGE
-        elif observed > 0 and observed <= DROP_RATIO * expected and score <= -threshold:
-            kind = AnomalyKind.DROP
-        elif observed >= SPIKE_RATIO * expected and score >= threshold:
-            kind = AnomalyKind.SPIKE
-        if kind is None:
-            continue
+        before = _score_day(values, weekdays, i - 1, threshold)
+        if before is not None and _direction(before[0]) == _direction(found[0]):
+            continue  # the same episode as yesterday's
+        kind, observed, expected, score, inputs = found
+        lo = i - inputs["window_days"]
         inputs = {"window": [(first_day + timedelta(days=lo)).isoformat(), (day - timedelta(days=1)).isoformat()],
-                  "window_days": int(i - lo), "same_weekday_values": [_num(v) for v in same],
-                  "window_median": _num(overall), "model": "weekday" if weekday_model else "flat",
-                  "mad": _num(mad), "spread": _num(spread),
-                  "threshold": threshold, "history_days": int(i)}
-        out.append((day, str(kind), observed, expected, score, inputs))
+                  **inputs}
+        out.append((day, kind, observed, expected, score, inputs))
     return out
+
+
+def _direction(kind: str) -> int:
+    return 1 if kind == AnomalyKind.SPIKE else -1
+
+
+def _score_day(values: np.ndarray, weekdays: np.ndarray, i: int, threshold: float):
+    """(kind, observed, expected, score, inputs) when day i is past the threshold, else None."""
+    if i < MIN_HISTORY_DAYS or i >= len(values):
+        return None
+    lo = max(0, i - WINDOW_DAYS)
+    window, wd = values[lo:i], weekdays[lo:i]
+    if np.count_nonzero(window) < DENSE_FRACTION * len(window):
+        return None  # sparse: bursts are its normal, a day's level says nothing
+    same = window[wd == weekdays[i]]
+    overall = float(np.median(window))
+    flat = np.abs(window - overall)
+    weekly = np.abs(_loo_residuals(window, wd))
+    # The weekday model only when it explains the window better than one level for every day
+    # (mean absolute residuals, the weekday ones left-one-out so its extra medians earn their keep):
+    # on a series without a weekly pattern, four same-weekday days are a noisy yardstick.
+    weekday_model = len(same) >= 2 and float(np.mean(weekly)) <= float(np.mean(flat))
+    expected = float(np.median(same)) if weekday_model else overall
+    mad = float(np.median(weekly if weekday_model else flat))
+    spread = max(MAD_SCALE * mad, SPREAD_FLOOR_FRACTION * max(expected, overall / 4), 1.0)
+    observed = float(values[i])
+    if observed > 0:  # counting noise: a level-λ day varies by about √λ (not for a day of nothing)
+        spread = max(spread, float(np.sqrt(max(expected, 0.0))))
+    score = (observed - expected) / spread
+    kind = None
+    if observed == 0 and expected > 0 and score <= -threshold:
+        kind = AnomalyKind.ZERO_USAGE
+    elif observed > 0 and observed <= DROP_RATIO * expected and score <= -threshold:
+        kind = AnomalyKind.DROP
+    elif observed >= SPIKE_RATIO * expected and score >= threshold:
+        kind = AnomalyKind.SPIKE
+    if kind is None:
+        return None
+    inputs = {"window_days": int(i - lo), "same_weekday_values": [_num(v) for v in same],
+              "window_median": _num(overall), "model": "weekday" if weekday_model else "flat",
+              "mad": _num(mad), "spread": _num(spread), "threshold": threshold, "history_days": int(i)}
+    return str(kind), observed, expected, score, inputs
 
 
 def _loo_residuals(window: np.ndarray, wd: np.ndarray) -> np.ndarray:

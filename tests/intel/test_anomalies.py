@@ -34,6 +34,18 @@ def test_flat_series_spike_drop_zero_and_noise_by_hand():
     assert flags(base + [60], [28]) == []  # score −4, and 60 > half of 100
 
 
+def test_one_flag_per_episode():
+    base = [100.0] * 28
+    # a three-day outage is one anomaly (its first day); so is a level shift down
+    assert flags(base + [0, 0, 0], [28, 29, 30]) == [(28, "zero_usage", 0, 100, -10.0)]
+    assert [f[:2] for f in flags(base + [20] * 5, [28, 29, 30, 31, 32])] == [(28, "drop")]
+    # a normal day in between, or a change of direction, starts a new episode
+    assert [f[:2] for f in flags(base + [0, 100, 0], [28, 29, 30])] == [(28, "zero_usage"), (30, "zero_usage")]
+    assert [f[:2] for f in flags(base + [400, 0], [28, 29])] == [(28, "spike"), (29, "zero_usage")]
+    # the episode is read from the data, not from earlier flags: scoring day 29 alone says the same
+    assert flags(base + [0, 0], [29]) == []
+
+
 def test_fourteen_days_of_history_before_a_flag():
     assert flags([10.0] * 13 + [90], [13]) == []
     # day 14: window = 14 days of 10 → expected 10, spread max(0, 1, 1, √10) = 3.1623, score 80 / √10
