@@ -157,3 +157,26 @@ def test_every_driver_by_hand_upgrade_seats_coupon_ended_and_tax(world, billing_
     for d in comparison["drivers"]:
         for n in NUMBER.findall(d["text"]):
             assert Decimal(n) in allowed, (n, d["text"])
+
+
+def test_explanation_on_the_pdf_only_behind_the_setting(world, settings):
+    from invoicing.models import Invoice
+    from invoicing.pdf import render_invoice_html, render_invoice_pdf
+
+    world.metric("calls")
+    world.plan("metered", amount="0", pay_in_advance=False, charges=[
+        {"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "0.10"}}])
+    world.customer("c1")
+    world.subscription("s1", customer="c1", plan="metered", start_date=date(2026, 1, 1))
+    _calls(world, 1, 100)
+    _calls(world, 2, 175)
+    world.run(date(2026, 3, 1))
+    jan, feb = sorted(Invoice.objects.all(), key=lambda i: i.billing_date)
+    assert (jan.total, feb.total) == (Decimal("10.00"), Decimal("17.50"))
+    assert "What changed" not in render_invoice_html(feb)  # off by default
+    settings.INVOICE_PDF_EXPLANATION = True
+    html = render_invoice_html(feb)
+    assert "What changed since the previous invoice ($10.00): $7.50" in html
+    assert "Calls: 175 units against 100 units on the previous invoice (10.00 then, 17.50 now): $7.50" in html
+    assert "What changed" not in render_invoice_html(jan)  # nothing to compare with
+    assert render_invoice_pdf(feb).startswith(b"%PDF")
