@@ -62,3 +62,20 @@ def test_demo_intel_shows_every_part(capsys):
     assert Anomaly.objects.filter(subscription=sub).count() == 2
     with capsys.disabled():
         print(f"\nseed_intel: {seconds:.1f}s")
+
+
+def test_the_whole_demo_holds_only_its_genuine_spike():
+    """The demo's plan upgrades (an_alpine Starter → Pro, an_iris Pro → Business), seat changes and
+    first usage bills are explained, not anomalous; its noisy usage (Acme, Umbrella: uniform ±70 %)
+    raises no spike. The review queue holds only Lumen's injected spike."""
+    from demo.data import seed_demo
+
+    seed_demo(today=date(2026, 10, 15))
+    assert not Anomaly.objects.filter(kind="invoice_spike").exists()
+    held = Invoice.objects.filter(needs_review=True)
+    assert [(i.subscription.external_id, i.status) for i in held] == [("in_lumen_api", "draft")]
+    assert [r["rule"] for r in held[0].review_reasons] == ["anomaly.spike"]
+    spikes = Anomaly.objects.filter(kind="spike").exclude(subscription__external_id="in_lumen_api")
+    # Initech's seed example changes its reporting (daily, then a batch every third day): its first
+    # batches are real spikes against the daily history, on a draft billed at its 200.00 minimum (not held)
+    assert {a.subscription.external_id for a in spikes} <= {"sub_initech_api"}
