@@ -297,7 +297,7 @@ def anomalies_detect(*, as_of: date, days: list[date] | None = None, subscriptio
             days = [first + timedelta(days=k) for k in range((as_of - first).days + 1)]
         if not days:
             return ScanResult(days=[], created=[])
-        lo = min(days) - timedelta(days=WINDOW_DAYS)
+        lo = min(days) - timedelta(days=WINDOW_DAYS + 1)  # + 1: the day before the first, for its episode
         rows = usage_daily(start=lo, end=max(days) + timedelta(days=1), subscription_ids=subscription_ids)
         additive = set(BillableMetric.objects.filter(pk__in={r[1] for r in rows}, aggregation__in=SCORED_AGGREGATIONS)
                        .values_list("pk", flat=True))
