@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -132,7 +133,7 @@ def score_series(*, values: np.ndarray, first_day: date, days: list[date], thres
         if found is None:
             continue
         before = _score_day(values, weekdays, i - 1, threshold)
-        if before is not None and _direction(before[0]) == _direction(found[0]):
+        if before is not None and _direction(before.kind) == _direction(found.kind):
             continue  # the same episode as yesterday's
         kind, observed, expected, score, inputs = found
         lo = i - inputs["window_days"]
@@ -142,12 +143,20 @@ def score_series(*, values: np.ndarray, first_day: date, days: list[date], thres
     return out
 
 
+class _DayScore(NamedTuple):
+    kind: str
+    observed: float
+    expected: float
+    score: float
+    inputs: dict
+
+
 def _direction(kind: str) -> int:
     return 1 if kind == AnomalyKind.SPIKE else -1
 
 
-def _score_day(values: np.ndarray, weekdays: np.ndarray, i: int, threshold: float):
-    """(kind, observed, expected, score, inputs) when day i is past the threshold, else None."""
+def _score_day(values: np.ndarray, weekdays: np.ndarray, i: int, threshold: float) -> _DayScore | None:
+    """Day i's score when it is past the threshold, else None."""
     if i < MIN_HISTORY_DAYS or i >= len(values):
         return None
     lo = max(0, i - WINDOW_DAYS)
@@ -181,7 +190,7 @@ def _score_day(values: np.ndarray, weekdays: np.ndarray, i: int, threshold: floa
     inputs = {"window_days": int(i - lo), "same_weekday_values": [_num(v) for v in same],
               "window_median": _num(overall), "model": "weekday" if weekday_model else "flat",
               "mad": _num(mad), "spread": _num(spread), "threshold": threshold, "history_days": int(i)}
-    return str(kind), observed, expected, score, inputs
+    return _DayScore(str(kind), observed, expected, score, inputs)
 
 
 def _loo_residuals(window: np.ndarray, wd: np.ndarray) -> np.ndarray:
@@ -499,96 +508,131 @@ def _usage_at_previous_prices(lines, previous_charges: dict, currency: str) -> D
     return total
 
 
+@dataclass(frozen=True)
+class _CycleInvoice:
+    """One cycle invoice that billed a usage period, as an `invoice_spike` yardstick."""
+
+    billing_date: date
+    pk: str
+    total: Decimal
+    usage: Decimal
+    days: int  # the days its dated lines span
+
+
+@dataclass(frozen=True)
+class _SpikeCandidate:
+    draft: object  # review.DraftForReview
+    days: int
+    recent: list[_CycleInvoice]
+
+
+def _cycle_history(subscription_ids, exclude_pks) -> dict[int, list[_CycleInvoice]]:
+    """The subscriptions' non-void cycle invoices that billed a usage period. Only those are a yardstick
+    (a first in-advance invoice bills none: against it, the first usage ever billed would always look
+    like a spike). Spans are the days an invoice's lines cover (as invoicing measures them: an
+    in-advance fee reaches into the next period, so a first full invoice covers the closed short
+    period and a whole one). One query."""
+    from django.db.models import DecimalField, Exists, OuterRef, Subquery, Sum, Value
+    from django.db.models.functions import Coalesce
+
+    from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, LineKind
+
+    dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
+    usage_lines = InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=(LineKind.USAGE, LineKind.LATE_USAGE))
+    usage_sum = usage_lines.order_by().values("invoice").annotate(s=Sum("amount")).values("s")
+    rows = (Invoice.objects.filter(subscription_id__in=subscription_ids, reason=InvoiceReason.SUBSCRIPTION_CYCLE)
+            .exclude(status=InvoiceStatus.VOID).exclude(pk__in=exclude_pks)
+            .annotate(first_day=Subquery(dated.order_by("period_start").values("period_start")[:1]),
+                      last_day=Subquery(dated.order_by("-period_end").values("period_end")[:1]),
+                      usage=Coalesce(Subquery(usage_sum), Value(Decimal(0)), output_field=DecimalField()))
+            .filter(Exists(usage_lines))
+            .values("subscription_id", "billing_date", "pk", "total", "usage", "first_day", "last_day"))
+    history: dict[int, list[_CycleInvoice]] = defaultdict(list)
+    for r in rows:
+        days = (r["last_day"] - r["first_day"]).days if r["first_day"] and r["last_day"] else 0
+        history[r["subscription_id"]].append(_CycleInvoice(r["billing_date"], str(r["pk"]), r["total"], r["usage"], days))
+    return history
+
+
+def _previous_charges(candidates: list[_SpikeCandidate], drafts) -> dict[str, dict]:
+    """invoice pk → {metric id: the Charge its usage line used}, for each candidate's latest recent
+    invoice (a draft of the same chunk, in a catch-up run, from its in-memory lines). Two queries."""
+    from catalog.models import Charge
+    from invoicing.models import InvoiceLine, LineKind
+
+    charge_ids: dict[str, dict] = defaultdict(dict)
+    for d in drafts:
+        charge_ids[str(d.invoice.pk)] = {ln.billable_metric_id: ln.charge_id for ln in d.lines
+                                         if ln.kind == LineKind.USAGE and ln.charge_id}
+    stored = {c.recent[-1].pk for c in candidates} - set(charge_ids)
+    for invoice_id, metric_id, charge_id in (InvoiceLine.objects.filter(invoice_id__in=stored, kind=LineKind.USAGE,
+                                                                        charge__isnull=False)
+                                             .values_list("invoice_id", "billable_metric_id", "charge_id")):
+        charge_ids[str(invoice_id)][metric_id] = charge_id
+    charges = Charge.objects.in_bulk({c for by_metric in charge_ids.values() for c in by_metric.values()})
+    return {pk: {m: charges[c] for m, c in by_metric.items() if c in charges} for pk, by_metric in charge_ids.items()}
+
+
 def _invoice_spikes(drafts) -> dict:
     """`invoice_spike`, like for like: only a rise in usage volume can make one. A draft is flagged when
     the recent invoices' median total, moved by the change of usage alone (the draft's usage at the
     previous invoice's prices minus the recent invoices' median usage), is over `ANOMALY_INVOICE_FACTOR`
     × that median total. The recent invoices are the last three that billed a usage period (none: no
-    yardstick, no invoice spike; the daily scores still apply). A plan upgrade, added seats, an ended coupon, a minimum-commitment true-up or
-    a tax change raises the total for a reason the explanation names: they are not anomalies. For a
-    usage-only plan the rule is "usage over 3 × the recent median". Recent invoices shorter than the
-    draft (a prorated first period) are scaled to the draft's span, total and usage alike."""
-    from django.db.models import DecimalField, Exists, OuterRef, Subquery, Sum, Value
-    from django.db.models.functions import Coalesce
-
-    from catalog.models import Charge
-    from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, LineKind
+    yardstick, no invoice spike; the daily scores still apply). A plan upgrade, added seats, an ended
+    coupon, a minimum-commitment true-up or a tax change raises the total for a reason the
+    explanation names: they are not anomalies. For a usage-only plan the rule is "usage over 3 × the
+    recent median". Recent invoices shorter than the draft (a prorated first period) are scaled to
+    the draft's span, total and usage alike."""
+    from invoicing.models import InvoiceReason, LineKind
 
     cycle = [d for d in drafts if d.invoice.reason == InvoiceReason.SUBSCRIPTION_CYCLE and d.invoice.total > 0]
     if not cycle:
         return {}
-    usage_kinds = (LineKind.USAGE, LineKind.LATE_USAGE)
-    history: dict[int, list[tuple]] = defaultdict(list)
-    # Spans are the days an invoice's lines cover (as invoicing measures them: an in-advance fee reaches
-    # into the next period, so a first full invoice covers the closed short period and a whole one).
-    dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
-    usage_lines = InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=usage_kinds)
-    usage_sum = usage_lines.order_by().values("invoice").annotate(s=Sum("amount")).values("s")
-    rows = (Invoice.objects.filter(subscription_id__in={d.subscription.pk for d in cycle},
-                                   reason=InvoiceReason.SUBSCRIPTION_CYCLE)
-            .exclude(status=InvoiceStatus.VOID).exclude(pk__in=[d.invoice.pk for d in cycle])
-            .annotate(first_day=Subquery(dated.order_by("period_start").values("period_start")[:1]),
-                      last_day=Subquery(dated.order_by("-period_end").values("period_end")[:1]),
-                      usage=Coalesce(Subquery(usage_sum), Value(Decimal(0)), output_field=DecimalField()),
-                      billed_usage=Exists(usage_lines))
-            .values_list("subscription_id", "billing_date", "pk", "total", "usage", "first_day", "last_day",
-                         "billed_usage"))
-    # Only invoices that billed a usage period are a yardstick (a first in-advance invoice bills none:
-    # against it, the first usage ever billed would always look like a spike).
-    for sub_id, billing_date, pk, total, usage, start, end, billed_usage in rows:
-        if billed_usage:
-            history[sub_id].append((billing_date, str(pk), total, usage, (end - start).days if start and end else 0))
-    in_chunk_charges = {str(d.invoice.pk): {ln.billable_metric_id: ln.charge_id for ln in d.lines
-                                            if ln.kind == LineKind.USAGE and ln.charge_id} for d in cycle}
-    dismissed = _dismissed_by_key({d.subscription.pk for d in cycle})
-    factor = invoice_factor()
-    now = timezone.now()
+    history = _cycle_history({d.subscription.pk for d in cycle}, [d.invoice.pk for d in cycle])
     candidates = []
     for d in sorted(cycle, key=lambda d: (d.subscription.pk, d.invoice.billing_date)):
         inv = d.invoice
-        dated_lines = [ln for ln in d.lines if ln.period_start and ln.period_end]
-        days = ((max(ln.period_end for ln in dated_lines) - min(ln.period_start for ln in dated_lines)).days
-                if dated_lines else 0)
-        recent = sorted(h for h in history[d.subscription.pk] if h[0] < inv.billing_date)[-RECENT_INVOICES:]
-        if any(ln.kind in usage_kinds for ln in d.lines):
-            history[d.subscription.pk].append((inv.billing_date, str(inv.pk), inv.total, d.usage_total, days))
+        dated = [ln for ln in d.lines if ln.period_start and ln.period_end]
+        days = (max(ln.period_end for ln in dated) - min(ln.period_start for ln in dated)).days if dated else 0
+        recent = sorted((h for h in history[d.subscription.pk] if h.billing_date < inv.billing_date),
+                        key=lambda h: (h.billing_date, h.pk))[-RECENT_INVOICES:]
+        if any(ln.kind in (LineKind.USAGE, LineKind.LATE_USAGE) for ln in d.lines):  # a catch-up run's next draft
+            history[d.subscription.pk].append(_CycleInvoice(inv.billing_date, str(inv.pk), inv.total, d.usage_total, days))
         if recent:
-            candidates.append((d, days, recent))
-    # The charges the latest recent invoice used per metric (one query for the chunk).
-    latest = {str(recent[-1][1]) for _, _, recent in candidates} - set(in_chunk_charges)
-    previous_charge_ids = defaultdict(dict, {pk: dict(v) for pk, v in in_chunk_charges.items()})
-    for invoice_id, metric_id, charge_id in (InvoiceLine.objects.filter(invoice_id__in=latest, kind=LineKind.USAGE,
-                                                                        charge__isnull=False)
-                                             .values_list("invoice_id", "billable_metric_id", "charge_id")):
-        previous_charge_ids[str(invoice_id)][metric_id] = charge_id
-    charges = Charge.objects.in_bulk({c for v in previous_charge_ids.values() for c in v.values()})
-    new = []
-    for d, days, recent in candidates:
-        inv = d.invoice
-        scale = [Decimal(days) / Decimal(span) if span and days > span else Decimal(1) for *_, span in recent]
-        totals = [total * k for (_, _, total, _, _), k in zip(recent, scale)]
-        usages = [usage * k for (_, _, _, usage, _), k in zip(recent, scale)]
-        baseline, usage_baseline = _median(totals), _median(usages)
-        prev_charges = {m: charges[c] for m, c in previous_charge_ids[str(recent[-1][1])].items() if c in charges}
-        usage_now = _usage_at_previous_prices(d.lines, prev_charges, inv.currency)
-        like_for_like = baseline + usage_now - usage_baseline
-        if baseline <= 0 or like_for_like <= factor * baseline:
-            continue
-        if _suppressed(AnomalyKind.INVOICE_SPIKE, float(usage_now), inv.billing_date,
-                       dismissed.get((d.subscription.pk, None), [])):
-            continue
-        q = Decimal("0.0001")
-        new.append(Anomaly(customer_id=inv.customer_id, subscription_id=d.subscription.pk, invoice_id=inv.pk,
-                           date=inv.billing_date, kind=AnomalyKind.INVOICE_SPIKE, observed=usage_now,
-                           expected=usage_baseline.quantize(q), score=(like_for_like / baseline).quantize(q),
-                           method=INVOICE_METHOD, detected_at=now,
-                           inputs={"total": str(inv.total), "usage": str(d.usage_total),
-                                   "usage_at_previous_prices": str(usage_now), "factor": str(factor),
-                                   "recent_invoices_median": str(baseline.quantize(q)),
-                                   "recent_usage_median": str(usage_baseline.quantize(q)),
-                                   "like_for_like_total": str(like_for_like.quantize(q)),
-                                   "recent_invoices": [{"invoice": pk, "total": str(t), "usage": str(u), "days": s,
-                                                        "scaled_total": str(x), "scaled_usage": str(y)}
-                                                       for (_, pk, t, u, s), x, y in zip(recent, totals, usages)],
-                                   "days": days}))
+            candidates.append(_SpikeCandidate(d, days, recent))
+    if not candidates:
+        return {}
+    previous_charges = _previous_charges(candidates, cycle)
+    dismissed = _dismissed_by_key({d.subscription.pk for d in cycle})
+    now = timezone.now()
+    new = [a for c in candidates
+           if (a := _invoice_spike(c, previous_charges.get(c.recent[-1].pk, {}), now=now)) is not None
+           and not _suppressed(AnomalyKind.INVOICE_SPIKE, float(a.observed), a.date,
+                               dismissed.get((a.subscription_id, None), []))]
     return {a.invoice_id: a for a in _insert(new, actor=None)}
+
+
+def _invoice_spike(c: _SpikeCandidate, previous_charges: dict, *, now) -> Anomaly | None:
+    """The unsaved `invoice_spike` of one draft, or None when its like-for-like total is within the factor."""
+    inv, factor, q = c.draft.invoice, invoice_factor(), Decimal("0.0001")
+    scale = [Decimal(c.days) / Decimal(h.days) if h.days and c.days > h.days else Decimal(1) for h in c.recent]
+    totals = [h.total * k for h, k in zip(c.recent, scale)]
+    usages = [h.usage * k for h, k in zip(c.recent, scale)]
+    baseline, usage_baseline = _median(totals), _median(usages)
+    usage_now = _usage_at_previous_prices(c.draft.lines, previous_charges, inv.currency)
+    like_for_like = baseline + usage_now - usage_baseline
+    if baseline <= 0 or like_for_like <= factor * baseline:
+        return None
+    return Anomaly(customer_id=inv.customer_id, subscription_id=c.draft.subscription.pk, invoice_id=inv.pk,
+                   date=inv.billing_date, kind=AnomalyKind.INVOICE_SPIKE, observed=usage_now,
+                   expected=usage_baseline.quantize(q), score=(like_for_like / baseline).quantize(q),
+                   method=INVOICE_METHOD, detected_at=now,
+                   inputs={"total": str(inv.total), "usage": str(c.draft.usage_total),
+                           "usage_at_previous_prices": str(usage_now), "factor": str(factor),
+                           "recent_invoices_median": str(baseline.quantize(q)),
+                           "recent_usage_median": str(usage_baseline.quantize(q)),
+                           "like_for_like_total": str(like_for_like.quantize(q)),
+                           "recent_invoices": [{"invoice": h.pk, "total": str(h.total), "usage": str(h.usage),
+                                                "days": h.days, "scaled_total": str(t), "scaled_usage": str(u)}
+                                               for h, t, u in zip(c.recent, totals, usages)],
+                           "days": c.days})
