@@ -53,9 +53,10 @@ def seed(n_subs: int, n_events: int) -> None:
     with psql_connect() as conn:
         conn.execute("SELECT usage_event_ensure_partition('2026-03-15T00:00:00Z')")
         conn.execute("""
-            INSERT INTO catalog_billablemetric (code, name, description, aggregation, field, created_at, updated_at)
-            VALUES ('api_calls', 'API calls', '', 'count', '', now(), now()),
-                   ('storage_gb', 'Storage', '', 'sum', 'gb', now(), now())
+            INSERT INTO catalog_billablemetric (code, name, description, aggregation, field, allow_negative, created_at,
+                                                updated_at)
+            VALUES ('api_calls', 'API calls', '', 'count', '', false, now(), now()),
+                   ('storage_gb', 'Storage', '', 'sum', 'gb', false, now(), now())
         """)
         conn.execute("""
             INSERT INTO catalog_plan (code, name, description, currency, interval, created_at, updated_at)

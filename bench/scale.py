@@ -52,9 +52,10 @@ EVENTS_FROM = datetime(2026, 10, 2, tzinfo=timezone.utc)
 def seed(n_subs: int) -> None:
     with psql_connect() as conn:
         conn.execute("""
-            INSERT INTO catalog_billablemetric (code, name, description, aggregation, field, created_at, updated_at)
-            VALUES ('api_calls', 'API calls', '', 'count', '', now(), now()),
-                   ('storage_gb', 'Storage', '', 'sum', 'gb', now(), now())""")
+            INSERT INTO catalog_billablemetric (code, name, description, aggregation, field, allow_negative, created_at,
+                                                updated_at)
+            VALUES ('api_calls', 'API calls', '', 'count', '', false, now(), now()),
+                   ('storage_gb', 'Storage', '', 'sum', 'gb', false, now(), now())""")
         conn.execute("""
             INSERT INTO catalog_plan (code, name, description, currency, interval, created_at, updated_at)
             VALUES ('api_access', 'API access', '', 'USD', 'month', now(), now()),
