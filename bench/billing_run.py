@@ -110,8 +110,11 @@ def seed(n_subs: int, n_events: int) -> None:
         """)
         t1 = time.monotonic()
         print(f"seeded {n_subs:,} customers and subscriptions in {t1 - t0:.1f} s")
-        # Events: 90% API calls, 10% storage (Growth subscriptions only), spread over March 2–30 so that
-        # every customer timezone puts them in March. One statement per million rows.
+        # Events: 90% API calls, 10% storage (Growth subscriptions only), spread over March 1 14:00 UTC –
+        # March 31 14:00 UTC: inside March in every customer timezone (New York to Tokyo), and every
+        # local day of March has usage (an empty last day would be a zero-usage anomaly for every
+        # subscription, which the billing run's review check would score and store 10,000 times).
+        # One statement per million rows.
         subs = conn.execute("SELECT min(id), max(id) FROM subscriptions_subscription").fetchone()
         metrics = dict(conn.execute("SELECT code, id FROM catalog_billablemetric").fetchall())
         step = 1_000_000
@@ -122,7 +125,7 @@ def seed(n_subs: int, n_events: int) -> None:
                                          properties, value, unique_value, received_at, is_late)
                 SELECT 'bench-' || g, s.customer_id, s.id,
                        CASE WHEN g %% 10 = 0 AND s.advance_billed_through IS NOT NULL THEN %(gb)s ELSE %(calls)s END,
-                       TIMESTAMPTZ '2026-03-02 00:00:00+00' + ((g::bigint * 7919) %% 2419200) * interval '1 second',
+                       TIMESTAMPTZ '2026-03-01 14:00:00+00' + ((g::bigint * 7919) %% 2592000) * interval '1 second',
                        '{}'::jsonb,
                        CASE WHEN g %% 10 = 0 AND s.advance_billed_through IS NOT NULL THEN (g %% 7) + 0.5 END,
                        NULL, now(), false

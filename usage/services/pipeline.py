@@ -51,9 +51,10 @@ def _hot_cursor():
     return connection._prepare_cursor(_PreparedCursor(raw))
 
 
-# usage_ingest_lookup: joins against unnest() of the batch's ids (migration usage 0004).
-_LOOKUP_SQL = ("SELECT * FROM usage_ingest_lookup(%(codes)s::text[], %(customers)s::text[], %(subs)s::text[], "
-               "%(resolve)s::text[], %(tids)s::text[])")
+# usage_ingest_lookup: joins against the batch's ids (migration usage 0005). Every parameter is a
+# JSON array, dumped by json.dumps in C (psycopg builds array literals element by element in Python).
+_LOOKUP_SQL = ("SELECT * FROM usage_ingest_lookup(%(codes)s::jsonb, %(customers)s::jsonb, %(subs)s::jsonb, "
+               "%(resolve)s::jsonb, %(tids)s::jsonb)")
 
 
 def _json(value):
@@ -61,13 +62,15 @@ def _json(value):
 
 
 def _lookup(items: list[ParsedEvent]) -> Lookup:
-    codes = sorted({i.code for i in items})
-    customers = sorted({i.customer for i in items if i.customer})
-    subs = sorted({i.subscription for i in items if i.subscription})
-    resolve = sorted({i.customer for i in items if i.customer and not i.subscription})
-    tids = sorted({i.transaction_id for i in items})
+    params = {
+        "codes": json.dumps(sorted({i.code for i in items})),
+        "customers": json.dumps(sorted({i.customer for i in items if i.customer})),
+        "subs": json.dumps(sorted({i.subscription for i in items if i.subscription})),
+        "resolve": json.dumps(sorted({i.customer for i in items if i.customer and not i.subscription})),
+        "tids": json.dumps(sorted({i.transaction_id for i in items})),
+    }
     with _hot_cursor() as cursor:
-        cursor.execute(_LOOKUP_SQL, {"codes": codes, "customers": customers, "subs": subs, "resolve": resolve, "tids": tids})
+        cursor.execute(_LOOKUP_SQL, params)
         metrics_raw, customers_raw, subs_raw, keys_raw = cursor.fetchone()
     metrics = {code: MetricInfo(mid, agg, fld, negative) for mid, code, agg, fld, negative in _json(metrics_raw)}
     customer_map = {ext: (cid, tz) for cid, ext, tz in _json(customers_raw)}
@@ -86,30 +89,22 @@ def _lookup(items: list[ParsedEvent]) -> Lookup:
     return Lookup(metrics, customer_map, sub_by_ext, live_by_customer, keys)
 
 
-# usage_ingest_insert: share-locks the subscriptions, inserts the idempotency keys (ON CONFLICT DO
-# NOTHING), the events for the keys it won (is_late from the locked row), and folds those events
-# into the daily rollups (usage_rollup_daily upserted in key order, usage_rollup_unique for
-# unique_count values). Returns the transaction ids it stored.
-_INSERT_SQL = ("SELECT * FROM usage_ingest_insert(%s::text[], %s::bytea[], %s::bigint[], %s::bigint[], %s::bigint[], "
-               "%s::timestamptz[], %s::date[], %s::text[], %s::numeric[], %s::text[], %s::timestamptz[], "
-               "%s::timestamptz[])")
+# usage_ingest_insert (migration usage 0005): share-locks the subscriptions, inserts the idempotency
+# keys (ON CONFLICT DO NOTHING), the events for the keys it won (is_late from the locked row), and
+# folds those events into the daily rollups (usage_rollup_daily upserted in key order,
+# usage_rollup_unique for unique_count values). Returns the transaction ids it stored. The rows go
+# as one JSON document (see _LOOKUP_SQL): exact decimal text, ISO instants, properties as JSON text.
+_INSERT_SQL = "SELECT * FROM usage_ingest_insert(%s::jsonb)"
+
+
+def _row(r: ParsedEvent) -> list:
+    return [r.transaction_id, r.hash.hex(), r.customer_id, r.subscription_id, r.metric_id, r.timestamp.isoformat(),
+            r.local_date.isoformat(), dumps_exact(r.properties), None if r.value is None else str(r.value),
+            r.unique_value, r.bucket_start.isoformat(), r.bucket_end.isoformat()]
 
 
 def _insert(rows: list[ParsedEvent]) -> set[str]:
-    params = [
-        [r.transaction_id for r in rows],
-        [r.hash for r in rows],
-        [r.customer_id for r in rows],
-        [r.subscription_id for r in rows],
-        [r.metric_id for r in rows],
-        [r.timestamp for r in rows],
-        [r.local_date for r in rows],
-        [dumps_exact(r.properties) for r in rows],
-        [r.value for r in rows],
-        [r.unique_value for r in rows],
-        [r.bucket_start for r in rows],
-        [r.bucket_end for r in rows],
-    ]
+    params = [json.dumps([_row(r) for r in rows])]
     usage_partitions_ensure_for(timestamps=[r.timestamp for r in rows])
     for attempt in (1, 2):
         try:
