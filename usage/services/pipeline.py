@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, Sequence
 
 from django.db import connection, transaction
@@ -97,10 +98,16 @@ def _lookup(items: list[ParsedEvent]) -> Lookup:
 _INSERT_SQL = "SELECT * FROM usage_ingest_insert(%s::jsonb)"
 
 
+@lru_cache(maxsize=8192)
+def _iso(value: date | datetime) -> str:
+    """isoformat of the few days and day bounds a batch shares (any equal instant is the same value)."""
+    return value.isoformat()
+
+
 def _row(r: ParsedEvent) -> list:
     return [r.transaction_id, r.hash.hex(), r.customer_id, r.subscription_id, r.metric_id, r.timestamp.isoformat(),
-            r.local_date.isoformat(), dumps_exact(r.properties), None if r.value is None else str(r.value),
-            r.unique_value, r.bucket_start.isoformat(), r.bucket_end.isoformat()]
+            _iso(r.local_date), dumps_exact(r.properties), None if r.value is None else str(r.value),
+            r.unique_value, _iso(r.bucket_start), _iso(r.bucket_end)]
 
 
 def _insert(rows: list[ParsedEvent]) -> set[str]:
