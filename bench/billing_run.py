@@ -108,6 +108,10 @@ def seed(n_subs: int, n_events: int) -> None:
             SELECT id, 'created', start_date, now(), now(), plan_version_id, quantity, '', status, 'bench', '{}'::jsonb
             FROM subscriptions_subscription
         """)
+        # Statistics of an empty event store: the run below bills minutes after the load, as at a
+        # month-end, with no manual ANALYZE of what was loaded (issue 20). The billing run refreshes
+        # the rollup tables' statistics itself when they are stale (usage_statistics_refresh).
+        conn.execute("ANALYZE")
         t1 = time.monotonic()
         print(f"seeded {n_subs:,} customers and subscriptions in {t1 - t0:.1f} s")
         # Events: 90% API calls, 10% storage (Growth subscriptions only), spread over March 1 14:00 UTC –
@@ -138,10 +142,6 @@ def seed(n_subs: int, n_events: int) -> None:
         # Generated rows bypass ingestion, which maintains the daily rollups billing reads: rebuild them.
         conn.execute(open(Path(__file__).resolve().parent / "rollups_rebuild.sql").read())
         print(f"rollups rebuilt in {time.monotonic() - t2:.1f} s")
-        t2 = time.monotonic()
-        conn.execute("VACUUM ANALYZE usage_event")
-        conn.execute("ANALYZE")
-        print(f"vacuum/analyze in {time.monotonic() - t2:.1f} s")
 
 
 def expected_total(conn, sub_id: int) -> Decimal:
