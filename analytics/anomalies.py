@@ -104,32 +104,45 @@ def score_series(*, values: np.ndarray, first_day: date, days: list[date], thres
                  ) -> list[tuple[date, str, float, float, float, dict]]:
     """Score `days` of one dense daily series (values[i] is the quantity of first_day + i; the series
     starts at its first day of history). Returns (day, kind, observed, expected, score, inputs) for
-    the flagged days only."""
+    the flagged days only.
+
+    A billing run scores every subscription's period (10,000 subscriptions × 31 days × 9 medians), so
+    days with a full window are scored together with numpy: a 28-day window is four weeks, one
+    column per weekday. Days with a shorter window (young series) are scored one by one. Both give
+    the same float64 results as numpy.median day by day."""
     threshold = score_threshold() if threshold is None else threshold
-    out = []
-    # Plain Python floats and sorted() on these short lists (≤ 28 values, ~4 per weekday): the same
-    # float64 arithmetic as numpy's median, without its per-call overhead (a billing run scores
-    # every subscription's period: 10,000 subscriptions × 31 days × 9 medians).
-    series = values.tolist()
+    series = np.asarray(values, dtype=float)
     first_weekday = first_day.weekday()
+    n = len(series)
+    stats: dict[int, tuple] = {}  # i → (overall, expected, mad, same)
+    wanted = sorted({(day - first_day).days for day in days} & set(range(MIN_HISTORY_DAYS, n)))
+    full = [i for i in wanted if i >= WINDOW_DAYS] if WINDOW_DAYS % 7 == 0 else []
+    if full:
+        index = np.array(full)
+        windows = np.lib.stride_tricks.sliding_window_view(series, WINDOW_DAYS)[index - WINDOW_DAYS]
+        dense = np.count_nonzero(windows, axis=1) >= DENSE_FRACTION * WINDOW_DAYS
+        weeks = windows.reshape(len(full), WINDOW_DAYS // 7, 7)  # column c: the weekday of day i - 28 + c
+        overall = np.median(windows, axis=1)
+        same = weeks[:, :, 0]  # i - 28 is i's weekday
+        expected = np.median(same, axis=1) if WINDOW_DAYS // 7 >= 2 else overall
+        weekday_medians = np.median(weeks, axis=1)
+        mad = np.median(np.abs(weeks - weekday_medians[:, None, :]).reshape(len(full), WINDOW_DAYS), axis=1)
+        for k, i in enumerate(full):
+            if dense[k]:
+                stats[i] = (float(overall[k]), float(expected[k]), float(mad[k]), same[k].tolist())
+    for i in wanted:
+        if i < WINDOW_DAYS or i not in full:
+            found = _day_stats(series, i, first_weekday)
+            if found is not None:
+                stats[i] = found
+    out = []
     for day in days:
         i = (day - first_day).days
-        if i < MIN_HISTORY_DAYS or i >= len(series):
+        if i not in stats:
             continue
-        lo = max(0, i - WINDOW_DAYS)
-        window = series[lo:i]
-        if sum(1 for v in window if v != 0) < DENSE_FRACTION * len(window):
-            continue  # sparse: bursts are its normal, a day's level says nothing
-        by_weekday: dict[int, list[float]] = defaultdict(list)
-        for k, v in enumerate(window, start=lo):
-            by_weekday[(k + first_weekday) % 7].append(v)
-        same = by_weekday.get((i + first_weekday) % 7, [])
-        overall = _median(window)
-        expected = _median(same) if len(same) >= 2 else overall
-        medians = {w: _median(vs) for w, vs in by_weekday.items()}
-        mad = _median([abs(v - medians[(k + first_weekday) % 7]) for k, v in enumerate(window, start=lo)])
+        overall, expected, mad, same = stats[i]
         spread = max(MAD_SCALE * mad, SPREAD_FLOOR_FRACTION * overall, 1.0)
-        observed = series[i]
+        observed = float(series[i])
         if observed > 0:  # counting noise: a level-λ day varies by about √λ (not for a day of nothing)
             spread = max(spread, math.sqrt(max(expected, 0.0)))
         score = (observed - expected) / spread
@@ -142,12 +155,31 @@ def score_series(*, values: np.ndarray, first_day: date, days: list[date], thres
             kind = AnomalyKind.SPIKE
         if kind is None:
             continue
+        lo = max(0, i - WINDOW_DAYS)
         inputs = {"window": [(first_day + timedelta(days=lo)).isoformat(), (day - timedelta(days=1)).isoformat()],
                   "window_days": int(i - lo), "same_weekday_values": [_num(v) for v in same],
                   "window_median": _num(overall), "mad": _num(mad), "spread": _num(spread),
                   "threshold": threshold, "history_days": int(i)}
         out.append((day, str(kind), observed, expected, score, inputs))
     return out
+
+
+def _day_stats(series: np.ndarray, i: int, first_weekday: int) -> tuple | None:
+    """(window median, expected, MAD, same-weekday values) of day i over the days before it (at most
+    WINDOW_DAYS), or None when that window is sparse (bursts are its normal)."""
+    lo = max(0, i - WINDOW_DAYS)
+    window = series[lo:i].tolist()
+    if sum(1 for v in window if v != 0) < DENSE_FRACTION * len(window):
+        return None
+    by_weekday: dict[int, list[float]] = defaultdict(list)
+    for k, v in enumerate(window, start=lo):
+        by_weekday[(k + first_weekday) % 7].append(v)
+    same = by_weekday.get((i + first_weekday) % 7, [])
+    overall = _median(window)
+    expected = _median(same) if len(same) >= 2 else overall
+    medians = {w: _median(vs) for w, vs in by_weekday.items()}
+    mad = _median([abs(v - medians[(k + first_weekday) % 7]) for k, v in enumerate(window, start=lo)])
+    return overall, expected, mad, same
 
 
 def _median(values: list[float]) -> float:
