@@ -104,103 +104,72 @@ def score_series(*, values: np.ndarray, first_day: date, days: list[date], thres
                  ) -> list[tuple[date, str, float, float, float, dict]]:
     """Score `days` of one dense daily series (values[i] is the quantity of first_day + i; the series
     starts at its first day of history). Returns (day, kind, observed, expected, score, inputs) for
-    the flagged days only.
+    the flagged days only."""
+    return [found[1:] for found in score_matrix(values=np.asarray(values, dtype=float)[None, :], first_day=first_day,
+                                                days=days, threshold=threshold)]
 
-    A billing run scores every subscription's period (10,000 subscriptions × 31 days × 9 medians), so
-    days with a full window are scored together with numpy: a 28-day window is four weeks, one
-    column per weekday. Days with a shorter window (young series) are scored one by one. Both give
-    the same float64 results as numpy.median day by day."""
+
+def score_matrix(*, values: np.ndarray, first_day: date, days: list[date], threshold: float | None = None
+                 ) -> list[tuple[int, date, str, float, float, float, dict]]:
+    """`score_series` for many series of the same span at once: values[r, i] is series r's quantity
+    on first_day + i. Returns (r, day, kind, observed, expected, score, inputs) for flagged days, in
+    day order. A billing run scores every subscription's period (10,000 subscriptions × 31 days),
+    so each day's window statistics are computed for all series together, column by column with
+    numpy (the same float64 medians as day by day, series by series)."""
     threshold = score_threshold() if threshold is None else threshold
-    series = np.asarray(values, dtype=float)
-    first_weekday = first_day.weekday()
-    n = len(series)
-    stats: dict[int, tuple] = {}  # i → (overall, expected, mad, same)
-    wanted = sorted({(day - first_day).days for day in days} & set(range(MIN_HISTORY_DAYS, n)))
-    full = [i for i in wanted if i >= WINDOW_DAYS] if WINDOW_DAYS % 7 == 0 else []
-    if full:
-        index = np.array(full)
-        windows = np.lib.stride_tricks.sliding_window_view(series, WINDOW_DAYS)[index - WINDOW_DAYS]
-        dense = np.count_nonzero(windows, axis=1) >= DENSE_FRACTION * WINDOW_DAYS
-        weeks = windows.reshape(len(full), WINDOW_DAYS // 7, 7)  # column c: the weekday of day i - 28 + c
-        overall = np.median(windows, axis=1)
-        same = weeks[:, :, 0]  # i - 28 is i's weekday
-        expected = np.median(same, axis=1) if WINDOW_DAYS // 7 >= 2 else overall
-        weekday_medians = np.median(weeks, axis=1)
-        mad = np.median(np.abs(weeks - weekday_medians[:, None, :]).reshape(len(full), WINDOW_DAYS), axis=1)
-        for k, i in enumerate(full):
-            if dense[k]:
-                stats[i] = (float(overall[k]), float(expected[k]), float(mad[k]), same[k].tolist())
-    for i in wanted:
-        if i < WINDOW_DAYS or i not in full:
-            found = _day_stats(series, i, first_weekday)
-            if found is not None:
-                stats[i] = found
+    n = values.shape[1]
+    weekdays = (np.arange(n) + first_day.weekday()) % 7
     out = []
     for day in days:
         i = (day - first_day).days
-        if i not in stats:
-            continue
-        overall, expected, mad, same = stats[i]
-        spread = max(MAD_SCALE * mad, SPREAD_FLOOR_FRACTION * overall, 1.0)
-        observed = float(series[i])
-        if observed > 0:  # counting noise: a level-λ day varies by about √λ (not for a day of nothing)
-            spread = max(spread, math.sqrt(max(expected, 0.0)))
-        score = (observed - expected) / spread
-        kind = None
-        if observed == 0 and expected > 0 and score <= -threshold:
-            kind = AnomalyKind.ZERO_USAGE
-        elif observed > 0 and observed <= DROP_RATIO * expected and score <= -threshold:
-            kind = AnomalyKind.DROP
-        elif observed >= SPIKE_RATIO * expected and score >= threshold:
-            kind = AnomalyKind.SPIKE
-        if kind is None:
+        if i < MIN_HISTORY_DAYS or i >= n:
             continue
         lo = max(0, i - WINDOW_DAYS)
-        inputs = {"window": [(first_day + timedelta(days=lo)).isoformat(), (day - timedelta(days=1)).isoformat()],
-                  "window_days": int(i - lo), "same_weekday_values": [_num(v) for v in same],
-                  "window_median": _num(overall), "mad": _num(mad), "spread": _num(spread),
-                  "threshold": threshold, "history_days": int(i)}
-        out.append((day, str(kind), observed, expected, score, inputs))
+        window, wd = values[:, lo:i], weekdays[lo:i]
+        dense = np.count_nonzero(window, axis=1) >= DENSE_FRACTION * (i - lo)
+        if not dense.any():
+            continue  # sparse: bursts are its normal, a day's level says nothing
+        rows = np.flatnonzero(dense)
+        window = window[rows]
+        same = window[:, wd == weekdays[i]]
+        overall = np.median(window, axis=1)
+        expected = np.median(same, axis=1) if same.shape[1] >= 2 else overall
+        residuals = np.empty_like(window)
+        for w in np.unique(wd):
+            columns = wd == w
+            residuals[:, columns] = window[:, columns] - np.median(window[:, columns], axis=1)[:, None]
+        mad = np.median(np.abs(residuals), axis=1)
+        spread = np.maximum(np.maximum(MAD_SCALE * mad, SPREAD_FLOOR_FRACTION * overall), 1.0)
+        observed = values[rows, i]
+        # counting noise: a level-λ day varies by about √λ (not for a day of nothing)
+        spread = np.where(observed > 0, np.maximum(spread, np.sqrt(np.maximum(expected, 0.0))), spread)
+        score = (observed - expected) / spread
+        zero = (observed == 0) & (expected > 0) & (score <= -threshold)
+        drop = ~zero & (observed > 0) & (observed <= DROP_RATIO * expected) & (score <= -threshold)
+        spike = ~zero & ~drop & (observed >= SPIKE_RATIO * expected) & (score >= threshold)
+        for k in np.flatnonzero(zero | drop | spike):
+            kind = AnomalyKind.ZERO_USAGE if zero[k] else AnomalyKind.DROP if drop[k] else AnomalyKind.SPIKE
+            inputs = {"window": [(first_day + timedelta(days=lo)).isoformat(), (day - timedelta(days=1)).isoformat()],
+                      "window_days": int(i - lo), "same_weekday_values": [_num(v) for v in same[k]],
+                      "window_median": _num(overall[k]), "mad": _num(mad[k]), "spread": _num(spread[k]),
+                      "threshold": threshold, "history_days": int(i)}
+            out.append((int(rows[k]), day, str(kind), float(observed[k]), float(expected[k]), float(score[k]), inputs))
     return out
-
-
-def _day_stats(series: np.ndarray, i: int, first_weekday: int) -> tuple | None:
-    """(window median, expected, MAD, same-weekday values) of day i over the days before it (at most
-    WINDOW_DAYS), or None when that window is sparse (bursts are its normal)."""
-    lo = max(0, i - WINDOW_DAYS)
-    window = series[lo:i].tolist()
-    if sum(1 for v in window if v != 0) < DENSE_FRACTION * len(window):
-        return None
-    by_weekday: dict[int, list[float]] = defaultdict(list)
-    for k, v in enumerate(window, start=lo):
-        by_weekday[(k + first_weekday) % 7].append(v)
-    same = by_weekday.get((i + first_weekday) % 7, [])
-    overall = _median(window)
-    expected = _median(same) if len(same) >= 2 else overall
-    medians = {w: _median(vs) for w, vs in by_weekday.items()}
-    mad = _median([abs(v - medians[(k + first_weekday) % 7]) for k, v in enumerate(window, start=lo)])
-    return overall, expected, mad, same
-
-
-def _median(values: list[float]) -> float:
-    """numpy.median for a non-empty list of floats: the middle value, or the mean of the two middle
-    ones ((a + b) / 2 in float64, as numpy computes it)."""
-    ordered = sorted(values)
-    n = len(ordered)
-    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
 def detect_in_frame(*, rows, bounds: dict[int, tuple[date, date | None]], days: list[date],
                     threshold: float | None = None) -> list[Finding]:
     """rows: (subscription_id, metric_id, day, quantity) for days with usage; bounds: each
-    subscription's [start_date, end_date). Scores `days` for every (subscription, metric) present."""
+    subscription's [start_date, end_date). Scores `days` for every (subscription, metric) present;
+    series of the same span are scored together (score_matrix)."""
     if not days:
         return []
     last = max(days)
     series: dict[tuple[int, int], dict[date, float]] = defaultdict(dict)
     for sub_id, metric_id, day, quantity in rows:
         series[(sub_id, metric_id)][day] = float(quantity)
-    findings = []
+    prepared = []  # (key, first day, values)
+    spans: dict[tuple[date, date], list[int]] = defaultdict(list)
     for (sub_id, metric_id), by_day in series.items():
         start, end = bounds.get(sub_id, (None, None))
         used = [d for d, v in by_day.items() if v != 0]
@@ -215,10 +184,16 @@ def detect_in_frame(*, rows, bounds: dict[int, tuple[date, date | None]], days: 
         for d, v in by_day.items():
             if first <= d < stop:
                 values[(d - first).days] = v
-        for day, kind, observed, expected, score, inputs in score_series(
-                values=values, first_day=first, days=[d for d in days if first <= d < stop], threshold=threshold):
-            findings.append(Finding(sub_id, metric_id, day, kind, observed, expected, score, inputs))
-    return findings
+        spans[(first, stop)].append(len(prepared))
+        prepared.append(((sub_id, metric_id), first, values))
+    found: dict[int, list[Finding]] = defaultdict(list)
+    for (first, stop), members in spans.items():
+        matrix = np.vstack([prepared[m][2] for m in members])
+        for r, day, kind, observed, expected, score, inputs in score_matrix(
+                values=matrix, first_day=first, days=[d for d in days if first <= d < stop], threshold=threshold):
+            sub_id, metric_id = prepared[members[r]][0]
+            found[members[r]].append(Finding(sub_id, metric_id, day, kind, observed, expected, score, inputs))
+    return [f for m in range(len(prepared)) for f in found.get(m, ())]
 
 
 def _num(value) -> float | int:
