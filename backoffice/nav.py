@@ -39,6 +39,7 @@ PAGES: list[Page] = [
     Page("revenue", "Revenue", "backoffice:revenue", requires_app="revrec"),
     Page("analytics", "Analytics", "backoffice:analytics", requires_app="analytics"),
     Page("anomalies", "Anomalies", "backoffice:anomalies", requires_app="analytics"),
+    Page("simulation", "Simulation", "backoffice:simulation", requires_app="analytics"),
     Page("dead_letters", "Dead letters", "backoffice:dead_letters"),
 ]
 

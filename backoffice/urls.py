@@ -1,6 +1,7 @@
 from django.urls import path
 
-from backoffice.views import analytics, auth, dunning, intel, invoices, operations, pages, payments, revenue
+from backoffice.views import (analytics, auth, drafts, dunning, intel, invoices, operations, pages, payments, revenue,
+                              simulation)
 from common.throttle import login_throttled
 
 app_name = "backoffice"
@@ -24,6 +25,8 @@ urlpatterns = [
     path("invoices/<uuid:pk>/credit/", invoices.invoice_credit_view, name="invoice_credit"),
     path("invoices/<uuid:pk>/uncollectible/", invoices.invoice_uncollectible_view, name="invoice_uncollectible"),
     path("invoices/<uuid:pk>/resend/", invoices.invoice_resend_view, name="invoice_resend"),
+    path("invoices/<uuid:pk>/draft-credit/", drafts.draft_credit_view, name="draft_credit"),
+    path("invoices/<uuid:pk>/draft-reprice/", drafts.draft_reprice_view, name="draft_reprice"),
     path("review/", operations.review_queue, name="review"),
     path("billing-runs/", operations.billing_runs, name="billing_runs"),
     path("billing-runs/start/", operations.billing_run_start, name="billing_run_start"),
@@ -41,6 +44,8 @@ urlpatterns = [
     path("anomalies/", intel.anomalies, name="anomalies"),
     path("anomalies/<int:pk>/dismiss/", intel.anomaly_dismiss_view, name="anomaly_dismiss"),
     path("anomalies/<int:pk>/confirm/", intel.anomaly_confirm_view, name="anomaly_confirm"),
+    path("simulation/", simulation.simulation, name="simulation"),
+    path("simulation/export.csv", simulation.simulation_csv, name="simulation_csv"),
     path("revenue/", revenue.revenue, name="revenue"),
     path("revenue/journal/", revenue.journal, name="revenue_journal"),
     path("revenue/close/", revenue.revenue_close, name="revenue_close"),

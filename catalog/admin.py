@@ -33,6 +33,11 @@ from catalog.services import (billable_metric_create, billable_metric_errors, ch
                               plan_version_override_create)
 from catalog.validation import Errors, code_check, money_places_check
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
+from common.admin_tables import PropertiesTextarea, charge_properties_table, money_of, percent_of
+
+VERSION_AMOUNT, VERSION_MINIMUM = money_of("amount", "plan.currency"), money_of("minimum_commitment", "plan.currency")
+TAX_RATE = percent_of("rate")
+COUPON_AMOUNT, COUPON_PERCENT = money_of("amount_off", "currency"), percent_of("percent_off")
 from common.errors import ApplicationError, NotFoundError
 from common.money import format_money, parse_decimal
 
@@ -142,7 +147,7 @@ class PlanVersionInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = PlanVersion
     fk_name = "plan"
     show_change_link = True
-    fields = ("version", "customer", "amount", "pay_in_advance", "minimum_commitment", "charge_count",
+    fields = ("version", "customer", VERSION_AMOUNT, "pay_in_advance", VERSION_MINIMUM, "charge_count",
               "subscription_count", "created_at")
     readonly_fields = fields
     ordering = ("-version",)
@@ -213,7 +218,7 @@ class PlanAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 # --- plan versions -------------------------------------------------------------------------------
 
 class ChargeForm(forms.ModelForm):
-    properties = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "cols": 70, "style": "font-family: monospace"}),
+    properties = forms.CharField(widget=PropertiesTextarea(),
                                  help_text=PROPERTIES_HELP, initial="{}")
 
     class Meta:
@@ -283,12 +288,16 @@ class ChargeInline(admin.StackedInline):
         return False
 
     def get_fields(self, request, obj=None):
-        return self.fields if obj is None else ("billable_metric", "model", "price_summary", "properties",
+        return self.fields if obj is None else ("billable_metric", "model", "price_summary", "properties_table",
                                                 "invoice_display_name")
 
     def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else ("billable_metric", "model", "price_summary", "properties",
+        return () if obj is None else ("billable_metric", "model", "price_summary", "properties_table",
                                        "invoice_display_name")
+
+    @admin.display(description="properties")
+    def properties_table(self, charge):
+        return charge_properties_table(charge.model, charge.properties, charge.plan_version.plan.currency)
 
     @admin.display(description="prices")
     def price_summary(self, charge):
@@ -331,7 +340,7 @@ class PlanVersionAddForm(forms.ModelForm):
 
 @admin.register(PlanVersion)
 class PlanVersionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
-    list_display = ("__str__", "plan", "version", "customer", "amount", "minimum_commitment", "subscription_count",
+    list_display = ("__str__", "plan", "version", "customer", VERSION_AMOUNT, VERSION_MINIMUM, "subscription_count",
                     "created_at")
     list_filter = ("plan__currency", "plan__interval", ("customer", admin.EmptyFieldListFilter))
     list_select_related = ("plan", "customer")
@@ -354,8 +363,8 @@ class PlanVersionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return PlanVersionAddForm.Meta.fields
-        return ("plan", "version", "customer", "based_on", "amount", "pay_in_advance", "trial_days",
-                "minimum_commitment", "tools", "subscriptions_on_version", "created_at")
+        return ("plan", "version", "customer", "based_on", VERSION_AMOUNT, "pay_in_advance", "trial_days",
+                VERSION_MINIMUM, "tools", "subscriptions_on_version", "created_at")
 
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else self.get_fields(request, obj)
@@ -500,6 +509,8 @@ class ChargeAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     """Read-only list of every charge (charges are created with their plan version)."""
 
     list_display = ("plan_version", "billable_metric", "model", "prices")
+    fields = readonly_fields = ("plan_version", "billable_metric", "model", "prices", "properties_table",
+                                "invoice_display_name", "position")
     list_filter = ("model",)
     list_select_related = ("plan_version__plan", "plan_version__customer", "billable_metric")
     search_fields = ("plan_version__plan__code", "billable_metric__code")
@@ -513,6 +524,10 @@ class ChargeAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     @admin.display(description="prices")
     def prices(self, obj):
         return pricing_summary(obj, obj.plan_version.plan.currency)
+
+    @admin.display(description="properties")
+    def properties_table(self, obj):
+        return charge_properties_table(obj.model, obj.properties, obj.plan_version.plan.currency)
 
 
 # --- taxes and coupons ---------------------------------------------------------------------------
@@ -543,7 +558,7 @@ class TaxRateAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     invoices): end a rate (valid to) and add its successor."""
 
     form = TaxRateForm
-    list_display = ("name", "country", "region", "rate", "active", "valid_from", "valid_to")
+    list_display = ("name", "country", "region", TAX_RATE, "active", "valid_from", "valid_to")
     list_filter = ("active", "country")
     search_fields = ("name", "country", "region")
 
@@ -551,7 +566,12 @@ class TaxRateAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
         return form_for_request(super().get_form(request, obj, **kwargs), request)
 
     def get_readonly_fields(self, request, obj=None):
-        return ("country", "region", "rate", "valid_from", "created_at", "updated_at") if obj else ()
+        return ("country", "region", "rate", TAX_RATE, "valid_from", "created_at", "updated_at") if obj else ()
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return super().get_fields(request, obj)
+        return ("name", "country", "region", TAX_RATE, "active", "valid_from", "valid_to", "created_at", "updated_at")
 
     def save_model(self, request, obj, form, change):
         pass  # saved by the service in the form
@@ -613,14 +633,18 @@ class CouponAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return ("code", "kind", "amount_off", "currency", "percent_off", "duration", "duration_periods",
-                "applies_to_plans", "created_at", "updated_at")
+        return ("code", "kind", "amount_off", COUPON_AMOUNT, "currency", "percent_off", COUPON_PERCENT, "duration",
+                "duration_periods", "applies_to_plans", "created_at", "updated_at")
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj is None else [f for f in fields if f not in ("amount_off", "percent_off")]
 
     @admin.display(description="discount")
     def discount_label(self, obj):
         if obj.kind == "percent":
             return f"{obj.percent_off.normalize():f}%"
-        return f"{format_money(obj.amount_off, obj.currency)} {obj.currency}"
+        return COUPON_AMOUNT(obj)
 
     @admin.display(description="redemptions", ordering="_redemptions")
     def redemption_count(self, obj):

@@ -69,6 +69,9 @@ from django import forms  # noqa: E402
 
 from customers.models import CreditGrant, CreditGrantUsage, CustomerBalanceTransaction  # noqa: E402
 from customers.services import balance_adjust, prepaid_credit_grant  # noqa: E402
+from common.admin_tables import money_of  # noqa: E402
+
+AMOUNT, REMAINING = money_of("amount", "currency"), money_of("remaining", "currency")
 
 
 class CreditGrantForm(ServiceForm):
@@ -92,7 +95,7 @@ class CreditGrantUsageInline(ReadOnlyInlineMixin, admin.TabularInline):
 class CreditGrantAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     """Prepaid credits. "Add" grants credit through `prepaid_credit_grant`; grants are read-only after."""
 
-    list_display = ("customer", "currency", "amount", "remaining", "expires_at", "reason", "created_at")
+    list_display = ("customer", "currency", AMOUNT, REMAINING, "expires_at", "reason", "created_at")
     list_filter = ("currency",)
     list_select_related = ("customer",)
     search_fields = ("customer__external_id", "customer__name", "reason")
@@ -105,6 +108,14 @@ class CreditGrantAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
     def get_inlines(self, request, obj):
         return [CreditGrantUsageInline] if obj else []
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return super().get_fields(request, obj)
+        return ("customer", "currency", AMOUNT, REMAINING, "expires_at", "reason", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj) if obj else ()
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -129,7 +140,7 @@ class BalanceAdjustmentForm(ServiceForm):
 class CustomerBalanceTransactionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     """The credit balance ledger, read-only. "Add" records a manual adjustment (`balance_adjust`)."""
 
-    list_display = ("created_at", "customer", "currency", "amount", "kind", "invoice_id", "credit_note_id",
+    list_display = ("created_at", "customer", "currency", AMOUNT, "kind", "invoice_id", "credit_note_id",
                     "description", "actor")
     list_filter = ("kind", "currency")
     list_select_related = ("customer",)
@@ -144,7 +155,7 @@ class CustomerBalanceTransactionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return BalanceAdjustmentForm.Meta.fields
-        return ("customer", "currency", "amount", "kind", "invoice_id", "credit_note_id", "description", "actor",
+        return ("customer", "currency", AMOUNT, "kind", "invoice_id", "credit_note_id", "description", "actor",
                 "created_at")
 
     def get_readonly_fields(self, request, obj=None):

@@ -9,7 +9,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from common.models import TimestampedModel
-from common.money import is_valid_currency
+from common.money import format_money_display, is_valid_currency
 from customers.countries import is_valid_country
 
 
@@ -148,7 +148,7 @@ class CreditGrant(TimestampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} prepaid for {self.customer.external_id}"
+        return f"{format_money_display(self.amount, self.currency)} prepaid for {self.customer.external_id}"
 
 
 class CreditGrantUsage(models.Model):
@@ -219,4 +219,4 @@ class CustomerBalanceTransaction(models.Model):
         verbose_name = "customer balance transaction"
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.amount} {self.currency} ({self.customer.external_id})"
+        return f"{self.kind} {format_money_display(self.amount, self.currency)} ({self.customer.external_id})"

@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
+from common.admin_tables import DayListField, days_text, dunning_schedule_table, money_display
 from common.admin_site import user_may_change
 from common.errors import ApplicationError
 from dunning.models import DunningCase, DunningPolicy, DunningStep
@@ -22,20 +23,34 @@ from dunning.services import dunning_retry_now
 
 
 class DunningPolicyForm(forms.ModelForm):
+    retry_days = DayListField(help_text="Days after the first failure, e.g. 1, 3, 6, 10")
+    email_days = DayListField(help_text="Days after the first failure, 0 = at once, e.g. 0, 3, 10")
+
     class Meta:
         model = DunningPolicy
         fields = "__all__"
-        help_texts = {"retry_days": "JSON list of days after the first failure, e.g. [1, 3, 6, 10]",
-                      "email_days": "JSON list of days, 0 = at the first failure, e.g. [0, 3, 10]"}
 
 
 @admin.register(DunningPolicy)
 class DunningPolicyAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     form = DunningPolicyForm
-    list_display = ("name", "is_default", "currency", "segment", "active", "retry_days", "max_retries", "email_days",
-                    "escalate_day", "final_day", "final_action", "network_cap_attempts")
+    list_display = ("name", "is_default", "currency", "segment", "active", "retry_day_list", "max_retries",
+                    "email_day_list", "escalate_day", "final_day", "final_action", "network_cap_attempts")
     list_filter = ("active", "is_default", "currency", "final_action")
     search_fields = ("name", "segment")
+    readonly_fields = ("schedule",)
+
+    @admin.display(description="retry days")
+    def retry_day_list(self, policy):
+        return days_text(policy.retry_days)
+
+    @admin.display(description="e-mail days")
+    def email_day_list(self, policy):
+        return days_text(policy.email_days)
+
+    @admin.display(description="schedule (days after the first failure)")
+    def schedule(self, policy):
+        return dunning_schedule_table(policy) if policy.pk else "—"
 
 
 class DunningStepInline(ReadOnlyInlineMixin, admin.TabularInline):
@@ -69,7 +84,7 @@ class DunningCaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
     @admin.display(description="amount due")
     def amount_due(self, case):
-        return case.invoice.amount_due
+        return money_display(case.invoice.amount_due, case.invoice.currency)
 
     @admin.display(description="next action")
     def next_action(self, case):

@@ -210,8 +210,9 @@ class InvoiceLine(models.Model):
     taxable = models.BooleanField(default=True)
     metadata = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 
-    # No history table: lines are written once with their invoice and never updated (no service
-    # edits them; the admin shows them read-only); the invoice's own history covers the document.
+    # No history table: lines are written once with their invoice and never updated, except a draft's
+    # usage line repriced before approval (`invoicing.draft_edits`, audited with the old and new
+    # amounts); the admin shows them read-only; the invoice's own history covers the document.
 
     class Meta:
         ordering = ["invoice", "position", "pk"]

@@ -11,6 +11,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from catalog.models import Plan
 from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
+from common.admin_tables import money_of
 from common.errors import ApplicationError
 from subscriptions.models import ProrationItem, Subscription, SubscriptionChange
 from subscriptions.fees import advance_fee_for_period
@@ -131,7 +132,8 @@ class SubscriptionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
 @admin.register(ProrationItem)
 class ProrationItemAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
-    list_display = ("subscription", "kind", "amount", "currency", "period_start", "period_end", "invoiced_at")
+    list_display = ("subscription", "kind", money_of("amount", "currency"), "currency", "period_start", "period_end",
+                    "invoiced_at")
     list_filter = ("kind", "currency")
     list_select_related = ("subscription",)
     search_fields = ("subscription__external_id", "description")

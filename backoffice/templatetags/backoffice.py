@@ -92,3 +92,30 @@ def humanize_key(value) -> str:
     """"prior_period_collected" → "Prior period collected"."""
     text = str(value or "").replace("_", " ")
     return text[:1].upper() + text[1:]
+
+
+def _evidence_text(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{humanize_key(k).lower()} {_evidence_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, dict) for v in value) and value:
+            return "; ".join(_evidence_text(v) for v in value)
+        return ", ".join(_evidence_text(v) for v in value)
+    return str(value)
+
+
+@register.filter
+def evidence(inputs) -> list[tuple[str, str]]:
+    """An anomaly's baseline inputs (window, same-weekday values, median, MAD, threshold; an invoice
+    spike's recent invoices and factor) as labelled text, never raw JSON."""
+    if not isinstance(inputs, dict):
+        return []
+    return [(humanize_key(key), _evidence_text(value)) for key, value in inputs.items()]
+
+
+@register.filter
+def as_json(value) -> str:
+    """A value as compact JSON text (for a form's example or placeholder; escaped by the template)."""
+    import json
+
+    return json.dumps(value, default=str)

@@ -40,7 +40,7 @@ def available_actions(invoice: Invoice) -> set[str]:
     status = invoice.status
     actions = set()
     if status == InvoiceStatus.DRAFT:
-        actions |= {"finalize", "void"} | ({"approve"} if invoice.needs_review else set())
+        actions |= {"finalize", "void", "edit"} | ({"approve"} if invoice.needs_review else set())
     if status in (InvoiceStatus.FINALIZED, InvoiceStatus.UNCOLLECTIBLE):
         actions |= {"pay", "resend"} | ({"void"} if invoice.amount_paid == 0 else set())
     if status == InvoiceStatus.FINALIZED and invoice.amount_due > 0:
@@ -120,7 +120,20 @@ def invoice(request, pk):
         payment_methods=payment_methods_for(customer=obj.customer), explanation=invoice_explanation(invoice=obj),
         credit_notes=obj.credit_notes.order_by("-issue_date"), emails=obj.emails.order_by("-created_at")[:20],
         history=selectors.invoice_history(invoice=obj), creditable=remaining["total"] if remaining else None,
-        payment_form=PaymentForm(), credit_form=CreditNoteForm(), reason_form=ReasonForm(), resend_form=ResendForm())
+        payment_form=PaymentForm(), credit_form=CreditNoteForm(), reason_form=ReasonForm(), resend_form=ResendForm(),
+        **_review_context(obj))
+
+
+def _review_context(obj: Invoice) -> dict:
+    """A draft's review reasons with their evidence, its open anomalies (kind, score, baseline inputs)
+    and the lines a price override can re-rate."""
+    from backoffice.views.drafts import repriceable_lines
+    from backoffice.views.intel import anomalies_for_invoice
+    from backoffice.views.operations import describe_reason
+
+    return {"reasons": [describe_reason(r) for r in (obj.review_reasons or []) if isinstance(r, dict)],
+            "anomalies": anomalies_for_invoice(obj),
+            "repriceable": repriceable_lines(obj) if obj.status == InvoiceStatus.DRAFT else []}
 
 
 @viewer_required

@@ -35,8 +35,9 @@ from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
+    """One headless Chromium for the whole session (each test starts from a clean cookie jar)."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1366,900",
@@ -187,7 +188,7 @@ def test_viewer_sees_pages_but_no_action_and_is_refused(books, finance_viewer, b
     _sign_in(browse, live_server, "fin-viewer")
     nav = [a.text for a in browse.find_elements(By.CSS_SELECTOR, ".mainnav a")]
     assert nav == ["Dashboard", "Customers", "Invoices", "Review queue", "Billing runs", "Payments", "Dunning",
-                   "Revenue", "Analytics", "Anomalies", "Dead letters"]
+                   "Revenue", "Analytics", "Anomalies", "Simulation", "Dead letters"]
     invoice_id = books["acme-main"]
     browse.get(f"{live_server.url}/invoices/{invoice_id}/")
     assert "read-only access" in browse.find_element(By.ID, "actions").text
@@ -214,8 +215,39 @@ def test_every_page_stays_on_the_machine(books, finance_admin, browse, live_serv
     """Each main page loads with its scripts and charts; the fixture then checks no request left 127.0.0.1."""
     _sign_in(browse, live_server, "fin-admin")
     for path in ("/", "/customers/", "/customers/acme/", "/invoices/", f"/invoices/{books['globex-main']}/",
-                 "/review/", "/billing-runs/", "/analytics/", "/dead-letters/"):
+                 "/review/", "/billing-runs/", "/analytics/", "/dead-letters/", "/payments/", "/dunning/", "/anomalies/",
+                 "/revenue/", "/simulation/?run=1&plan=metered&current_plan=metered&from=2026-01-01&to=2026-02-01"):
         browse.get(live_server.url + path)
         assert browse.execute_script("return typeof htmx !== 'undefined' && typeof Chart !== 'undefined'"), path
         errors = [e for e in browse.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, (path, errors)
+
+
+def test_edit_and_approve_a_flagged_draft(world, finance_admin, browse, live_server):
+    """Initech: $2.00 in January, 20 calls × $1.00 = $20.00 in February → held for review; a $0.60
+    price override for February gives 20 × $0.60 = $12.00, then approve."""
+    from tests.backoffice.conftest import at
+
+    world.metric("calls")
+    world.plan("metered", pay_in_advance=False,
+               charges=[{"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "1.00"}}])
+    world.customer("initech")
+    world.subscription("initech-1", customer="initech", plan="metered", start_date=date(2026, 1, 1))
+    world.events("calls", [at(1, 5, h) for h in range(2)], customer="initech")
+    world.run(date(2026, 2, 1))
+    world.events("calls", [at(2, 5, h % 24) for h in range(20)], customer="initech")
+    world.run(date(2026, 3, 1))
+    _sign_in(browse, live_server, "fin-admin", "/review/")
+    browse.find_element(By.PARTIAL_LINK_TEXT, "Edit: credit or price override").click()
+    _wait(browse).until(EC.presence_of_element_located((By.ID, "draft-reprice")))
+    browse.find_element(By.CSS_SELECTOR, "#draft-reprice summary").click()
+    form = browse.find_element(By.CSS_SELECTOR, "#draft-reprice form")
+    form.find_element(By.NAME, "unit_amount").send_keys("0.60")
+    button = form.find_element(By.CSS_SELECTOR, "button")
+    browse.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    _expect_message(browse, "the draft's total is now $20.00 → $12.00.")
+    assert browse.find_element(By.CSS_SELECTOR, "[data-field=amount_due]").text == "$12.00"
+    browse.find_element(By.CSS_SELECTOR, "#actions button[value=approve]").click()
+    _expect_message(browse, "Approved and finalized as INV-2026-")
+    assert browse.find_element(By.CSS_SELECTOR, "[data-field=amount_due]").text == "$12.00"

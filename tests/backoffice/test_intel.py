@@ -83,3 +83,35 @@ def test_invoice_page_shows_the_explanation(books, viewer_client, billing_api):
     api = billing_api.get(f"/api/v1/invoices/{acme}/explanation/").json()
     assert response.context["explanation"] == api
     assert 'id="explanation"' in text and "subtotal 30.00 USD" in api["summary"] and api["summary"] in text.replace("&#x27;", "'")
+
+
+def test_invoice_page_shows_the_anomaly_evidence_and_its_actions(world, admin_client_bo, viewer_client):
+    """The held draft's page: the reason in words, the anomaly's kind, score, observed / expected and
+    its baseline inputs as labelled text (not JSON), and dismiss / confirm for admins only."""
+    import html
+    import re
+
+    world.metric("calls")
+    world.plan("metered", pay_in_advance=False,
+               charges=[{"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "1.00"}}])
+    world.customer("acme")
+    world.subscription("acme-main", customer="acme", plan="metered", start_date=date(2026, 1, 1))
+    world.events("calls", [at(1, 2, h) for h in range(10)], customer="acme")
+    spike = _anomaly("acme-main", date(2026, 1, 2), "10", "1")
+    spike.inputs = {"window": ["2025-12-05", "2026-01-01"], "same_weekday_values": [1, 1, 2, 1], "window_median": 1,
+                    "mad": 0.5, "threshold": 5.0}
+    spike.save()
+    world.run(date(2026, 2, 1), finalize=False)
+    draft = Invoice.objects.get(subscription__external_id="acme-main")
+    page = html.unescape(re.sub(r"\s+", " ", _text(admin_client_bo.get(f"/invoices/{draft.pk}/"))))
+    assert 'id="review-reasons"' in page and "A usage spike in this period (anomaly detection)" in page
+    section = page.split('id="invoice-anomalies"')[1].split("</section>")[0]
+    assert f'data-anomaly="{spike.pk}"' in section and ">spike<" in section and "7.5" in section
+    for label, value in [("Window", "2025-12-05, 2026-01-01"), ("Same weekday values", "1, 1, 2, 1"),
+                         ("Window median", "1"), ("Mad", "0.5"), ("Threshold", "5.0")]:
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in section, label
+    assert "Dismiss</button>" in section and "Confirm</button>" in section
+    viewer = _text(viewer_client.get(f"/invoices/{draft.pk}/"))
+    assert f'data-anomaly="{spike.pk}"' in viewer and "Dismiss</button>" not in viewer
+    admin_client_bo.post(f"/anomalies/{spike.pk}/confirm/", {"next": f"/invoices/{draft.pk}/"})
+    assert Anomaly.objects.get(pk=spike.pk).status == "confirmed"
