@@ -124,105 +124,143 @@ def score_series(*, values: np.ndarray, first_day: date, days: list[date], thres
     threshold in the same direction (up: spike; down: drop or zero usage) continues that anomaly
     and is not flagged again (an outage or a level shift is one anomaly, not one a day until the
     28-day baseline catches up)."""
+    return [found[1:] for found in score_matrix(values=np.asarray(values, dtype=float)[None, :], first_day=first_day,
+                                                days=days, threshold=threshold)]
+
+
+def score_matrix(*, values: np.ndarray, first_day: date, days: list[date], threshold: float | None = None
+                 ) -> list[tuple[int, date, str, float, float, float, dict]]:
+    """`score_series` for many series of the same span at once: values[r, i] is series r's quantity
+    on first_day + i. Returns (r, day, kind, observed, expected, score, inputs) for flagged days, in
+    day order. A billing run scores every subscription's period (10,000 subscriptions × 31 days), so
+    each day's statistics are computed for all series together with numpy: the same float64
+    arithmetic as scoring one series at a time (tests/intel/test_anomaly_engine.py compares them)."""
     threshold = score_threshold() if threshold is None else threshold
-    weekdays = (np.arange(len(values)) + first_day.weekday()) % 7
+    n = values.shape[1]
+    weekdays = (np.arange(n) + first_day.weekday()) % 7
+    columns: dict[int, _Column | None] = {}
+
+    def column(i: int) -> _Column | None:
+        if i not in columns:
+            columns[i] = _score_column(values, weekdays, i, threshold)
+        return columns[i]
+
     out = []
-    for day in days:
-        i = (day - first_day).days
-        found = _score_day(values, weekdays, i, threshold)
-        if found is None:
+    for i in sorted({(day - first_day).days for day in days}):
+        today = column(i)
+        if today is None or not today.flagged.any():
             continue
-        before = _score_day(values, weekdays, i - 1, threshold)
-        if before is not None and _direction(before.kind) == _direction(found.kind):
-            continue  # the same episode as yesterday's
-        kind, observed, expected, score, inputs = found
-        lo = i - inputs["window_days"]
-        inputs = {"window": [(first_day + timedelta(days=lo)).isoformat(), (day - timedelta(days=1)).isoformat()],
-                  **inputs}
-        out.append((day, kind, observed, expected, score, inputs))
+        before = column(i - 1)
+        previous = np.zeros(values.shape[0], dtype=int)  # yesterday's direction per series (0: not flagged)
+        if before is not None:
+            previous[before.rows] = before.direction
+        day = first_day + timedelta(days=i)
+        lo = max(0, i - WINDOW_DAYS)
+        for k in np.flatnonzero(today.flagged):
+            r = int(today.rows[k])
+            if previous[r] == today.direction[k]:
+                continue  # the same episode as yesterday's
+            inputs = {"window": [(first_day + timedelta(days=lo)).isoformat(), (day - timedelta(days=1)).isoformat()],
+                      "window_days": int(i - lo), "same_weekday_values": [_num(v) for v in today.same[k]],
+                      "window_median": _num(today.overall[k]),
+                      "model": "weekday" if today.weekday_model[k] else "flat", "mad": _num(today.mad[k]),
+                      "spread": _num(today.spread[k]), "threshold": threshold, "history_days": int(i)}
+            out.append((r, day, str(today.kind[k]), float(today.observed[k]), float(today.expected[k]),
+                        float(today.score[k]), inputs))
     return out
 
 
-class _DayScore(NamedTuple):
-    kind: str
-    observed: float
-    expected: float
-    score: float
-    inputs: dict
+class _Column(NamedTuple):
+    """One day's scores for the dense series (`rows`) of a matrix."""
+    rows: np.ndarray
+    same: np.ndarray
+    overall: np.ndarray
+    weekday_model: np.ndarray
+    expected: np.ndarray
+    mad: np.ndarray
+    spread: np.ndarray
+    observed: np.ndarray
+    score: np.ndarray
+    kind: np.ndarray  # AnomalyKind value, "" when not flagged
+    direction: np.ndarray  # +1 spike, -1 drop or zero usage, 0 not flagged
+
+    @property
+    def flagged(self) -> np.ndarray:
+        return self.direction != 0
 
 
-def _direction(kind: str) -> int:
-    return 1 if kind == AnomalyKind.SPIKE else -1
-
-
-def _score_day(values: np.ndarray, weekdays: np.ndarray, i: int, threshold: float) -> _DayScore | None:
-    """Day i's score when it is past the threshold, else None."""
-    if i < MIN_HISTORY_DAYS or i >= len(values):
+def _score_column(values: np.ndarray, weekdays: np.ndarray, i: int, threshold: float) -> _Column | None:
+    """Day i of every series, or None when no series can be scored that day."""
+    if i < MIN_HISTORY_DAYS or i >= values.shape[1]:
         return None
     lo = max(0, i - WINDOW_DAYS)
-    window, wd = values[lo:i], weekdays[lo:i]
-    if np.count_nonzero(window) < DENSE_FRACTION * len(window):
+    window, wd = values[:, lo:i], weekdays[lo:i]
+    rows = np.flatnonzero(np.count_nonzero(window, axis=1) >= DENSE_FRACTION * (i - lo))
+    if not rows.size:
         return None  # sparse: bursts are its normal, a day's level says nothing
-    same = window[wd == weekdays[i]]
-    overall = float(np.median(window))
-    flat = np.abs(window - overall)
+    window = window[rows]
+    same = window[:, wd == weekdays[i]]
+    overall = np.median(window, axis=1)
+    flat = np.abs(window - overall[:, None])
     weekly = np.abs(_loo_residuals(window, wd))
     # The weekday model only when it explains the window better than one level for every day
     # (mean absolute residuals, the weekday ones left-one-out so its extra medians earn their keep):
     # on a series without a weekly pattern, four same-weekday days are a noisy yardstick.
-    weekday_model = len(same) >= 2 and float(np.mean(weekly)) <= float(np.mean(flat))
-    expected = float(np.median(same)) if weekday_model else overall
-    mad = float(np.median(weekly if weekday_model else flat))
-    spread = max(MAD_SCALE * mad, SPREAD_FLOOR_FRACTION * max(expected, overall / 4), 1.0)
-    observed = float(values[i])
-    if observed > 0:  # counting noise: a level-λ day varies by about √λ (not for a day of nothing)
-        spread = max(spread, float(np.sqrt(max(expected, 0.0))))
+    if same.shape[1] >= 2:
+        weekday_model = weekly.mean(axis=1) <= flat.mean(axis=1)
+        expected = np.where(weekday_model, np.median(same, axis=1), overall)
+    else:
+        weekday_model, expected = np.zeros(len(rows), dtype=bool), overall
+    mad = np.where(weekday_model, np.median(weekly, axis=1), np.median(flat, axis=1))
+    spread = np.maximum(np.maximum(MAD_SCALE * mad, SPREAD_FLOOR_FRACTION * np.maximum(expected, overall / 4)), 1.0)
+    observed = values[rows, i]
+    # counting noise: a level-λ day varies by about √λ (not for a day of nothing)
+    spread = np.where(observed > 0, np.maximum(spread, np.sqrt(np.maximum(expected, 0.0))), spread)
     score = (observed - expected) / spread
-    kind = None
-    if observed == 0 and expected > 0 and score <= -threshold:
-        kind = AnomalyKind.ZERO_USAGE
-    elif observed > 0 and observed <= DROP_RATIO * expected and score <= -threshold:
-        kind = AnomalyKind.DROP
-    elif observed >= SPIKE_RATIO * expected and score >= threshold:
-        kind = AnomalyKind.SPIKE
-    if kind is None:
-        return None
-    inputs = {"window_days": int(i - lo), "same_weekday_values": [_num(v) for v in same],
-              "window_median": _num(overall), "model": "weekday" if weekday_model else "flat",
-              "mad": _num(mad), "spread": _num(spread), "threshold": threshold, "history_days": int(i)}
-    return _DayScore(str(kind), observed, expected, score, inputs)
+    zero = (observed == 0) & (expected > 0) & (score <= -threshold)
+    drop = ~zero & (observed > 0) & (observed <= DROP_RATIO * expected) & (score <= -threshold)
+    spike = ~zero & ~drop & (observed >= SPIKE_RATIO * expected) & (score >= threshold)
+    kind = np.where(zero, str(AnomalyKind.ZERO_USAGE), np.where(drop, str(AnomalyKind.DROP),
+                                                                np.where(spike, str(AnomalyKind.SPIKE), "")))
+    direction = np.where(spike, 1, np.where(zero | drop, -1, 0))
+    return _Column(rows, same, overall, weekday_model, expected, mad, spread, observed, score, kind, direction)
 
 
 def _loo_residuals(window: np.ndarray, wd: np.ndarray) -> np.ndarray:
-    """Each window day minus the median of the OTHER window days on its weekday (leave one out): the
-    same kind of difference as the scored day minus its expected value. Residuals from a weekday
-    median that includes the day itself shrink toward 0 (with 4 days a weekday, two of them sit next
-    to the median), which made the spread too small and noise look like spikes."""
-    out = []
+    """Each window day minus the median of the OTHER window days on its weekday (leave one out), per
+    series (row): the same kind of difference as the scored day minus its expected value. Residuals
+    from a weekday median that includes the day itself shrink toward 0 (with 4 days a weekday, two of
+    them sit next to the median), which made the spread too small and noise look like spikes.
+    Columns: weekdays in order, each weekday's days sorted."""
+    parts = []
     for w in np.unique(wd):
-        values = np.sort(window[wd == w])
-        n = len(values)
+        ordered = np.sort(window[:, wd == w], axis=1)
+        n = ordered.shape[1]
         if n < 2:
             continue
-        m = n - 1
-        for k in range(n):
-            rest = np.delete(values, k)
-            median = rest[m // 2] if m % 2 else (rest[m // 2 - 1] + rest[m // 2]) / 2
-            out.append(values[k] - median)
-    return np.array(out) if out else np.zeros(1)
+        m, left_out = n - 1, np.arange(n)
+
+        def rest(j: int) -> np.ndarray:  # element j of the sorted days without day k, for every k
+            return ordered[:, np.where(j < left_out, j, j + 1)]
+
+        median = rest(m // 2) if m % 2 else (rest(m // 2 - 1) + rest(m // 2)) / 2
+        parts.append(ordered - median)
+    return np.hstack(parts) if parts else np.zeros((window.shape[0], 1))
 
 
 def detect_in_frame(*, rows, bounds: dict[int, tuple[date, date | None]], days: list[date],
                     threshold: float | None = None) -> list[Finding]:
     """rows: (subscription_id, metric_id, day, quantity) for days with usage; bounds: each
-    subscription's [start_date, end_date). Scores `days` for every (subscription, metric) present."""
+    subscription's [start_date, end_date). Scores `days` for every (subscription, metric) present;
+    series of the same span are scored together (score_matrix)."""
     if not days:
         return []
     last = max(days)
     series: dict[tuple[int, int], dict[date, float]] = defaultdict(dict)
     for sub_id, metric_id, day, quantity in rows:
         series[(sub_id, metric_id)][day] = float(quantity)
-    findings = []
+    prepared = []  # (key, first day, values)
+    spans: dict[tuple[date, date], list[int]] = defaultdict(list)
     for (sub_id, metric_id), by_day in series.items():
         start, end = bounds.get(sub_id, (None, None))
         used = [d for d, v in by_day.items() if v != 0]
@@ -237,10 +275,16 @@ def detect_in_frame(*, rows, bounds: dict[int, tuple[date, date | None]], days: 
         for d, v in by_day.items():
             if first <= d < stop:
                 values[(d - first).days] = v
-        for day, kind, observed, expected, score, inputs in score_series(
-                values=values, first_day=first, days=[d for d in days if first <= d < stop], threshold=threshold):
-            findings.append(Finding(sub_id, metric_id, day, kind, observed, expected, score, inputs))
-    return findings
+        spans[(first, stop)].append(len(prepared))
+        prepared.append(((sub_id, metric_id), first, values))
+    found: dict[int, list[Finding]] = defaultdict(list)
+    for (first, stop), members in spans.items():
+        matrix = np.vstack([prepared[m][2] for m in members])
+        for r, day, kind, observed, expected, score, inputs in score_matrix(
+                values=matrix, first_day=first, days=[d for d in days if first <= d < stop], threshold=threshold):
+            sub_id, metric_id = prepared[members[r]][0]
+            found[members[r]].append(Finding(sub_id, metric_id, day, kind, observed, expected, score, inputs))
+    return [f for m in range(len(prepared)) for f in found.get(m, ())]
 
 
 def _num(value) -> float | int:

@@ -183,7 +183,7 @@ def _collect(today: date, actor: str) -> dict:
 def seed_analytics(*, today: date, bill: bool = True, actor: str = "seed_demo") -> dict:
     from customers.models import Customer
     from customers.services import customer_create
-    from usage.services import event_ingest_batch
+    from usage.services.ingest import event_ingest_batch
 
     if Customer.objects.filter(external_id=CUSTOMERS[0][0]).exists():
         return {"analytics demo customers": 0}

@@ -216,7 +216,7 @@ def demo_events(today: date) -> list[dict]:
 
 
 def demo_usage_ingest(today: date) -> dict:
-    from usage.services import event_ingest_batch
+    from usage.services.ingest import event_ingest_batch
 
     totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
     events = demo_events(today)

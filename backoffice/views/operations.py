@@ -14,7 +14,7 @@ from common.errors import ApplicationError
 from invoicing.billing_run import billing_run_enqueue
 from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceStatus
 from usage.models import DeadLetterEvent, RejectReason
-from usage.services import dead_letter_replay
+from usage.services.dead_letters import dead_letter_replay
 
 REVIEW_RULES = {
     "total_over_3x_previous_invoice": "Total is more than 3× the previous invoice",
