@@ -1,29 +1,43 @@
 """Usage anomaly detection (DESIGN.md §12): offline, explainable, reproducible from stored usage.
 
-Method `robust_weekday_mad_v1`, per subscription and billable metric (count, sum and unique_count
+Method `robust_weekday_mad_v2`, per subscription and billable metric (count, sum and unique_count
 metrics: a gauge — max, latest — has no daily usage to score), per customer-local day D:
 - the daily quantity follows the metric's aggregation (usage.selectors.usage_daily); days without
   events inside the subscription's life count as 0;
 - history: the days from the series' start (the later of the subscription's start and its first
   day with usage) to D − 1; under `MIN_HISTORY_DAYS` (14) days nothing is flagged;
 - baseline window: the last 28 days before D (fewer if the history is shorter);
-- expected = median of the window's days that fall on D's weekday (at least 2 of them; otherwise the
-  median of the whole window);
-- spread = 1.4826 × the median absolute deviation of every window day from its own weekday's
-  median (the robust σ), floored at 10 % of the window's overall median and at 1 unit, so a flat
-  or weekend-idle series does not turn noise into a huge score, and — unless the day is zero — at
-  √expected (counting noise: a day at level λ varies by about √λ, which a 28-day MAD underestimates
-  on small volumes);
+- two models of the window, the better one used (`inputs.model`): `weekday` — each day against the
+  median of the other window days on its weekday (leave one out, so the residuals are the same kind
+  of difference as D against its expected value) — and `flat` — each day against the window's
+  median. `weekday` is used when its mean absolute residual is not larger than `flat`'s (a weekly
+  pattern), else `flat` (noisy usage without one: four same-weekday days are a noisy yardstick);
+- expected = the median of the window's days on D's weekday (`weekday`) or of the whole window;
+- spread = 1.4826 × the median absolute residual of the chosen model (the robust σ), floored at
+  10 % of max(expected, a quarter of the window's median) and at 1 unit, so a flat or weekend-idle
+  series does not turn noise into a huge score, and — unless the day is zero — at √expected
+  (counting noise: a day at level λ varies by about √λ, which a 28-day MAD underestimates on small
+  volumes);
 - score = (observed − expected) / spread (signed).
-Kinds (threshold T = settings.ANOMALY_SCORE_THRESHOLD, default 5):
+(v1 took the residuals from weekday medians that included the day itself, which shrank the spread
+about twofold on noisy usage: 0.25 false alarms per customer-month on usage varying ±40 % a day.)
+Kinds (threshold T = settings.ANOMALY_SCORE_THRESHOLD, default 4.5; bench/anomalies.py measures it):
 - `zero_usage`: observed 0, expected > 0 and score ≤ −T;
 - `drop`: observed > 0, observed ≤ 0.5 × expected and score ≤ −T;
 - `spike`: observed ≥ 1.5 × expected and score ≥ T.
+One flag per episode: a day continuing yesterday's anomaly in the same direction (up: spike; down:
+drop, zero usage) is not flagged again, so an outage or a level shift is one anomaly, not one a day.
 A sparse series (usage on fewer than half of its window days) is not scored: bursts are its normal
 and its median and MAD are 0, so any burst would score high.
-- `invoice_spike` (at billing runs, `anomaly_review_check`): a draft cycle invoice whose total is over
-  `ANOMALY_INVOICE_FACTOR` (3) × the median of the subscription's last three cycle invoices (each
-  scaled to the draft's span when it covered fewer days, so a prorated first period is no yardstick).
+- `invoice_spike` (at billing runs, `anomaly_review_check`), like for like: a draft cycle invoice is
+  compared with the median of the subscription's last three cycle invoices (each scaled to the
+  draft's span when it covered fewer days, so a prorated first period is no yardstick) after
+  replacing only its usage: recent median total + (the draft's usage at the previous invoice's
+  prices − the recent median usage) over `ANOMALY_INVOICE_FACTOR` (3) × the recent median total.
+  What the explanation attributes to a plan change, seats, a coupon that ended, a minimum
+  true-up or taxes never makes an invoice spike; a rise in usage volume does. `observed` and
+  `expected` are the usage amounts (now at the previous prices, and the recent median); the inputs
+  keep the totals.
 
 Dismissals are remembered: a dismissed anomaly accepts its pattern, so the same subscription and
 metric is not flagged again for the same kind at a level the dismissal covered (a spike at most 25 %
@@ -33,13 +47,16 @@ invoice spike at most 25 % above the dismissed total).
 `detect_anomalies(as_of=D)` scores day D and every day since the last scan (at most 35 days back),
 writes each new anomaly once (unique per subscription, metric, day and kind; inserted with ON
 CONFLICT DO NOTHING) with an `anomaly.detected` audit event, so reruns change nothing. Full scans
-are serialized by an advisory lock.
+are serialized by an advisory lock and hold their subscriptions FOR KEY SHARE before writing, so a
+scan and a billing run scoring the same days write each anomaly once and never deadlock
+(tests/intel/test_concurrency.py).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -53,8 +70,8 @@ from common.audit import actor_label, audit_bulk_create, audit_record
 from common.errors import ConflictError
 from common.models import AuditEvent
 
-METHOD = "robust_weekday_mad_v1"
-INVOICE_METHOD = "invoice_total_vs_median_of_last_3_v1"
+METHOD = "robust_weekday_mad_v2"
+INVOICE_METHOD = "invoice_usage_change_vs_median_of_last_3_v2"
 MIN_HISTORY_DAYS = 14
 WINDOW_DAYS = 28
 MAX_LOOKBACK_DAYS = 35
@@ -71,7 +88,7 @@ _LOCK_KEY = 0x17A0_0A11  # pg_advisory_xact_lock key of the scan
 
 
 def score_threshold() -> float:
-    return float(getattr(settings, "ANOMALY_SCORE_THRESHOLD", 5))
+    return float(getattr(settings, "ANOMALY_SCORE_THRESHOLD", 4.5))
 
 
 def review_kinds() -> tuple[str, ...]:
@@ -103,57 +120,147 @@ def score_series(*, values: np.ndarray, first_day: date, days: list[date], thres
                  ) -> list[tuple[date, str, float, float, float, dict]]:
     """Score `days` of one dense daily series (values[i] is the quantity of first_day + i; the series
     starts at its first day of history). Returns (day, kind, observed, expected, score, inputs) for
-    the flagged days only."""
+    the flagged days only. One flag per episode: a day whose previous day was already past the
+    threshold in the same direction (up: spike; down: drop or zero usage) continues that anomaly
+    and is not flagged again (an outage or a level shift is one anomaly, not one a day until the
+    28-day baseline catches up)."""
+    return [found[1:] for found in score_matrix(values=np.asarray(values, dtype=float)[None, :], first_day=first_day,
+                                                days=days, threshold=threshold)]
+
+
+def score_matrix(*, values: np.ndarray, first_day: date, days: list[date], threshold: float | None = None
+                 ) -> list[tuple[int, date, str, float, float, float, dict]]:
+    """`score_series` for many series of the same span at once: values[r, i] is series r's quantity
+    on first_day + i. Returns (r, day, kind, observed, expected, score, inputs) for flagged days, in
+    day order. A billing run scores every subscription's period (10,000 subscriptions × 31 days), so
+    each day's statistics are computed for all series together with numpy: the same float64
+    arithmetic as scoring one series at a time (tests/intel/test_anomaly_engine.py compares them)."""
     threshold = score_threshold() if threshold is None else threshold
+    n = values.shape[1]
+    weekdays = (np.arange(n) + first_day.weekday()) % 7
+    columns: dict[int, _Column | None] = {}
+
+    def column(i: int) -> _Column | None:
+        if i not in columns:
+            columns[i] = _score_column(values, weekdays, i, threshold)
+        return columns[i]
+
     out = []
-    weekdays = (np.arange(len(values)) + first_day.weekday()) % 7
-    for day in days:
-        i = (day - first_day).days
-        if i < MIN_HISTORY_DAYS or i >= len(values):
+    for i in sorted({(day - first_day).days for day in days}):
+        today = column(i)
+        if today is None or not today.flagged.any():
             continue
+        before = column(i - 1)
+        previous = np.zeros(values.shape[0], dtype=int)  # yesterday's direction per series (0: not flagged)
+        if before is not None:
+            previous[before.rows] = before.direction
+        day = first_day + timedelta(days=i)
         lo = max(0, i - WINDOW_DAYS)
-        window, wd = values[lo:i], weekdays[lo:i]
-        if np.count_nonzero(window) < DENSE_FRACTION * len(window):
-            continue  # sparse: bursts are its normal, a day's level says nothing
-        same = window[wd == weekdays[i]]
-        overall = float(np.median(window))
-        expected = float(np.median(same)) if len(same) >= 2 else overall
-        medians = {w: np.median(window[wd == w]) for w in np.unique(wd)}
-        residuals = window - np.array([medians[w] for w in wd])
-        mad = float(np.median(np.abs(residuals)))
-        spread = max(MAD_SCALE * mad, SPREAD_FLOOR_FRACTION * overall, 1.0)
-        observed = float(values[i])
-        if observed > 0:  # counting noise: a level-λ day varies by about √λ (not for a day of nothing)
-            spread = max(spread, float(np.sqrt(max(expected, 0.0))))
-        score = (observed - expected) / spread
-        kind = None
-        if observed == 0 and expected > 0 and score <= -threshold:
-            kind = AnomalyKind.ZERO_USAGE
-        elif observed > 0 and observed <= DROP_RATIO * expected and score <= -threshold:
-            kind = AnomalyKind.DROP
-        elif observed >= SPIKE_RATIO * expected and score >= threshold:
-            kind = AnomalyKind.SPIKE
-        if kind is None:
-            continue
-        inputs = {"window": [(first_day + timedelta(days=lo)).isoformat(), (day - timedelta(days=1)).isoformat()],
-                  "window_days": int(i - lo), "same_weekday_values": [_num(v) for v in same],
-                  "window_median": _num(overall), "mad": _num(mad), "spread": _num(spread),
-                  "threshold": threshold, "history_days": int(i)}
-        out.append((day, str(kind), observed, expected, score, inputs))
+        for k in np.flatnonzero(today.flagged):
+            r = int(today.rows[k])
+            if previous[r] == today.direction[k]:
+                continue  # the same episode as yesterday's
+            inputs = {"window": [(first_day + timedelta(days=lo)).isoformat(), (day - timedelta(days=1)).isoformat()],
+                      "window_days": int(i - lo), "same_weekday_values": [_num(v) for v in today.same[k]],
+                      "window_median": _num(today.overall[k]),
+                      "model": "weekday" if today.weekday_model[k] else "flat", "mad": _num(today.mad[k]),
+                      "spread": _num(today.spread[k]), "threshold": threshold, "history_days": int(i)}
+            out.append((r, day, str(today.kind[k]), float(today.observed[k]), float(today.expected[k]),
+                        float(today.score[k]), inputs))
     return out
+
+
+class _Column(NamedTuple):
+    """One day's scores for the dense series (`rows`) of a matrix."""
+    rows: np.ndarray
+    same: np.ndarray
+    overall: np.ndarray
+    weekday_model: np.ndarray
+    expected: np.ndarray
+    mad: np.ndarray
+    spread: np.ndarray
+    observed: np.ndarray
+    score: np.ndarray
+    kind: np.ndarray  # AnomalyKind value, "" when not flagged
+    direction: np.ndarray  # +1 spike, -1 drop or zero usage, 0 not flagged
+
+    @property
+    def flagged(self) -> np.ndarray:
+        return self.direction != 0
+
+
+def _score_column(values: np.ndarray, weekdays: np.ndarray, i: int, threshold: float) -> _Column | None:
+    """Day i of every series, or None when no series can be scored that day."""
+    if i < MIN_HISTORY_DAYS or i >= values.shape[1]:
+        return None
+    lo = max(0, i - WINDOW_DAYS)
+    window, wd = values[:, lo:i], weekdays[lo:i]
+    rows = np.flatnonzero(np.count_nonzero(window, axis=1) >= DENSE_FRACTION * (i - lo))
+    if not rows.size:
+        return None  # sparse: bursts are its normal, a day's level says nothing
+    window = window[rows]
+    same = window[:, wd == weekdays[i]]
+    overall = np.median(window, axis=1)
+    flat = np.abs(window - overall[:, None])
+    weekly = np.abs(_loo_residuals(window, wd))
+    # The weekday model only when it explains the window better than one level for every day
+    # (mean absolute residuals, the weekday ones left-one-out so its extra medians earn their keep):
+    # on a series without a weekly pattern, four same-weekday days are a noisy yardstick.
+    if same.shape[1] >= 2:
+        weekday_model = weekly.mean(axis=1) <= flat.mean(axis=1)
+        expected = np.where(weekday_model, np.median(same, axis=1), overall)
+    else:
+        weekday_model, expected = np.zeros(len(rows), dtype=bool), overall
+    mad = np.where(weekday_model, np.median(weekly, axis=1), np.median(flat, axis=1))
+    spread = np.maximum(np.maximum(MAD_SCALE * mad, SPREAD_FLOOR_FRACTION * np.maximum(expected, overall / 4)), 1.0)
+    observed = values[rows, i]
+    # counting noise: a level-λ day varies by about √λ (not for a day of nothing)
+    spread = np.where(observed > 0, np.maximum(spread, np.sqrt(np.maximum(expected, 0.0))), spread)
+    score = (observed - expected) / spread
+    zero = (observed == 0) & (expected > 0) & (score <= -threshold)
+    drop = ~zero & (observed > 0) & (observed <= DROP_RATIO * expected) & (score <= -threshold)
+    spike = ~zero & ~drop & (observed >= SPIKE_RATIO * expected) & (score >= threshold)
+    kind = np.where(zero, str(AnomalyKind.ZERO_USAGE), np.where(drop, str(AnomalyKind.DROP),
+                                                                np.where(spike, str(AnomalyKind.SPIKE), "")))
+    direction = np.where(spike, 1, np.where(zero | drop, -1, 0))
+    return _Column(rows, same, overall, weekday_model, expected, mad, spread, observed, score, kind, direction)
+
+
+def _loo_residuals(window: np.ndarray, wd: np.ndarray) -> np.ndarray:
+    """Each window day minus the median of the OTHER window days on its weekday (leave one out), per
+    series (row): the same kind of difference as the scored day minus its expected value. Residuals
+    from a weekday median that includes the day itself shrink toward 0 (with 4 days a weekday, two of
+    them sit next to the median), which made the spread too small and noise look like spikes.
+    Columns: weekdays in order, each weekday's days sorted."""
+    parts = []
+    for w in np.unique(wd):
+        ordered = np.sort(window[:, wd == w], axis=1)
+        n = ordered.shape[1]
+        if n < 2:
+            continue
+        m, left_out = n - 1, np.arange(n)
+
+        def rest(j: int) -> np.ndarray:  # element j of the sorted days without day k, for every k
+            return ordered[:, np.where(j < left_out, j, j + 1)]
+
+        median = rest(m // 2) if m % 2 else (rest(m // 2 - 1) + rest(m // 2)) / 2
+        parts.append(ordered - median)
+    return np.hstack(parts) if parts else np.zeros((window.shape[0], 1))
 
 
 def detect_in_frame(*, rows, bounds: dict[int, tuple[date, date | None]], days: list[date],
                     threshold: float | None = None) -> list[Finding]:
     """rows: (subscription_id, metric_id, day, quantity) for days with usage; bounds: each
-    subscription's [start_date, end_date). Scores `days` for every (subscription, metric) present."""
+    subscription's [start_date, end_date). Scores `days` for every (subscription, metric) present;
+    series of the same span are scored together (score_matrix)."""
     if not days:
         return []
     last = max(days)
     series: dict[tuple[int, int], dict[date, float]] = defaultdict(dict)
     for sub_id, metric_id, day, quantity in rows:
         series[(sub_id, metric_id)][day] = float(quantity)
-    findings = []
+    prepared = []  # (key, first day, values)
+    spans: dict[tuple[date, date], list[int]] = defaultdict(list)
     for (sub_id, metric_id), by_day in series.items():
         start, end = bounds.get(sub_id, (None, None))
         used = [d for d, v in by_day.items() if v != 0]
@@ -168,10 +275,16 @@ def detect_in_frame(*, rows, bounds: dict[int, tuple[date, date | None]], days: 
         for d, v in by_day.items():
             if first <= d < stop:
                 values[(d - first).days] = v
-        for day, kind, observed, expected, score, inputs in score_series(
-                values=values, first_day=first, days=[d for d in days if first <= d < stop], threshold=threshold):
-            findings.append(Finding(sub_id, metric_id, day, kind, observed, expected, score, inputs))
-    return findings
+        spans[(first, stop)].append(len(prepared))
+        prepared.append(((sub_id, metric_id), first, values))
+    found: dict[int, list[Finding]] = defaultdict(list)
+    for (first, stop), members in spans.items():
+        matrix = np.vstack([prepared[m][2] for m in members])
+        for r, day, kind, observed, expected, score, inputs in score_matrix(
+                values=matrix, first_day=first, days=[d for d in days if first <= d < stop], threshold=threshold):
+            sub_id, metric_id = prepared[members[r]][0]
+            found[members[r]].append(Finding(sub_id, metric_id, day, kind, observed, expected, score, inputs))
+    return [f for m in range(len(prepared)) for f in found.get(m, ())]
 
 
 def _num(value) -> float | int:
@@ -237,7 +350,7 @@ def anomalies_detect(*, as_of: date, days: list[date] | None = None, subscriptio
             days = [first + timedelta(days=k) for k in range((as_of - first).days + 1)]
         if not days:
             return ScanResult(days=[], created=[])
-        lo = min(days) - timedelta(days=WINDOW_DAYS)
+        lo = min(days) - timedelta(days=WINDOW_DAYS + 1)  # + 1: the day before the first, for its episode
         rows = usage_daily(start=lo, end=max(days) + timedelta(days=1), subscription_ids=subscription_ids)
         additive = set(BillableMetric.objects.filter(pk__in={r[1] for r in rows}, aggregation__in=SCORED_AGGREGATIONS)
                        .values_list("pk", flat=True))
@@ -247,11 +360,27 @@ def anomalies_detect(*, as_of: date, days: list[date] | None = None, subscriptio
                                                                                   "end_date")}
         bounds = {pk: (s.start_date, s.end_date) for pk, s in subs.items()}
         findings = detect_in_frame(rows=rows, bounds=bounds, days=days)
+        if subscription_ids is None and findings:
+            _hold_subscriptions({f.subscription_id for f in findings})
         result = _store(findings, subs=subs, actor=actor)
         result.days = days
         if record_scan and subscription_ids is None:
             AnomalyScan.objects.create(as_of=as_of, days_scored=len(days), anomalies_found=len(result.created))
         return result
+
+
+def _hold_subscriptions(subscription_ids) -> None:
+    """A full scan takes FOR KEY SHARE on its subscriptions (pk order, one statement) before writing.
+    The anomaly rows' foreign keys take that lock anyway, row by row, in the middle of the INSERT; a
+    billing-run chunk holds its subscriptions FOR UPDATE and writes the same anomalies from its review
+    check, so without this the two could each wait for the other (scan: the FK lock on a held
+    subscription; chunk: the unique index entry of the scan's uncommitted anomaly). Taken first, the
+    scan waits for the chunk to commit (and then skips what it wrote), or the chunk waits for the scan."""
+    from subscriptions.models import Subscription
+
+    table = connection.ops.quote_name(Subscription._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [sorted(subscription_ids)])
 
 
 def _store(findings: list[Finding], *, subs, actor) -> ScanResult:
@@ -275,6 +404,7 @@ def _store(findings: list[Finding], *, subs, actor) -> ScanResult:
                            billable_metric_id=f.metric_id, date=f.day, kind=f.kind, observed=_dec(f.observed),
                            expected=_dec(f.expected), score=Decimal(repr(round(f.score, 4))), method=METHOD,
                            inputs=f.inputs, detected_at=now))
+    new.sort(key=lambda a: (a.subscription_id, a.billable_metric_id, a.date, a.kind))  # one lock order for all writers
     result.created = _insert(new, actor=actor)
     return result
 
@@ -335,7 +465,8 @@ def anomaly_confirm(*, anomaly: Anomaly, actor=None, note: str = "") -> Anomaly:
 def anomaly_review_check(drafts) -> dict:
     """Score the drafts' closed usage periods (so detection also runs at every billing run), raise
     `invoice_spike` on cycle drafts far above their recent invoices, and hold every draft whose
-    period has an open anomaly: {invoice_pk: [reason, ...]}."""
+    period has an open anomaly (of `review_kinds()`), unless the draft is billed at its minimum
+    commitment (the spike changed nothing billed): {invoice_pk: [reason, ...]}."""
     drafts = [d for d in drafts if d.subscription is not None and d.invoice.period_start and d.invoice.period_end]
     if not drafts:
         return {}
@@ -356,17 +487,30 @@ def anomaly_review_check(drafts) -> dict:
     out: dict = defaultdict(list)
     for d in drafts:
         inv = d.invoice
-        for a in open_rows:
-            if a.subscription_id == d.subscription.pk and inv.period_start <= a.date < inv.period_end:
-                out[inv.pk].append(_reason(a))
+        if not _billed_at_minimum(d):
+            for a in open_rows:
+                if a.subscription_id == d.subscription.pk and inv.period_start <= a.date < inv.period_end:
+                    out[inv.pk].append(_reason(a))
         if inv.pk in spikes:
             out[inv.pk].append(_reason(spikes[inv.pk]))
     return dict(out)
 
 
+def _billed_at_minimum(draft) -> bool:
+    """The draft tops its usage up to the minimum commitment: fees and usage, spike included, stayed
+    under it, so the spike changes nothing billed. The anomaly stays open in the list; the draft
+    does not wait for it."""
+    from invoicing.models import LineKind
+
+    return any(ln.kind == LineKind.MINIMUM_COMMITMENT and ln.amount > 0 for ln in draft.lines)
+
+
 def _reason(a: Anomaly) -> dict:
     if a.kind == AnomalyKind.INVOICE_SPIKE:  # money evidence, as the review queue shows it
-        extra = {"total": str(a.observed), "recent_invoices_median": str(a.expected)}
+        inputs = a.inputs or {}
+        extra = {"total": inputs.get("total", str(a.observed)),
+                 "recent_invoices_median": inputs.get("recent_invoices_median", str(a.expected)),
+                 "usage": str(a.observed), "recent_usage_median": str(a.expected)}
     else:
         extra = {}
     return {**_reason_base(a), **extra}
@@ -379,52 +523,160 @@ def _reason_base(a: Anomaly) -> dict:
             "method": a.method}
 
 
-def _invoice_spikes(drafts) -> dict:
-    from django.db.models import OuterRef, Subquery
+def _median(values: list[Decimal]) -> Decimal:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
-    from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus
+
+def _usage_at_previous_prices(lines, previous_charges: dict, currency: str) -> Decimal:
+    """The draft's usage amount with each usage line rated on the charge the previous invoice used for
+    that metric (a plan change moves prices, which the plan change explains; only volume is compared).
+    A line whose metric the previous invoice did not charge, or whose charge needs each event's value,
+    keeps its own amount; late usage keeps its amount."""
+    from catalog.rating import needs_event_values, rate_charge
+    from invoicing.models import LineKind
+
+    total = Decimal(0)
+    for ln in lines:
+        if ln.kind == LineKind.LATE_USAGE:
+            total += ln.amount
+        elif ln.kind == LineKind.USAGE:
+            prev = previous_charges.get(ln.billable_metric_id)
+            if (prev is None or prev.pk == ln.charge_id
+                    or needs_event_values(model=prev.model, properties=prev.properties)):
+                total += ln.amount
+            else:
+                count = int((ln.metadata or {}).get("event_count", 0))
+                total += rate_charge(charge=prev, quantity=ln.quantity, currency=currency, event_count=count).amount
+    return total
+
+
+@dataclass(frozen=True)
+class _CycleInvoice:
+    """One cycle invoice that billed a usage period, as an `invoice_spike` yardstick."""
+
+    billing_date: date
+    pk: str
+    total: Decimal
+    usage: Decimal
+    days: int  # the days its dated lines span
+
+
+@dataclass(frozen=True)
+class _SpikeCandidate:
+    draft: object  # review.DraftForReview
+    days: int
+    recent: list[_CycleInvoice]
+
+
+def _cycle_history(subscription_ids, exclude_pks) -> dict[int, list[_CycleInvoice]]:
+    """The subscriptions' non-void cycle invoices that billed a usage period. Only those are a yardstick
+    (a first in-advance invoice bills none: against it, the first usage ever billed would always look
+    like a spike). Spans are the days an invoice's lines cover (as invoicing measures them: an
+    in-advance fee reaches into the next period, so a first full invoice covers the closed short
+    period and a whole one). One query."""
+    from django.db.models import DecimalField, Exists, OuterRef, Subquery, Sum, Value
+    from django.db.models.functions import Coalesce
+
+    from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, LineKind
+
+    dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
+    usage_lines = InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=(LineKind.USAGE, LineKind.LATE_USAGE))
+    usage_sum = usage_lines.order_by().values("invoice").annotate(s=Sum("amount")).values("s")
+    rows = (Invoice.objects.filter(subscription_id__in=subscription_ids, reason=InvoiceReason.SUBSCRIPTION_CYCLE)
+            .exclude(status=InvoiceStatus.VOID).exclude(pk__in=exclude_pks)
+            .annotate(first_day=Subquery(dated.order_by("period_start").values("period_start")[:1]),
+                      last_day=Subquery(dated.order_by("-period_end").values("period_end")[:1]),
+                      usage=Coalesce(Subquery(usage_sum), Value(Decimal(0)), output_field=DecimalField()))
+            .filter(Exists(usage_lines))
+            .values("subscription_id", "billing_date", "pk", "total", "usage", "first_day", "last_day"))
+    history: dict[int, list[_CycleInvoice]] = defaultdict(list)
+    for r in rows:
+        days = (r["last_day"] - r["first_day"]).days if r["first_day"] and r["last_day"] else 0
+        history[r["subscription_id"]].append(_CycleInvoice(r["billing_date"], str(r["pk"]), r["total"], r["usage"], days))
+    return history
+
+
+def _previous_charges(candidates: list[_SpikeCandidate], drafts) -> dict[str, dict]:
+    """invoice pk → {metric id: the Charge its usage line used}, for each candidate's latest recent
+    invoice (a draft of the same chunk, in a catch-up run, from its in-memory lines). Two queries."""
+    from catalog.models import Charge
+    from invoicing.models import InvoiceLine, LineKind
+
+    charge_ids: dict[str, dict] = defaultdict(dict)
+    for d in drafts:
+        charge_ids[str(d.invoice.pk)] = {ln.billable_metric_id: ln.charge_id for ln in d.lines
+                                         if ln.kind == LineKind.USAGE and ln.charge_id}
+    stored = {c.recent[-1].pk for c in candidates} - set(charge_ids)
+    for invoice_id, metric_id, charge_id in (InvoiceLine.objects.filter(invoice_id__in=stored, kind=LineKind.USAGE,
+                                                                        charge__isnull=False)
+                                             .values_list("invoice_id", "billable_metric_id", "charge_id")):
+        charge_ids[str(invoice_id)][metric_id] = charge_id
+    charges = Charge.objects.in_bulk({c for by_metric in charge_ids.values() for c in by_metric.values()})
+    return {pk: {m: charges[c] for m, c in by_metric.items() if c in charges} for pk, by_metric in charge_ids.items()}
+
+
+def _invoice_spikes(drafts) -> dict:
+    """`invoice_spike`, like for like: only a rise in usage volume can make one. A draft is flagged when
+    the recent invoices' median total, moved by the change of usage alone (the draft's usage at the
+    previous invoice's prices minus the recent invoices' median usage), is over `ANOMALY_INVOICE_FACTOR`
+    × that median total. The recent invoices are the last three that billed a usage period (none: no
+    yardstick, no invoice spike; the daily scores still apply). A plan upgrade, added seats, an ended
+    coupon, a minimum-commitment true-up or a tax change raises the total for a reason the
+    explanation names: they are not anomalies. For a usage-only plan the rule is "usage over 3 × the
+    recent median". Recent invoices shorter than the draft (a prorated first period) are scaled to
+    the draft's span, total and usage alike."""
+    from invoicing.models import InvoiceReason, LineKind
 
     cycle = [d for d in drafts if d.invoice.reason == InvoiceReason.SUBSCRIPTION_CYCLE and d.invoice.total > 0]
     if not cycle:
         return {}
-    history: dict[int, list[tuple]] = defaultdict(list)
-    # Spans are the days an invoice's lines cover (as invoicing measures them: an in-advance fee reaches
-    # into the next period, so a first full invoice covers the closed short period and a whole one).
-    dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
-    rows = (Invoice.objects.filter(subscription_id__in={d.subscription.pk for d in cycle},
-                                   reason=InvoiceReason.SUBSCRIPTION_CYCLE)
-            .exclude(status=InvoiceStatus.VOID).exclude(pk__in=[d.invoice.pk for d in cycle])
-            .annotate(first_day=Subquery(dated.order_by("period_start").values("period_start")[:1]),
-                      last_day=Subquery(dated.order_by("-period_end").values("period_end")[:1]))
-            .values_list("subscription_id", "billing_date", "pk", "total", "first_day", "last_day"))
-    for sub_id, billing_date, pk, total, start, end in rows:
-        history[sub_id].append((billing_date, str(pk), total, (end - start).days if start and end else 0))
-    dismissed = _dismissed_by_key({d.subscription.pk for d in cycle})
-    factor = invoice_factor()
-    now = timezone.now()
-    new = []
+    history = _cycle_history({d.subscription.pk for d in cycle}, [d.invoice.pk for d in cycle])
+    candidates = []
     for d in sorted(cycle, key=lambda d: (d.subscription.pk, d.invoice.billing_date)):
         inv = d.invoice
         dated = [ln for ln in d.lines if ln.period_start and ln.period_end]
         days = (max(ln.period_end for ln in dated) - min(ln.period_start for ln in dated)).days if dated else 0
-        recent = sorted(h for h in history[d.subscription.pk] if h[0] < inv.billing_date)[-RECENT_INVOICES:]
-        history[d.subscription.pk].append((inv.billing_date, str(inv.pk), inv.total, days))
-        if not recent:
-            continue
-        scaled = [total * (Decimal(days) / Decimal(span) if span and days > span else 1) for _, _, total, span in recent]
-        baseline = Decimal(str(np.median([float(s) for s in scaled]))) if len(scaled) != 1 else scaled[0]
-        if baseline <= 0 or inv.total <= factor * baseline:
-            continue
-        if _suppressed(AnomalyKind.INVOICE_SPIKE, float(inv.total), inv.billing_date,
-                       dismissed.get((d.subscription.pk, None), [])):
-            continue
-        new.append(Anomaly(customer_id=inv.customer_id, subscription_id=d.subscription.pk, invoice_id=inv.pk,
-                           date=inv.billing_date, kind=AnomalyKind.INVOICE_SPIKE, observed=inv.total,
-                           expected=baseline.quantize(Decimal("0.0001")),
-                           score=(inv.total / baseline).quantize(Decimal("0.0001")), method=INVOICE_METHOD,
-                           detected_at=now,
-                           inputs={"total": str(inv.total), "factor": str(factor),
-                                   "recent_invoices": [{"invoice": pk, "total": str(t), "days": s, "scaled": str(x)}
-                                                       for (_, pk, t, s), x in zip(recent, scaled)],
-                                   "days": days}))
+        recent = sorted((h for h in history[d.subscription.pk] if h.billing_date < inv.billing_date),
+                        key=lambda h: (h.billing_date, h.pk))[-RECENT_INVOICES:]
+        if any(ln.kind in (LineKind.USAGE, LineKind.LATE_USAGE) for ln in d.lines):  # a catch-up run's next draft
+            history[d.subscription.pk].append(_CycleInvoice(inv.billing_date, str(inv.pk), inv.total, d.usage_total, days))
+        if recent:
+            candidates.append(_SpikeCandidate(d, days, recent))
+    if not candidates:
+        return {}
+    previous_charges = _previous_charges(candidates, cycle)
+    dismissed = _dismissed_by_key({d.subscription.pk for d in cycle})
+    now = timezone.now()
+    new = [a for c in candidates
+           if (a := _invoice_spike(c, previous_charges.get(c.recent[-1].pk, {}), now=now)) is not None
+           and not _suppressed(AnomalyKind.INVOICE_SPIKE, float(a.observed), a.date,
+                               dismissed.get((a.subscription_id, None), []))]
     return {a.invoice_id: a for a in _insert(new, actor=None)}
+
+
+def _invoice_spike(c: _SpikeCandidate, previous_charges: dict, *, now) -> Anomaly | None:
+    """The unsaved `invoice_spike` of one draft, or None when its like-for-like total is within the factor."""
+    inv, factor, q = c.draft.invoice, invoice_factor(), Decimal("0.0001")
+    scale = [Decimal(c.days) / Decimal(h.days) if h.days and c.days > h.days else Decimal(1) for h in c.recent]
+    totals = [h.total * k for h, k in zip(c.recent, scale)]
+    usages = [h.usage * k for h, k in zip(c.recent, scale)]
+    baseline, usage_baseline = _median(totals), _median(usages)
+    usage_now = _usage_at_previous_prices(c.draft.lines, previous_charges, inv.currency)
+    like_for_like = baseline + usage_now - usage_baseline
+    if baseline <= 0 or like_for_like <= factor * baseline:
+        return None
+    return Anomaly(customer_id=inv.customer_id, subscription_id=c.draft.subscription.pk, invoice_id=inv.pk,
+                   date=inv.billing_date, kind=AnomalyKind.INVOICE_SPIKE, observed=usage_now,
+                   expected=usage_baseline.quantize(q), score=(like_for_like / baseline).quantize(q),
+                   method=INVOICE_METHOD, detected_at=now,
+                   inputs={"total": str(inv.total), "usage": str(c.draft.usage_total),
+                           "usage_at_previous_prices": str(usage_now), "factor": str(factor),
+                           "recent_invoices_median": str(baseline.quantize(q)),
+                           "recent_usage_median": str(usage_baseline.quantize(q)),
+                           "like_for_like_total": str(like_for_like.quantize(q)),
+                           "recent_invoices": [{"invoice": h.pk, "total": str(h.total), "usage": str(h.usage),
+                                                "days": h.days, "scaled_total": str(t), "scaled_usage": str(u)}
+                                               for h, t, u in zip(c.recent, totals, usages)],
+                           "days": c.days})

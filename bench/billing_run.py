@@ -9,7 +9,7 @@ ingestion stores them (idempotency keys are not generated: billing never reads t
 `invoicing.billing.billing_run(as_of=2026-04-01)` closes March for every subscription (March
 usage in arrears + April's in-advance fee on one invoice) and the script prints wall time, peak
 memory (RSS) and counts, checks a few invoices against hand-computed totals, and reruns the same
-as_of to show it creates nothing. Target on the 2-core machine: ≤ 30 s and ≤ 1 GB.
+as_of to show it creates nothing. Target on the 2-core machine (issue 20): ≤ 10 s with rollups (the fanned-out run, --workers) and ≤ 1 GB.
 
 Fan-out over Celery workers (issue 20):
 
@@ -53,9 +53,10 @@ def seed(n_subs: int, n_events: int) -> None:
     with psql_connect() as conn:
         conn.execute("SELECT usage_event_ensure_partition('2026-03-15T00:00:00Z')")
         conn.execute("""
-            INSERT INTO catalog_billablemetric (code, name, description, aggregation, field, created_at, updated_at)
-            VALUES ('api_calls', 'API calls', '', 'count', '', now(), now()),
-                   ('storage_gb', 'Storage', '', 'sum', 'gb', now(), now())
+            INSERT INTO catalog_billablemetric (code, name, description, aggregation, field, allow_negative, created_at,
+                                                updated_at)
+            VALUES ('api_calls', 'API calls', '', 'count', '', false, now(), now()),
+                   ('storage_gb', 'Storage', '', 'sum', 'gb', false, now(), now())
         """)
         conn.execute("""
             INSERT INTO catalog_plan (code, name, description, currency, interval, created_at, updated_at)
@@ -107,10 +108,17 @@ def seed(n_subs: int, n_events: int) -> None:
             SELECT id, 'created', start_date, now(), now(), plan_version_id, quantity, '', status, 'bench', '{}'::jsonb
             FROM subscriptions_subscription
         """)
+        # Statistics of an empty event store: the run below bills minutes after the load, as at a
+        # month-end, with no manual ANALYZE of what was loaded (issue 20). The billing run refreshes
+        # the rollup tables' statistics itself when they are stale (usage_statistics_refresh).
+        conn.execute("ANALYZE")
         t1 = time.monotonic()
         print(f"seeded {n_subs:,} customers and subscriptions in {t1 - t0:.1f} s")
-        # Events: 90% API calls, 10% storage (Growth subscriptions only), spread over March 2–30 so that
-        # every customer timezone puts them in March. One statement per million rows.
+        # Events: 90% API calls, 10% storage (Growth subscriptions only), spread over March 1 14:00 UTC –
+        # March 31 14:00 UTC: inside March in every customer timezone (New York to Tokyo), and every
+        # local day of March has usage (an empty last day would be a zero-usage anomaly for every
+        # subscription, which the billing run's review check would score and store 10,000 times).
+        # One statement per million rows.
         subs = conn.execute("SELECT min(id), max(id) FROM subscriptions_subscription").fetchone()
         metrics = dict(conn.execute("SELECT code, id FROM catalog_billablemetric").fetchall())
         step = 1_000_000
@@ -121,7 +129,7 @@ def seed(n_subs: int, n_events: int) -> None:
                                          properties, value, unique_value, received_at, is_late)
                 SELECT 'bench-' || g, s.customer_id, s.id,
                        CASE WHEN g %% 10 = 0 AND s.advance_billed_through IS NOT NULL THEN %(gb)s ELSE %(calls)s END,
-                       TIMESTAMPTZ '2026-03-02 00:00:00+00' + ((g::bigint * 7919) %% 2419200) * interval '1 second',
+                       TIMESTAMPTZ '2026-03-01 14:00:00+00' + ((g::bigint * 7919) %% 2592000) * interval '1 second',
                        '{}'::jsonb,
                        CASE WHEN g %% 10 = 0 AND s.advance_billed_through IS NOT NULL THEN (g %% 7) + 0.5 END,
                        NULL, now(), false
@@ -134,10 +142,6 @@ def seed(n_subs: int, n_events: int) -> None:
         # Generated rows bypass ingestion, which maintains the daily rollups billing reads: rebuild them.
         conn.execute(open(Path(__file__).resolve().parent / "rollups_rebuild.sql").read())
         print(f"rollups rebuilt in {time.monotonic() - t2:.1f} s")
-        t2 = time.monotonic()
-        conn.execute("VACUUM ANALYZE usage_event")
-        conn.execute("ANALYZE")
-        print(f"vacuum/analyze in {time.monotonic() - t2:.1f} s")
 
 
 def expected_total(conn, sub_id: int) -> Decimal:
@@ -275,7 +279,8 @@ def main() -> None:
     print(f"billing run as of {AS_OF}: {run.invoices_created:,} invoices, {run.lines_created:,} lines, "
           f"{run.invoices_flagged} flagged, {run.error_count} errors ({run.status})")
     print(f"wall time {wall:.1f} s; peak RSS {peak:.0f} MB (before the run {rss_before:.0f} MB)")
-    print(f"targets: wall <= 30 s: {'OK' if wall <= 30 else 'MISSED'}; memory <= 1024 MB: {'OK' if peak <= 1024 else 'MISSED'}")
+    print(f"targets: wall <= 10 s (issue 20; --workers 2 fans out): {'OK' if wall <= 10 else 'MISSED'}; "
+          f"memory <= 1024 MB: {'OK' if peak <= 1024 else 'MISSED'}")
 
     with psql_connect() as conn:
         ids = [row[0] for row in conn.execute(

@@ -1,7 +1,7 @@
 """Scale benchmark: usage ingestion, billing, live usage and rollup lag as the event store grows.
 
     .venv/bin/python bench/scale.py [--points 1000000,3000000,10000000] [--subscriptions 10000]
-                                    [--batch-threads 4] [--png docs/scale.png]
+                                    [--load sql|http] [--sample 50000] [--batch-threads 4] [--png docs/scale.png]
 
 One database (ledgerline_bench_scale unless BENCH_DB says otherwise), recreated. 10,000 customers
 (four timezones) with one subscription each (even: API access, count metric, in arrears with a
@@ -9,10 +9,15 @@ minimum; odd: Growth, graduated count + storage sum, fee in advance), created wi
 and ANALYZEd while they have no events — so every later plan runs on statistics that predate the
 load, as at a month-end after a fresh import. Then, for each point of the growth curve:
 
-1. ingest events through the real HTTP stack (gunicorn, 2 workers, `POST /api/v1/events/batch/`,
-   1,000 events per request, events addressed by customer) until the store holds the point's
-   count; October 2026 and November 2026 up to now, so the run closes October and live usage
-   reads November;
+1. load events until the store holds the point's count; October 2026 and November 2026 up to
+   now, so the run closes October and live usage reads November:
+   - `--load sql` (default): generated with INSERT … SELECT generate_series, 1 M rows per
+     statement, with their idempotency keys, then the daily rollups rebuilt from the events
+     (`bench/rollups_rebuild.sql`); no ANALYZE of the events. Then a sample of `--sample` events
+     is posted through the real HTTP stack (gunicorn, 2 workers, `POST /api/v1/events/batch/`,
+     1,000 events per request, events addressed by customer): the ingest rate *at that size*;
+   - `--load http`: every event through HTTP (slow: the 10 M point takes 10 M / rate seconds;
+     `bench/ingest.py --growth` measures flat ingestion on its own);
 2. rollup lag: events stored vs events counted by the daily rollups (maintained in the ingest
    statement, so the lag is expected to be zero events);
 3. live usage: p50/p99 of `GET /api/v1/subscriptions/{id}/usage/` over random subscriptions;
@@ -51,9 +56,10 @@ EVENTS_FROM = datetime(2026, 10, 2, tzinfo=timezone.utc)
 def seed(n_subs: int) -> None:
     with psql_connect() as conn:
         conn.execute("""
-            INSERT INTO catalog_billablemetric (code, name, description, aggregation, field, created_at, updated_at)
-            VALUES ('api_calls', 'API calls', '', 'count', '', now(), now()),
-                   ('storage_gb', 'Storage', '', 'sum', 'gb', now(), now())""")
+            INSERT INTO catalog_billablemetric (code, name, description, aggregation, field, allow_negative, created_at,
+                                                updated_at)
+            VALUES ('api_calls', 'API calls', '', 'count', '', false, now(), now()),
+                   ('storage_gb', 'Storage', '', 'sum', 'gb', false, now(), now())""")
         conn.execute("""
             INSERT INTO catalog_plan (code, name, description, currency, interval, created_at, updated_at)
             VALUES ('api_access', 'API access', '', 'USD', 'month', now(), now()),
@@ -114,6 +120,39 @@ def make_bodies(n_subs: int, start: int, count: int, span_seconds: int, batch: i
             events.append(event)
         bodies.append(json.dumps({"events": events}).encode())
     return bodies
+
+
+def load_sql(n_subs: int, start: int, count: int, span_seconds: int, run: str) -> None:
+    """Events [start, start + count) of the same sequence make_bodies posts, generated in SQL with
+    their idempotency keys (one statement per million), then the daily rollups rebuilt."""
+    with psql_connect() as conn:
+        conn.execute("SELECT usage_event_ensure_partition(%s)", (EVENTS_FROM,))
+        conn.execute("SELECT usage_event_ensure_partition(now())")
+        conn.execute("""CREATE TEMP TABLE bench_sub AS SELECT substr(external_id, 11)::int AS n, id, customer_id
+                        FROM subscriptions_subscription WHERE external_id LIKE 'scale_sub_%%'""")
+        conn.execute("CREATE UNIQUE INDEX ON bench_sub (n)")
+        metrics = dict(conn.execute("SELECT code, id FROM catalog_billablemetric").fetchall())
+        for lo in range(start, start + count, 1_000_000):
+            hi = min(lo + 1_000_000, start + count) - 1
+            conn.execute("""
+                WITH ev AS (
+                    INSERT INTO usage_event (transaction_id, customer_id, subscription_id, metric_id, "timestamp",
+                                             properties, value, unique_value, received_at, is_late)
+                    SELECT %(run)s || '-' || g, s.customer_id, s.id,
+                           CASE WHEN s.n %% 2 = 1 AND g %% 10 = 1 THEN %(gb)s ELSE %(calls)s END,
+                           %(origin)s + ((g::bigint * 7919) %% %(span)s) * interval '1 second',
+                           CASE WHEN s.n %% 2 = 1 AND g %% 10 = 1 THEN jsonb_build_object('gb', (g %% 7) || '.5')
+                                ELSE '{"endpoint": "/v1/things"}'::jsonb END,
+                           CASE WHEN s.n %% 2 = 1 AND g %% 10 = 1 THEN (g %% 7) + 0.5 END, NULL, now(), false
+                    FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g
+                    JOIN bench_sub s ON s.n = (g * 7) %% %(n)s
+                    RETURNING id, transaction_id, "timestamp"
+                )
+                INSERT INTO usage_event_key (transaction_id, payload_hash, event_id, event_timestamp, created_at)
+                SELECT transaction_id, sha256(convert_to(transaction_id, 'UTF8')), id, "timestamp", now() FROM ev
+            """, {"run": run, "gb": metrics["storage_gb"], "calls": metrics["api_calls"], "origin": EVENTS_FROM,
+                  "span": span_seconds, "lo": lo, "hi": hi, "n": n_subs})
+        conn.execute(open(Path(__file__).resolve().parent / "rollups_rebuild.sql").read())
 
 
 def bill_child() -> None:
@@ -195,6 +234,9 @@ def main() -> None:
     parser.add_argument("--points", default="1000000,3000000,10000000")
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--batch-threads", type=int, default=4)
+    parser.add_argument("--load", choices=["sql", "http"], default="sql",
+                        help="how events reach each point: generated in SQL (+ an HTTP sample) or all through HTTP")
+    parser.add_argument("--sample", type=int, default=50_000, help="events posted through HTTP at each point (--load sql)")
     parser.add_argument("--live-requests", type=int, default=300)
     parser.add_argument("--png", default="", help="write the growth curve here (matplotlib)")
     parser.add_argument("--resume", action="store_true",
@@ -224,10 +266,21 @@ def main() -> None:
     run = uuid.uuid4().hex[:8]
     rows = []
     with gunicorn(workers=2) as base:
+        # Warm both workers (imports, prepared statements) before anything is timed: 4,000 events.
+        warm = make_bodies(args.subscriptions, 0, 4000, span, 1000, run + "w")
+        assert set(run_requests(base, key, "/api/v1/events/batch/", warm, 2)[1]) == {200}
+        stored += 4000
         for point in points:
             if point < stored:
                 continue
             posted, elapsed = 0, 0.0
+            load_seconds = 0.0
+            if args.load == "sql" and point - args.sample > stored:
+                started = time.monotonic()
+                load_sql(args.subscriptions, stored, point - args.sample - stored, span, run)
+                load_seconds = time.monotonic() - started
+                stored = point - args.sample
+                print(f"loaded {stored:,} events in SQL (+ keys, rollups rebuilt) in {load_seconds:.0f} s", flush=True)
             while stored < point:  # bodies generated per 100k events, so memory stays flat
                 count = min(100_000, point - stored)
                 bodies = make_bodies(args.subscriptions, stored, count, span, 1000, run)
@@ -248,11 +301,11 @@ def main() -> None:
             if not bill["checks_ok"]:
                 print(child.stderr[-2000:], flush=True)
             reset_billing()
-            row = {"events": events, "ingest_eps": posted / elapsed if elapsed else float("nan"), "bill_s": bill["wall"], "rss_mb": bill["rss_mb"],
+            row = {"events": events, "load_s": load_seconds, "ingest_eps": posted / elapsed if elapsed else float("nan"), "bill_s": bill["wall"], "rss_mb": bill["rss_mb"],
                    "rollup_lag_events": events - rolled, "live_p50_ms": pct(lat, .5), "live_p99_ms": pct(lat, .99),
                    "invoices": bill["invoices"], "errors": bill["errors"], "checks_ok": bill["checks_ok"]}
             rows.append(row)
-            print(f"{events:>12,} events: ingest {row['ingest_eps']:,.0f} events/s (last {posted:,}); billing run "
+            print(f"{events:>12,} events: ingest {row['ingest_eps']:,.0f} events/s (HTTP, last {posted:,}); billing run "
                   f"{row['bill_s']:.1f} s, peak RSS {row['rss_mb']:.0f} MB, {row['invoices']:,} invoices, "
                   f"{row['errors']} errors, totals {'OK' if row['checks_ok'] else 'MISMATCH'}; rollup lag "
                   f"{row['rollup_lag_events']} events; live usage p50 {row['live_p50_ms']:.1f} ms, "
@@ -283,7 +336,7 @@ def chart(rows: list[dict], path: str) -> None:
         ax.set_xlabel("stored events (millions)")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=.3)
-    fig.suptitle("Ledgerline at scale: 10,000 subscriptions, 2-core machine, measured under load")
+    fig.suptitle("Ledgerline at scale: 10,000 subscriptions, 2-core machine")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"chart written to {path}")

@@ -34,9 +34,10 @@ def seed(n_subs: int, per_month: int) -> None:
         for month in range(1, 8):
             conn.execute("SELECT usage_event_ensure_partition(%s)", (f"2026-{month:02d}-15T00:00:00Z",))
         conn.execute("""
-            INSERT INTO catalog_billablemetric (code, name, description, aggregation, field, created_at, updated_at)
-            VALUES ('api_calls', 'API calls', '', 'count', '', now(), now()),
-                   ('storage_gb', 'Storage', '', 'sum', 'gb', now(), now())""")
+            INSERT INTO catalog_billablemetric (code, name, description, aggregation, field, allow_negative, created_at,
+                                                updated_at)
+            VALUES ('api_calls', 'API calls', '', 'count', '', false, now(), now()),
+                   ('storage_gb', 'Storage', '', 'sum', 'gb', false, now(), now())""")
         conn.execute("""
             INSERT INTO catalog_plan (code, name, description, currency, interval, created_at, updated_at)
             VALUES ('api_access', 'API access', '', 'USD', 'month', now(), now()),
@@ -95,6 +96,8 @@ def seed(n_subs: int, per_month: int) -> None:
             JOIN catalog_planversion v ON v.id = s.plan_version_id JOIN catalog_plan p ON p.id = v.plan_id""",
                      {"gb": metrics["storage_gb"], "calls": metrics["api_calls"], "n": n_events, "first": subs[0],
                       "subs": subs[1] - subs[0] + 1})
+        # Generated rows bypass ingestion, which maintains the daily rollups billing reads: rebuild them.
+        conn.execute(open(Path(__file__).resolve().parent / "rollups_rebuild.sql").read())
         conn.execute("VACUUM ANALYZE usage_event")
         conn.execute("ANALYZE")
     print(f"seeded {n_subs:,} subscriptions and {n_events:,} events (Jan–Jun 2026) in {time.monotonic() - t0:.1f} s")

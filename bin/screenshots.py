@@ -68,7 +68,7 @@ def _seed() -> dict:
     from invoicing.credit_notes import credit_note_create
     from invoicing.models import Invoice, InvoiceStatus
     from payments.services import payment_record_manual
-    from usage.services import event_ingest
+    from usage.services.ingest import event_ingest
 
     call_command("migrate", verbosity=0)
     print(seed_demo())

@@ -14,10 +14,13 @@ SURROGATE_MESSAGE = "Text may not contain lone UTF-16 surrogates (\\ud800-\\udff
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def json_document_problem(data) -> str | None:
+def json_document_problem(data, *, strings: bool = True) -> str | None:
     """What makes a parsed JSON document unstorable, or None. Iterative, so a hostile nesting depth
     cannot exhaust the stack: PostgreSQL text holds neither NUL nor lone surrogates (UTF-8 cannot
-    encode them), and nothing in our API nests beyond a few levels."""
+    encode them), and nothing in our API nests beyond a few levels. strings=False checks the depth
+    only (the caller knows the text had no \\u escape, the only way JSON text can carry either)."""
+    if not strings:
+        return _too_deep(data)
     stack = [(data, 1)]
     while stack:
         value, depth = stack.pop()
@@ -37,6 +40,18 @@ def json_document_problem(data) -> str | None:
     return None
 
 
+def _too_deep(data) -> str | None:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return DEPTH_MESSAGE
+        for item in value.values() if type(value) is dict else value if type(value) is list else ():
+            if type(item) is dict or type(item) is list:
+                stack.append((item, depth + 1))
+    return None
+
+
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
@@ -44,12 +59,15 @@ def _refuse_constant(name: str):
 def _load(stream, parser_context, **loads_kwargs):
     encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
     try:
-        data = json.loads(stream.read().decode(encoding), parse_constant=_refuse_constant, **loads_kwargs)
+        text = stream.read().decode(encoding)
+        data = json.loads(text, parse_constant=_refuse_constant, **loads_kwargs)
     except RecursionError as exc:
         raise ParseError(DEPTH_MESSAGE) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ParseError(f"JSON parse error - {exc}") from exc
-    if problem := json_document_problem(data):
+    # A NUL or a lone surrogate can only come from a \u escape (the raw characters are refused by
+    # json.loads and by the UTF-8 decoder): without one, only the depth needs checking.
+    if problem := json_document_problem(data, strings="\\u" in text):
         raise ParseError(problem)
     return data
 

@@ -28,7 +28,7 @@ from invoicing.services import invoice_mark_paid, invoice_mark_uncollectible
 from subscriptions.models import Subscription, SubscriptionStatus
 from subscriptions.services import (subscription_activate, subscription_apply_pending_changes, subscription_cancel,
                                     subscription_change_plan, subscription_change_quantity, subscription_create)
-from usage.services import event_ingest_batch
+from usage.services.ingest import event_ingest_batch
 
 HISTORY_MONTHS = 16
 USD, EUR = "USD", "EUR"

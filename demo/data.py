@@ -23,12 +23,13 @@ from common.auth import DEMO_PASSWORD_DEFAULT
 from customers.models import CreditGrant, Customer
 from customers.services import customer_create, prepaid_credit_grant
 from demo.analytics import seed_analytics
+from demo.intel import seed_intel
 from demo.payments import seed_payments
 from demo.revrec import demo_revrec_close
 from invoicing.billing import billing_run
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
-from usage.services import event_ingest_batch
+from usage.services.ingest import event_ingest_batch
 
 DEMO_ADMIN_USERNAME = os.environ.get("DEMO_ADMIN_USERNAME", "admin")
 DEMO_ADMIN_PASSWORD = os.environ.get("DEMO_ADMIN_PASSWORD", DEMO_PASSWORD_DEFAULT)
@@ -243,6 +244,8 @@ def seed_demo(*, today: date | None = None, bill: bool = True) -> dict:
         summary.update({f"payments: {k}": v for k, v in seed_payments().items()})
 
     summary.update(seed_analytics(today=today, bill=bill))
+
+    summary.update(seed_intel(today=today, bill=bill))
     if bill:
         summary.update(demo_revrec_close(today))  # after every area that bills: closes the demo's months
     # Each later area (payments, dunning, revenue, analytics, ...) seeds its part in its own module

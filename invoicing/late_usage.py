@@ -28,7 +28,7 @@ from subscriptions.fees import base_fee_amount, first_billable_day
 from subscriptions.periods import Period, period_containing, prorate
 from usage.selectors import (BILLED, ZERO as NO_USAGE, late_events_unbilled, usage_aggregate_windows,
                              usage_event_values)
-from usage.services import late_events_mark_billed
+from usage.services.late import late_events_mark_billed
 
 logger = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from django.utils import timezone
 from common.errors import ConflictError
 from common.locks import row_lock
 from common.money import Formatter, document_locale, money_decimal as _dec, quantize_money  # noqa: F401 (re-exported)
+from invoicing.explanations import invoice_explanation
 from invoicing.models import CreditNote, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceStatus, LineKind
 from invoicing.services import customer_snapshot
 
@@ -180,7 +181,8 @@ def invoice_document_context(invoice: Invoice, *, lines=None) -> dict:
     snapshot = _snapshot_of(invoice)
     currency = invoice.currency
     fmt = Formatter(currency=currency, locale=document_locale(snapshot.get("country")))
-    if lines is None:
+    stored = lines is None
+    if stored:
         lines = list(invoice.lines.order_by("position", "pk"))
 
     groups: dict[str, LineGroup] = {}
@@ -224,7 +226,20 @@ def invoice_document_context(invoice: Invoice, *, lines=None) -> dict:
         "payment_method": ("Card or account on file (automatic charge)"
                            if snapshot.get("collection_method") == PAYMENT_TERMS_CARD else "Bank transfer"),
         "payment": _payment_instructions(invoice, snapshot=snapshot, amount_due=amount_due),
+        "explanation": (_explanation(invoice, fmt=fmt) if stored and getattr(settings, "INVOICE_PDF_EXPLANATION", False)
+                        else None),
     }
+
+
+def _explanation(invoice: Invoice, *, fmt: Formatter) -> dict | None:
+    """The explanation's comparison with the previous invoice (settings.INVOICE_PDF_EXPLANATION): the
+    change of total and the drivers that make it up, exactly as GET /invoices/{id}/explanation/."""
+    comparison = invoice_explanation(invoice=invoice)["comparison"]
+    if comparison["previous_invoice"] is None or not comparison["drivers"]:
+        return None
+    return {"previous_total": fmt.money(Decimal(comparison["previous_total"])),
+            "delta": fmt.money(Decimal(comparison["total_delta"])),
+            "drivers": [{"text": d["text"], "amount": fmt.money(Decimal(d["amount"]))} for d in comparison["drivers"]]}
 
 
 def _payment_instructions(invoice: Invoice, *, snapshot: dict, amount_due: str) -> list[str]:

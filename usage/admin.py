@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from common.admin_mixins import NoDeleteAdminMixin
 from usage.models import DeadLetterEvent
-from usage.services import dead_letter_replay
+from usage.services.dead_letters import dead_letter_replay
 
 
 @admin.register(DeadLetterEvent)

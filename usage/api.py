@@ -12,7 +12,9 @@ from common.errors import ApplicationError, ConflictError
 from common.parsers import DecimalJSONParser
 from usage.models import RejectReason
 from usage.selectors import subscription_usage_current
-from usage.services import MAX_BATCH, Status, dead_letter_record, event_ingest, event_ingest_batch
+from usage.services.dead_letters import dead_letter_record
+from usage.services.ingest import MAX_BATCH, event_ingest, event_ingest_batch
+from usage.services.validation import Status
 
 # Fixed answers, sent without DRF content negotiation/rendering (the single-event hot path).
 ACCEPTED = b'{"status":"accepted"}'

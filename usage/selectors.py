@@ -635,46 +635,6 @@ def usage_units_by_property(*, subscription_id: int, metric_id: int, start: date
         cursor.execute(sql, params)
         return {v: _clean(_quantity(agg, n, total, maximum, distinct, latest))
                 for v, agg, n, total, maximum, distinct, latest in cursor.fetchall()}
-# --------------------------------------------------------------------------------------------
-# Daily series (forecasts, anomaly detection, analytics): straight from the rollups
-
-
-@dataclass(frozen=True)
-class UsageDay:
-    day: date
-    quantity: Decimal
-    event_count: int
-
-
-def usage_daily_series(*, subscription_id: int, metric_id: int, start: date, end: date,
-                       late: bool | None = None) -> list[UsageDay]:
-    """The metric's usage per customer-local day in [start, end), days without events omitted, in
-    day order: count, sum, max, distinct values of that day, last value of that day. Reads only the
-    daily rollups (one subscription's index range); late=None counts late events on their own day."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT r.day, m.aggregation, sum(r.event_count), sum(r.value_sum), max(r.value_max),
-                   max(lpad(((extract(epoch FROM r.latest_ts) * 1000000)::bigint)::text, 20, '0')
-                       || lpad(r.latest_id::text, 20, '0') || r.latest_value::text),
-                   (SELECT count(DISTINCT u.unique_value) FROM usage_rollup_unique u
-                    WHERE u.subscription_id = r.subscription_id AND u.metric_id = r.metric_id
-                          AND u.bucket_start = ANY(array_agg(r.bucket_start)) {_rollup_late_clause(late, "u")})
-            FROM usage_rollup_daily r JOIN catalog_billablemetric m ON m.id = r.metric_id
-            WHERE r.subscription_id = %s AND r.metric_id = %s AND r.day >= %s AND r.day < %s
-                  {_rollup_late_clause(late, "r")}
-            GROUP BY r.subscription_id, r.metric_id, r.day, m.aggregation
-            ORDER BY r.day
-            """,
-            [subscription_id, metric_id, start, end],
-        )
-        rows = cursor.fetchall()
-    out = []
-    for day, aggregation, count, total, maximum, latest_key, distinct in rows:
-        latest = Decimal(latest_key[40:]) if latest_key else None
-        out.append(UsageDay(day=day, quantity=_clean(_quantity(aggregation, count, total, maximum, distinct, latest)),
-                            event_count=int(count)))
-    return out
 
 
 # --- several windows per subscription, late usage to bill (the billing run's reads) -------------

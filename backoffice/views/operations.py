@@ -14,18 +14,19 @@ from common.errors import ApplicationError
 from invoicing.billing_run import billing_run_enqueue
 from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceStatus
 from usage.models import DeadLetterEvent, RejectReason
-from usage.services import dead_letter_replay
+from usage.services.dead_letters import dead_letter_replay
 
 REVIEW_RULES = {
     "total_over_3x_previous_invoice": "Total is more than 3× the previous invoice",
     "zero_usage_after_usage": "No usage this period after usage in the previous one",
     "subscription_change.invoice_now": "Invoiced immediately after a subscription change",
-    "anomaly.invoice_spike": "Total is more than 3× the median of the recent invoices",
+    "anomaly.invoice_spike": "Usage raised the total past 3× the recent invoices (like for like)",
     "anomaly.spike": "A usage spike in this period (anomaly detection)",
 }
 
 
-MONEY_EVIDENCE = {"total", "previous_total", "amount", "previous_amount", "recent_invoices_median"}
+MONEY_EVIDENCE = {"total", "previous_total", "amount", "previous_amount", "recent_invoices_median", "usage",
+                  "recent_usage_median"}
 INVOICE_EVIDENCE = {"previous_invoice"}
 
 

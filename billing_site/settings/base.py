@@ -207,3 +207,7 @@ WEBHOOKS_DISABLE_AFTER_DAYS = int(os.environ.get("WEBHOOKS_DISABLE_AFTER_DAYS", 
 BILLING_RUN_SYNC_MAX_SUBSCRIPTIONS = int(os.environ.get("BILLING_RUN_SYNC_MAX_SUBSCRIPTIONS", "2000"))
 BILLING_RUN_STALE_SECONDS = int(os.environ.get("BILLING_RUN_STALE_SECONDS", "300"))
 BILLING_RUN_CHUNK_SIZE = int(os.environ.get("BILLING_RUN_CHUNK_SIZE", "1000"))
+# --- Usage intelligence (analytics/anomalies.py, invoicing/explanations.py) ------------------
+# Print "what changed since the previous invoice" (the explanation's drivers) on invoice PDFs. Off by
+# default: the explanation is always on the invoice page and GET /invoices/{id}/explanation/.
+INVOICE_PDF_EXPLANATION = env_bool("INVOICE_PDF_EXPLANATION", False)

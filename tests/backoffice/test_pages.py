@@ -213,7 +213,7 @@ def test_review_queue_shows_reason_and_evidence_then_approve(world, admin_client
     assert "Invoice (draft)" in draft and "awaiting review" in draft and "Approve and finalize" in draft
     assert "preview (watermarked)" in draft and "Record payment" not in draft
     text = _text(admin_client_bo.get("/review/"))
-    assert "Total is more than 3× the median of the recent invoices" in text and "$20.00" in text and "$2.00" in text
+    assert "Usage raised the total past 3× the recent invoices (like for like)" in text and "$20.00" in text and "$2.00" in text
     dashboard = _text(admin_client_bo.get("/"))
     assert re.search(r'data-count="review"> <span class="num">1</span>', dashboard)
     done = _text(admin_client_bo.post(f"/invoices/{flagged.pk}/approve/", {"next": "/review/"}, follow=True))

@@ -33,6 +33,18 @@ def test_flat_series_spike_drop_zero_and_noise_by_hand():
     assert flags(base + [60], [28]) == []  # score −4, and 60 > half of 100
 
 
+def test_one_flag_per_episode():
+    base = [100.0] * 28
+    # a three-day outage is one anomaly (its first day); so is a level shift down
+    assert flags(base + [0, 0, 0], [28, 29, 30]) == [(28, "zero_usage", 0, 100, -10.0)]
+    assert [f[:2] for f in flags(base + [20] * 5, [28, 29, 30, 31, 32])] == [(28, "drop")]
+    # a normal day in between, or a change of direction, starts a new episode
+    assert [f[:2] for f in flags(base + [0, 100, 0], [28, 29, 30])] == [(28, "zero_usage"), (30, "zero_usage")]
+    assert [f[:2] for f in flags(base + [400, 0], [28, 29])] == [(28, "spike"), (29, "zero_usage")]
+    # the episode is read from the data, not from earlier flags: scoring day 29 alone says the same
+    assert flags(base + [0, 0], [29]) == []
+
+
 def test_fourteen_days_of_history_before_a_flag():
     assert flags([10.0] * 13 + [90], [13]) == []
     # day 14: window = 14 days of 10 → expected 10, spread max(0, 1, 1, √10) = 3.1623, score 80 / √10
@@ -42,11 +54,25 @@ def test_fourteen_days_of_history_before_a_flag():
 def test_weekday_aware_baseline():
     week = [100, 100, 100, 100, 100, 10, 10]  # Mon..Fri busy, weekend quiet
     values = week * 4
-    # a quiet Saturday is normal; a busy Saturday is a spike: expected 10 (Saturdays), overall median 100 → spread 10
+    # weekday model (its residuals are all 0; the flat model's are 90 on 8 weekend days)
+    # a quiet Saturday is normal; a busy Saturday is a spike: expected 10 (Saturdays); spread =
+    # max(0, 10 % of max(10, 100 / 4) = 2.5, 1, √10) = 3.1623 → score 90 / 3.1623 = 28.4605
     assert flags(values + week, [33]) == []
-    assert flags(values + week[:5] + [100], [33]) == [(33, "spike", 100, 10, 9.0)]
+    assert flags(values + week[:5] + [100], [33]) == [(33, "spike", 100, 10, 28.4605)]
     # a quiet Monday is a drop: expected 100, score (10 − 100) / 10 = −9
     assert flags(values + [10], [28]) == [(28, "drop", 10, 100, -9.0)]
+
+
+def test_noisy_series_without_a_weekly_pattern_uses_the_flat_model():
+    values = [90.0, 110.0] * 14  # every weekday sees 90, 110, 90, 110
+    # weekday model, leave one out: a 90 against median(90, 110, 110) = 110 → −20, a 110 → +20: mean 20;
+    # flat model: against the window median 100 → ±10: mean 10 → flat. Expected 100, MAD 10,
+    # spread = max(1.4826 × 10, 10 % of 100, 1, √100) = 14.826
+    assert flags(values + [180], [28]) == [(28, "spike", 180, 100, 5.3959)]  # 80 / 14.826
+    assert flags(values + [20], [28]) == [(28, "drop", 20, 100, -5.3959)]
+    assert flags(values + [30], [28]) == []  # −70 / 14.826 = −4.72 > −5
+    found = score_series(values=np.array(values + [180]), first_day=MON, days=[MON + timedelta(days=28)], threshold=5)
+    assert {k: found[0][5][k] for k in ("model", "mad", "spread")} == {"model": "flat", "mad": 10, "spread": 14.826}
 
 
 def test_sparse_series_is_not_scored():
@@ -79,7 +105,7 @@ def test_detect_command_flags_the_spike_once_with_its_inputs(world, billing_api)
     a = Anomaly.objects.get()
     # Jan 25 (index 24): window Jan 1–24 all 10 → expected 10, spread √10 (counting noise), score 50 / √10
     assert (a.kind, a.date, a.observed, a.expected, a.score) == ("spike", date(2026, 1, 25), 60, 10, Decimal("15.8114"))
-    assert a.method == "robust_weekday_mad_v1" and a.inputs["window_days"] == 24
+    assert a.method == "robust_weekday_mad_v2" and a.inputs["window_days"] == 24
     audit = AuditEvent.objects.get(action="anomaly.detected")
     assert (audit.object_type, audit.object_id) == ("analytics.anomaly", str(a.pk))
     from webhooks.payloads import event_data  # what the anomaly.detected webhook carries
@@ -97,7 +123,7 @@ def test_detect_command_flags_the_spike_once_with_its_inputs(world, billing_api)
     assert {k: row[k] for k in ("customer", "subscription", "billable_metric", "date", "kind", "observed", "expected",
                                 "score", "method", "status")} == {
         "customer": "c1", "subscription": "s1", "billable_metric": "calls", "date": "2026-01-25", "kind": "spike",
-        "observed": "60", "expected": "10", "score": "15.8114", "method": "robust_weekday_mad_v1", "status": "open"}
+        "observed": "60", "expected": "10", "score": "15.8114", "method": "robust_weekday_mad_v2", "status": "open"}
     assert billing_api.get("/api/v1/anomalies/?status=dismissed").json()["results"] == []
     assert billing_api.get("/api/v1/anomalies/?status=nope").status_code == 400
 
@@ -144,3 +170,21 @@ def test_dismiss_confirm_and_memory(world, billing_api, reader_api):
     assert (new.date, new.kind, new.observed) == (date(2026, 2, 20), "spike", 100)
     r = billing_api.post(f"/api/v1/anomalies/{new.pk}/confirm/")
     assert r.json()["status"] == "confirmed"
+
+
+def test_a_spike_under_the_minimum_commitment_does_not_hold_the_draft(world):
+    world.metric("calls")
+    world.plan("committed", pay_in_advance=False, minimum_commitment="500.00",
+               charges=[{"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "1"}}])
+    world.customer("c1")
+    world.subscription("s1", customer="c1", plan="committed", start_date=date(2026, 1, 1))
+    stamps = []
+    for day in range(1, 32):
+        stamps += [f"2026-01-{day:02d}T{h % 24:02d}:{h // 24:02d}:00Z" for h in range(60 if day == 25 else 10)]
+    world.events("calls", stamps, customer="c1")
+    world.run(date(2026, 2, 1))
+    (inv,) = world.invoices(subscription="s1")
+    # 360 calls = 360.00, topped up by 140.00 to the 500.00 minimum: the spike changed nothing billed
+    assert (inv["total"], inv["needs_review"], inv["status"]) == ("500.00", False, "finalized")
+    a = Anomaly.objects.get()  # still listed for follow-up
+    assert (a.kind, a.date, a.status) == ("spike", date(2026, 1, 25), "open")

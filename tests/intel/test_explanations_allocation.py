@@ -13,20 +13,26 @@ pytestmark = pytest.mark.django_db
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
+NOT_FIGURES = {"id", "customer", "subscription", "review_reasons", "credit_notes", "approved_by", "payments"}
+
+
 def _numbers_of(invoice: dict) -> set[Decimal]:
+    """Every figure the invoice shows (amounts, quantities, prices, tiers, dates, its number); not its
+    ids, timestamps or review notes, whose digits would let any number through."""
     found = set()
 
     def walk(value):
         if isinstance(value, dict):
-            for v in value.values():
-                walk(v)
+            for k, v in value.items():
+                if k not in NOT_FIGURES and not k.endswith(("_at", "_url")):
+                    walk(v)
         elif isinstance(value, list):
             for v in value:
                 walk(v)
         elif isinstance(value, (str, int)) and not isinstance(value, bool):
             found.update(Decimal(n) for n in NUMBER.findall(str(value)))
 
-    walk({k: v for k, v in invoice.items() if k not in ("id", "customer", "subscription")})
+    walk(invoice)
     return found
 
 
@@ -107,3 +113,81 @@ def test_allocation_by_team(world, billing_api):
     assert billing_api.get(f"/api/v1/invoices/{inv['id']}/allocation/").status_code == 400
     nobody = billing_api.get(f"/api/v1/invoices/{inv['id']}/allocation/?by=region").json()
     assert (nobody["groups"], nobody["unattributed"]) == ([], "11.00")
+
+
+def test_every_driver_by_hand_upgrade_seats_coupon_ended_and_tax(world, billing_api):
+    """January: 1 seat of basic (20.00) + 100 calls at 0.10, a 10 % coupon for one period, 20 % tax.
+    February: upgraded to pro (30.00 a seat, calls at 0.20) with 3 seats from Feb 1, 200 calls, the
+    coupon over. Every driver hand-computed; they sum to the delta exactly."""
+    from catalog.models import Coupon
+    from catalog.services import coupon_apply, coupon_create, tax_rate_create
+    from customers.models import Customer
+    from subscriptions.models import Subscription
+    from subscriptions.services import subscription_change_plan, subscription_change_quantity
+
+    world.metric("calls")
+    world.plan("basic", amount="20.00", pay_in_advance=False, charges=[
+        {"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "0.10"}}])
+    world.plan("pro", amount="30.00", pay_in_advance=False, charges=[
+        {"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "0.20"}}])
+    tax_rate_create(name="TVA", country="FR", rate=Decimal("20"))
+    world.customer("c1", country="FR")
+    world.subscription("s1", customer="c1", plan="basic", start_date=date(2026, 1, 1))
+    coupon_create(code="WELCOME10", name="Welcome", kind="percent", percent_off=Decimal("10"), duration="repeating",
+                  duration_periods=1)
+    coupon_apply(coupon=Coupon.objects.get(code="WELCOME10"), customer=Customer.objects.get(external_id="c1"),
+                 on=date(2026, 1, 1))
+    _calls(world, 1, 100)
+    world.run(date(2026, 2, 1))
+    sub = Subscription.objects.get(external_id="s1")
+    subscription_change_plan(subscription=sub, plan_code="pro", on=date(2026, 2, 1), today=date(2026, 2, 1))
+    subscription_change_quantity(subscription=Subscription.objects.get(pk=sub.pk), quantity=3, on=date(2026, 2, 1),
+                                 today=date(2026, 2, 1))
+    _calls(world, 2, 200)
+    world.run(date(2026, 3, 1))
+    jan, feb = sorted(world.invoices(subscription="s1"), key=lambda i: i["billing_date"])
+    # January: 20.00 + 10.00 = 30.00; −3.00 (10 %); tax 20 % of 27.00 = 5.40 → 32.40
+    assert (jan["subtotal"], jan["discount"], jan["tax"], jan["total"]) == ("30.00", "3.00", "5.40", "32.40")
+    # February: 3 × 30.00 + 200 × 0.20 = 130.00; no discount; tax 26.00 → 156.00
+    assert (feb["subtotal"], feb["discount"], feb["tax"], feb["total"]) == ("130.00", "0.00", "26.00", "156.00")
+
+    body = billing_api.get(f"/api/v1/invoices/{feb['id']}/explanation/").json()
+    comparison = body["comparison"]
+    assert comparison["total_delta"] == "123.60"
+    amounts = [d["amount"] for d in comparison["drivers"]]
+    # volume: 200 calls at January's 0.10 = 20.00 − 10.00 → 10.00; price: 40.00 − 20.00 → 20.00;
+    # seats: (3 − 1) × 20.00 → 40.00; base price: (30.00 − 20.00) × 3 → 30.00; proration 0 (omitted);
+    # the coupon ended: −(0.00 − 3.00) → 3.00; taxes: 26.00 − 5.40 → 20.60. Sum 123.60.
+    assert amounts == ["10.00", "20.00", "40.00", "30.00", "3.00", "20.60"]
+    assert sum(Decimal(a) for a in amounts) == Decimal("123.60")
+    allowed = _numbers_of(world.invoice(feb["id"])) | _numbers_of(world.invoice(jan["id"])) | {Decimal(a) for a in amounts}
+    january = billing_api.get(f"/api/v1/invoices/{jan['id']}/explanation/").json()
+    assert "Discount WELCOME10: 3.00." in january["summary"] and "TVA at 20" in january["summary"]
+    texts = [body["summary"], january["summary"], *(ln["text"] for ln in body["lines"] + january["lines"]),
+             *(d["text"] for d in comparison["drivers"])]
+    for text in texts:
+        for n in NUMBER.findall(text.replace("WELCOME10", "")):  # the coupon's code is a name, not a figure
+            assert Decimal(n) in allowed, (n, text)
+
+
+def test_explanation_on_the_pdf_only_behind_the_setting(world, settings):
+    from invoicing.models import Invoice
+    from invoicing.pdf import render_invoice_html, render_invoice_pdf
+
+    world.metric("calls")
+    world.plan("metered", amount="0", pay_in_advance=False, charges=[
+        {"billable_metric": "calls", "model": "standard", "properties": {"unit_amount": "0.10"}}])
+    world.customer("c1")
+    world.subscription("s1", customer="c1", plan="metered", start_date=date(2026, 1, 1))
+    _calls(world, 1, 100)
+    _calls(world, 2, 175)
+    world.run(date(2026, 3, 1))
+    jan, feb = sorted(Invoice.objects.all(), key=lambda i: i.billing_date)
+    assert (jan.total, feb.total) == (Decimal("10.00"), Decimal("17.50"))
+    assert "What changed" not in render_invoice_html(feb)  # off by default
+    settings.INVOICE_PDF_EXPLANATION = True
+    html = render_invoice_html(feb)
+    assert "What changed since the previous invoice ($10.00): $7.50" in html
+    assert "Calls: 175 units against 100 units on the previous invoice (10.00 then, 17.50 now): $7.50" in html
+    assert "What changed" not in render_invoice_html(jan)  # nothing to compare with
+    assert render_invoice_pdf(feb).startswith(b"%PDF")

@@ -81,3 +81,21 @@ def test_simulation_bad_input(billed, reader_api):
                           ({"from": "2026-04-01", "to": "2026-01-01"}, "from")]:
         r = post({**base, **change})
         assert r.status_code == 400 and field in r.json()["error"]["fields"], (change, r.content)
+
+
+def test_candidate_with_base_fee_tiers_and_a_prorated_minimum_by_hand(billed):
+    from analytics.simulation import candidate_from_definition
+
+    candidate = candidate_from_definition({"currency": "USD", "amount": "20.00", "minimum_commitment": "40.00",
+                                           "charges": [{"billable_metric": "calls", "model": "graduated",
+                                                        "properties": {"tiers": [{"up_to": 50, "unit_amount": "0"},
+                                                                                 {"up_to": None, "unit_amount": "0.50"}]}}]})
+    ids = list(Subscription.objects.values_list("pk", flat=True))
+    result = simulate(candidate=candidate, subscription_ids=ids, start=date(2026, 1, 1), end=date(2026, 4, 1))
+    # s1, Jan 15–31 (17 of 31 days): fee 20 × 17/31 = 10.97, 10 calls free, minimum 40 × 17/31 = 21.94 → true-up
+    #   10.97 → 21.94; Feb: 20.00 + (60 − 50) × 0.50 = 25.00 → true-up 15.00 → 40.00; Mar: 20.00 + 0 → 40.00
+    #   → 101.94
+    # s2: Jan 20.00 → 40.00; Feb 20.00 + 50 × 0.50 = 45.00 (over the minimum); Mar → 40.00 → 125.00
+    assert [(r["subscription"], r["actual"], r["simulated"], r["delta"]) for r in result["rows"]] == [
+        ("s1", "147.42", "101.94", "-45.48"), ("s2", "210.00", "125.00", "-85.00")]
+    assert (result["totals"]["simulated"], result["totals"]["delta"]) == ("226.94", "-130.48")

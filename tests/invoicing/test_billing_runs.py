@@ -23,7 +23,7 @@ from tests.catalog.factories import BillableMetricFactory, ChargeFactory, PlanVe
 from tests.race import race
 from tests.subscriptions.factories import SubscriptionFactory
 from usage.rollups import usage_rollups_rebuild
-from usage.services import event_ingest_batch
+from usage.services.ingest import event_ingest_batch
 
 AS_OF = date(2026, 2, 1)
 

@@ -14,7 +14,7 @@ from subscriptions.models import Subscription
 from tests.catalog.factories import BillableMetricFactory, ChargeFactory, PlanVersionFactory
 from tests.race import race
 from tests.subscriptions.factories import SubscriptionFactory
-from usage.services import event_ingest_batch
+from usage.services.ingest import event_ingest_batch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -25,7 +25,7 @@ from invoicing.models import InvoiceLine
 from subscriptions.services import subscription_create
 from usage.models import UsageEvent
 from usage.partitioning import forget_known_partitions
-from usage.services import event_ingest_batch
+from usage.services.ingest import event_ingest_batch
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from subscriptions.services import subscription_cancel, subscription_change_plan
 from usage.models import UsageEvent
 from usage.partitioning import forget_known_partitions
 from usage.selectors import subscription_usage_current
-from usage.services import event_ingest_batch
+from usage.services.ingest import event_ingest_batch
 
 pytestmark = pytest.mark.django_db
 _tid = itertools.count()

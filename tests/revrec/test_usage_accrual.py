@@ -18,7 +18,7 @@ from subscriptions.models import BillingTime
 from tests.catalog.factories import BillableMetricFactory, ChargeFactory
 from tests.customers.factories import CustomerFactory
 from tests.subscriptions.factories import SubscriptionFactory
-from usage.services import event_ingest_batch
+from usage.services.ingest import event_ingest_batch
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,8 @@ from usage.selectors import (
     usage_aggregate,
     usage_event_values,
 )
-from usage.services import event_ingest_batch, late_events_mark_billed
+from usage.services.ingest import event_ingest_batch
+from usage.services.late import late_events_mark_billed
 
 TZ = "Pacific/Auckland"
 # January 2026 in Auckland is [2025-12-31T11:00Z, 2026-01-31T11:00Z)

@@ -12,7 +12,7 @@ from customers.services import api_key_create
 from tests.customers.factories import CustomerFactory
 from tests.usage.helpers import event
 from usage.models import DeadLetterEvent, UsageEvent, UsageEventKey
-from usage.services import event_ingest
+from usage.services.ingest import event_ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

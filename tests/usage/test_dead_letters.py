@@ -11,7 +11,8 @@ from tests.subscriptions.factories import SubscriptionFactory
 from tests.catalog.factories import ChargeFactory
 from tests.usage.helpers import event
 from usage.models import DeadLetterEvent, UsageEvent
-from usage.services import dead_letter_replay, event_ingest_batch
+from usage.services.dead_letters import dead_letter_replay
+from usage.services.ingest import event_ingest_batch
 
 
 def post(client, body):

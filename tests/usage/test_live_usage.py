@@ -7,7 +7,7 @@ from tests.catalog.factories import ChargeFactory
 from tests.customers.factories import CustomerFactory
 from tests.subscriptions.factories import SubscriptionFactory
 from usage.selectors import subscription_usage_current
-from usage.services import event_ingest_batch
+from usage.services.ingest import event_ingest_batch
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from tests.usage.helpers import event
 from usage import partitioning
 from usage.models import UsageEvent
 from usage.partitioning import usage_partition_ensure, usage_partitions_ensure_ahead, usage_partitions_list
-from usage.services import event_ingest
+from usage.services.ingest import event_ingest
 
 
 def _partitions() -> set[str]:

@@ -19,7 +19,7 @@ from usage.models import UsageRollupDaily, UsageRollupUnique
 from usage.partitioning import forget_known_partitions
 from usage.rollups import usage_rollups_rebuild, usage_statistics_refresh
 from usage.selectors import BILLED, UsageAggregate, UsageWindow, usage_aggregate, usage_aggregate_raw
-from usage.services import event_ingest, event_ingest_batch
+from usage.services.ingest import event_ingest, event_ingest_batch
 
 AGGREGATIONS = ["count", "sum", "max", "unique_count", "latest"]
 TIMEZONES = ["UTC", "Pacific/Auckland", "America/Los_Angeles", "Asia/Kolkata", "Australia/Lord_Howe"]
@@ -234,22 +234,26 @@ def test_concurrent_batches_on_the_same_days_keep_the_rollups_exact(make_metric,
 
 
 @pytest.mark.django_db
-def test_daily_series_per_local_day_for_every_aggregation(make_metric, make_subscription):
-    from usage.selectors import usage_daily_series
+def test_usage_daily_per_local_day_for_every_aggregation(make_metric, make_subscription):
+    """usage_daily (anomalies, weekday forecasts) reads the rollups per customer-local day; each day
+    equals the raw events of that local day (`latest` reads as the day's maximum)."""
+    from usage.selectors import usage_daily
 
     tz = "Asia/Kolkata"  # UTC+05:30: a local day is not a run of UTC hours
     sub, metrics = _setup(make_metric, make_subscription, tz, 905)
     start = local_date_bounds_utc(date(2026, 1, 1), date(2026, 1, 1), tz)[0]
     events = [(agg, start + timedelta(hours=7 * i), str(i % 5)) for i in range(30) for agg in AGGREGATIONS]
     _post(sub, metrics, events)
+    daily = usage_daily(start=date(2026, 1, 1), end=date(2026, 2, 1), subscription_ids=[sub.id])
     for agg, metric in metrics.items():
-        series = usage_daily_series(subscription_id=sub.id, metric_id=metric.id, start=date(2026, 1, 1),
-                                    end=date(2026, 2, 1))
-        assert [d.day for d in series] == [date(2026, 1, d) for d in range(1, 10)]  # 30 × 7 h = 8.75 days
-        for item in series:
-            window = [UsageWindow(sub.id, *local_date_bounds_utc(item.day, item.day + timedelta(days=1), tz))]
-            assert usage_aggregate_raw(windows=window)[(sub.id, metric.id)] == UsageAggregate(
-                item.quantity, item.event_count), (agg, item)
-    first = usage_daily_series(subscription_id=sub.id, metric_id=metrics["count"].id, start=date(2026, 1, 1),
-                               end=date(2026, 1, 2))
-    assert first == [type(first[0])(date(2026, 1, 1), Decimal(4), 4)]  # 00:00, 07:00, 14:00, 21:00 local
+        series = sorted((day, quantity) for s, m, day, quantity in daily if s == sub.id and m == metric.id)
+        assert [day for day, _ in series] == [date(2026, 1, d) for d in range(1, 10)]  # 30 × 7 h = 8.75 days
+        for day, quantity in series:
+            lo, hi = local_date_bounds_utc(day, day + timedelta(days=1), tz)
+            if agg == "latest":
+                expected = max(Decimal(v) for a, ts, v in events if a == agg and lo <= ts < hi)
+            else:
+                expected = usage_aggregate_raw(windows=[UsageWindow(sub.id, lo, hi)])[(sub.id, metric.id)].quantity
+            assert quantity == expected, (agg, day)
+    first = [q for s, m, day, q in daily if m == metrics["count"].id and day == date(2026, 1, 1)]
+    assert first == [Decimal(4)]  # 00:00, 07:00, 14:00, 21:00 local
