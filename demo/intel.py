@@ -62,7 +62,7 @@ def seed_intel(*, today: date, bill: bool = True) -> dict:
     from customers.models import Customer
     from customers.services import customer_create
     from subscriptions.services import subscription_create
-    from usage.services import event_ingest_batch
+    from usage.services.ingest import event_ingest_batch
 
     if Customer.objects.filter(external_id=CUSTOMER).exists():
         return {"intelligence demo customers": 0}
