@@ -9,11 +9,5 @@
 - `late`: marking late events billed.
 The rollup rebuild and statistics refresh are in `usage/rollups.py`, partitions in `usage/partitioning.py`.
 
-Import from the modules. The names below are re-exported only for invoicing's usage adapter
-(`invoicing/usage_source.py`, being folded into usage by the restructure; drop them once nothing
-outside this package imports `usage.services` directly).
+Import from the modules (`from usage.services.ingest import event_ingest`); the package itself exports nothing.
 """
-
-from usage.services.late import late_events_mark_billed
-
-__all__ = ["late_events_mark_billed"]
