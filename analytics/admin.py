@@ -1,6 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 
-from analytics.models import MrrMovement
+from analytics.anomalies import anomaly_confirm, anomaly_dismiss
+from analytics.models import Anomaly, MrrMovement, UsageAlert, UsageAlertTrigger
+from common.errors import ApplicationError
 
 
 @admin.register(MrrMovement)
@@ -25,13 +28,6 @@ class MrrMovementAdmin(admin.ModelAdmin):
 
 
 # --- Usage intelligence ----------------------------------------------------------------------------
-
-from django.contrib import messages  # noqa: E402
-from django.core.exceptions import PermissionDenied  # noqa: E402
-
-from analytics.models import Anomaly, UsageAlert, UsageAlertTrigger  # noqa: E402
-from common.errors import ApplicationError  # noqa: E402
-
 
 @admin.register(Anomaly)
 class AnomalyAdmin(admin.ModelAdmin):
@@ -68,14 +64,10 @@ class AnomalyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Dismiss selected anomalies (normal: remember the pattern)")
     def dismiss_selected(self, request, queryset):
-        from analytics.anomalies import anomaly_dismiss
-
         self._each(request, queryset, anomaly_dismiss, "Dismissed")
 
     @admin.action(description="Confirm selected anomalies")
     def confirm_selected(self, request, queryset):
-        from analytics.anomalies import anomaly_confirm
-
         self._each(request, queryset, anomaly_confirm, "Confirmed")
 
 

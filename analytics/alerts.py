@@ -19,17 +19,20 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from analytics.models import UsageAlert, UsageAlertTrigger
+from catalog.models import BillableMetric
+from catalog.rating import needs_event_values, rate_charge
 from common.audit import actor_label, audit_bulk_create, audit_record
 from common.errors import ApplicationError
 from common.models import AuditEvent
+from common.timeutil import local_date, local_date_bounds_utc
+from subscriptions.selectors import subscription_current_period
+from usage.selectors import ZERO, UsageWindow, period_usage_days, usage_aggregate, usage_event_values
 
 _LOCK_KEY = 0x17A0_0A12
 
 
 def usage_alert_create(*, subscription, billable_metric_code: str, threshold_units: Decimal | None = None,
                        threshold_amount: Decimal | None = None, actor=None) -> UsageAlert:
-    from catalog.models import BillableMetric
-
     if (threshold_units is None) == (threshold_amount is None):
         raise ApplicationError("Give exactly one of threshold_units and threshold_amount.",
                                fields={"threshold_units": ["exactly one of threshold_units, threshold_amount"]})
@@ -56,10 +59,6 @@ def usage_alert_create(*, subscription, billable_metric_code: str, threshold_uni
 
 def _open_window(sub, now: datetime):
     """The open period and its billable window in UTC (what subscription_usage_current measures)."""
-    from common.timeutil import local_date, local_date_bounds_utc
-    from subscriptions.selectors import subscription_current_period
-    from usage.selectors import period_usage_days
-
     tz = sub.customer.timezone
     period = subscription_current_period(subscription=sub, today=local_date(now, tz))
     first, last = period_usage_days(subscription=sub, period=period)
@@ -69,9 +68,6 @@ def _open_window(sub, now: datetime):
 
 def _measure(alerts: list[UsageAlert], now: datetime) -> dict[int, tuple]:
     """alert id → (period_start, units, amount) for the open period of its subscription. One usage query."""
-    from catalog.rating import needs_event_values, rate_charge
-    from usage.selectors import ZERO, UsageWindow, usage_aggregate, usage_event_values
-
     subs = {a.subscription_id: a.subscription for a in alerts}
     windows = {pk: _open_window(sub, now) for pk, sub in subs.items()}
     usage = usage_aggregate(windows=[UsageWindow(pk, start, end) for pk, (_, start, end) in windows.items()],

@@ -56,19 +56,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import DecimalField, Exists, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from analytics.models import Anomaly, AnomalyKind, AnomalyScan, AnomalyStatus
+from catalog.models import BillableMetric, Charge
+from catalog.rating import needs_event_values, rate_charge
 from common.audit import actor_label, audit_bulk_create, audit_record
 from common.errors import ConflictError
 from common.models import AuditEvent
+from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, LineKind
+from subscriptions.models import Subscription
+from usage.selectors import usage_daily
 
 METHOD = "robust_weekday_mad_v2"
 INVOICE_METHOD = "invoice_usage_change_vs_median_of_last_3_v2"
@@ -333,10 +340,6 @@ def anomalies_detect(*, as_of: date, days: list[date] | None = None, subscriptio
     """Score `days` (default: as_of and every day since the last scan, at most 35 days back) and
     store new anomalies with their `anomaly.detected` audit events. Safe to rerun and to run twice
     at once (an advisory lock serializes scans; each anomaly is unique)."""
-    from catalog.models import BillableMetric
-    from subscriptions.models import Subscription
-    from usage.selectors import usage_daily
-
     with transaction.atomic():
         if subscription_ids is None:
             # A full scan; the billing run's per-chunk scoring takes no lock (it holds its subscription
@@ -376,8 +379,6 @@ def _hold_subscriptions(subscription_ids) -> None:
     check, so without this the two could each wait for the other (scan: the FK lock on a held
     subscription; chunk: the unique index entry of the scan's uncommitted anomaly). Taken first, the
     scan waits for the chunk to commit (and then skips what it wrote), or the chunk waits for the scan."""
-    from subscriptions.models import Subscription
-
     table = connection.ops.quote_name(Subscription._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [sorted(subscription_ids)])
@@ -500,8 +501,6 @@ def _billed_at_minimum(draft) -> bool:
     """The draft tops its usage up to the minimum commitment: fees and usage, spike included, stayed
     under it, so the spike changes nothing billed. The anomaly stays open in the list; the draft
     does not wait for it."""
-    from invoicing.models import LineKind
-
     return any(ln.kind == LineKind.MINIMUM_COMMITMENT and ln.amount > 0 for ln in draft.lines)
 
 
@@ -534,9 +533,6 @@ def _usage_at_previous_prices(lines, previous_charges: dict, currency: str) -> D
     that metric (a plan change moves prices, which the plan change explains; only volume is compared).
     A line whose metric the previous invoice did not charge, or whose charge needs each event's value,
     keeps its own amount; late usage keeps its amount."""
-    from catalog.rating import needs_event_values, rate_charge
-    from invoicing.models import LineKind
-
     total = Decimal(0)
     for ln in lines:
         if ln.kind == LineKind.LATE_USAGE:
@@ -576,11 +572,6 @@ def _cycle_history(subscription_ids, exclude_pks) -> dict[int, list[_CycleInvoic
     like a spike). Spans are the days an invoice's lines cover (as invoicing measures them: an
     in-advance fee reaches into the next period, so a first full invoice covers the closed short
     period and a whole one). One query."""
-    from django.db.models import DecimalField, Exists, OuterRef, Subquery, Sum, Value
-    from django.db.models.functions import Coalesce
-
-    from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, LineKind
-
     dated = InvoiceLine.objects.filter(invoice=OuterRef("pk"), period_start__isnull=False, period_end__isnull=False)
     usage_lines = InvoiceLine.objects.filter(invoice=OuterRef("pk"), kind__in=(LineKind.USAGE, LineKind.LATE_USAGE))
     usage_sum = usage_lines.order_by().values("invoice").annotate(s=Sum("amount")).values("s")
@@ -601,9 +592,6 @@ def _cycle_history(subscription_ids, exclude_pks) -> dict[int, list[_CycleInvoic
 def _previous_charges(candidates: list[_SpikeCandidate], drafts) -> dict[str, dict]:
     """invoice pk → {metric id: the Charge its usage line used}, for each candidate's latest recent
     invoice (a draft of the same chunk, in a catch-up run, from its in-memory lines). Two queries."""
-    from catalog.models import Charge
-    from invoicing.models import InvoiceLine, LineKind
-
     charge_ids: dict[str, dict] = defaultdict(dict)
     for d in drafts:
         charge_ids[str(d.invoice.pk)] = {ln.billable_metric_id: ln.charge_id for ln in d.lines
@@ -627,8 +615,6 @@ def _invoice_spikes(drafts) -> dict:
     explanation names: they are not anomalies. For a usage-only plan the rule is "usage over 3 × the
     recent median". Recent invoices shorter than the draft (a prorated first period) are scaled to
     the draft's span, total and usage alike."""
-    from invoicing.models import InvoiceReason, LineKind
-
     cycle = [d for d in drafts if d.invoice.reason == InvoiceReason.SUBSCRIPTION_CYCLE and d.invoice.total > 0]
     if not cycle:
         return {}

@@ -19,9 +19,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import selectors
+from analytics.forecast import revenue_forecast
 from analytics.mrr import add_months, month_start
 from common.errors import ApplicationError
 from common.money import is_valid_currency
+from customers.models import Customer
 
 MAX_MONTHS = 120
 RATE_KEYS = {"logo_churn_rate", "revenue_churn_rate", "nrr", "grr", "nrr_12m", "grr_12m"}
@@ -88,8 +90,6 @@ def parse_currency(params) -> str:
     """Required unless every customer pays in one currency (then that one)."""
     raw = params.get("currency")
     if raw in (None, ""):
-        from customers.models import Customer
-
         currencies = list(Customer.objects.values_list("currency", flat=True).distinct()[:2])
         if len(currencies) == 1:
             return currencies[0]
@@ -197,8 +197,6 @@ class ForecastView(AnalyticsView):
                                OpenApiParameter("months", int), CURRENCY, FORMAT],
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request, format=None):
-        from analytics.forecast import revenue_forecast
-
         currency = parse_currency(request.query_params)
         start = parse_month(request.query_params, "from", add_months(month_start(timezone.now().date()), 1))
         raw = request.query_params.get("months") or "6"

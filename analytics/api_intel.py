@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import renderers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import selectors_intel
+from analytics.alerts import usage_alert_create, usage_alerts_for_subscription
 from analytics.anomalies import anomaly_confirm, anomaly_dismiss
+from analytics.api import CSVRenderer, parse_date
+from analytics.simulation import simulation_run
+from common.errors import ApplicationError
+from common.pagination import PagePagination
+from subscriptions.selectors import subscription_get
 
 
 class NoteSerializer(serializers.Serializer):
@@ -27,8 +33,6 @@ class AnomalyListView(APIView):
         p = request.query_params
         qs = selectors_intel.anomalies_list(customer=p.get("customer"), status=p.get("status"),
                                             subscription=p.get("subscription"), kind=p.get("kind"))
-        from common.pagination import PagePagination
-
         paginator = PagePagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response([selectors_intel.anomaly_as_dict(a) for a in page])
@@ -75,17 +79,11 @@ class SubscriptionAlertsView(APIView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, external_id):
-        from analytics.alerts import usage_alerts_for_subscription
-        from subscriptions.selectors import subscription_get
-
         rows = usage_alerts_for_subscription(subscription=subscription_get(external_id=external_id))
         return Response({"results": rows, "next": None})
 
     @extend_schema(request=UsageAlertCreateSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request, external_id):
-        from analytics.alerts import usage_alert_create, usage_alerts_for_subscription
-        from subscriptions.selectors import subscription_get
-
         subscription = subscription_get(external_id=external_id)
         serializer = UsageAlertCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -104,19 +102,11 @@ class SimulationView(APIView):
     required_scopes = {"POST": "billing:read"}
 
     def get_renderers(self):
-        from rest_framework import renderers
-
-        from analytics.api import CSVRenderer
-
         return [renderers.JSONRenderer(), CSVRenderer()]
 
     @extend_schema(request=OpenApiTypes.OBJECT, parameters=[OpenApiParameter("format", str, enum=["json", "csv"])],
                    responses={200: OpenApiTypes.OBJECT})
     def post(self, request, format=None):
-        from analytics.api import parse_date
-        from analytics.simulation import simulation_run
-        from common.errors import ApplicationError
-
         data = request.data if isinstance(request.data, dict) else {}
         for name in ("from", "to"):
             if not data.get(name):

@@ -51,7 +51,7 @@ def forecast_series(history: list[float], horizon: int) -> tuple[list[float], st
     """(forecast, method) for one monthly series."""
     if len(history) < ETS_MIN_MONTHS or not any(history):
         return [max(v, 0.0) for v in seasonal_naive(history, horizon)], "seasonal_naive"
-    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel  # noqa: PLC0415 — heavy dependency, loaded on first use
 
     seasonal = len(history) >= SEASONAL_MIN_MONTHS
     try:

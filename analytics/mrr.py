@@ -48,6 +48,8 @@ from analytics.models import MovementKind, MrrMovement
 from catalog.discounts import compute_discounts
 from common.money import quantize_money
 from common.timeutil import local_date
+from customers.models import Customer
+from subscriptions.models import Subscription
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -305,8 +307,6 @@ def ledger_refresh(*, customer_ids: Iterable[int]) -> int:
 
 def ledger_rebuild() -> int:
     """`analytics_rebuild`: recompute every customer's rows (and drop rows of customers with none)."""
-    from customers.models import Customer
-
     ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
     return ledger_refresh(customer_ids=ids)
 
@@ -323,8 +323,6 @@ def _refresh_quietly(customer_ids) -> None:
 
 
 def on_subscription_events(events: list) -> None:
-    from subscriptions.models import Subscription
-
     ids = [e.object_id for e in events if e.object_type == "subscriptions.subscription"]
     if ids:
         _refresh_quietly(list(Subscription.objects.filter(pk__in=ids).values_list("customer_id", flat=True)))

@@ -21,6 +21,7 @@ from django.utils import timezone
 from analytics.models import MOVEMENT_SIGN, MovementKind, MrrMovement
 from analytics.mrr import add_months, month_start
 from common.money import quantize_money
+from invoicing.models import Invoice, InvoiceLine
 
 ZERO = Decimal(0)
 KINDS = [k.value for k in MovementKind]
@@ -139,8 +140,6 @@ def analytics_summary(*, currency: str, month: date) -> dict:
 def usage_revenue_frame(*, currency: str, end: date | None = None, by_customer: bool = False) -> pd.DataFrame:
     """Invoiced usage (usage and late-usage lines of finalized, paid or uncollectible invoices; not
     drafts, not void) by service month (the month of the line's period start), before discounts."""
-    from invoicing.models import InvoiceLine
-
     qs = InvoiceLine.objects.filter(invoice__currency=currency, invoice__status__in=BILLED_STATUSES,
                                     kind__in=USAGE_LINE_KINDS, period_start__isnull=False)
     if end is not None:
@@ -258,8 +257,6 @@ def ar_aging(*, currency: str, as_of: date) -> dict:
     (already net of recorded payments and credit notes), bucketed by days past the due date (the
     issue date when there is none). Void and draft invoices are excluded; uncollectible ones are
     totalled apart. The buckets sum to the invoices' amount due to the cent."""
-    from invoicing.models import Invoice
-
     base = Invoice.objects.filter(currency=currency, issue_date__lte=as_of, amount_due__gt=0)
     open_rows = base.filter(status="finalized").values_list("customer__external_id", "due_date", "issue_date", "amount_due")
     buckets = {b: ZERO for b in AGING_BUCKETS}

@@ -4,17 +4,16 @@
 
 from rest_framework import serializers
 
+from analytics.alerts import usage_alerts_for_subscription
+from analytics.selectors_intel import anomaly_as_dict
+
 
 class AnomalySerializer(serializers.BaseSerializer):
     def to_representation(self, instance):
-        from analytics.selectors_intel import anomaly_as_dict
-
         return anomaly_as_dict(instance)
 
 
 class UsageAlertSerializer(serializers.BaseSerializer):
     def to_representation(self, instance):
-        from analytics.alerts import usage_alerts_for_subscription
-
         rows = usage_alerts_for_subscription(subscription=instance.subscription)
         return next(r for r in rows if r["id"] == instance.pk)

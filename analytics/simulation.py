@@ -23,9 +23,17 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from catalog.models import Plan, PlanVersion
 from catalog.rating import minimum_commitment_true_up, needs_event_values, rate_charge
+from catalog.services import charges_validate
+from catalog.validation import Errors, money_places_check, parse_price
 from common.errors import ApplicationError
-from common.money import format_money, quantize_money
+from common.money import format_money, is_valid_currency, quantize_money
+from common.timeutil import local_date_bounds_utc
+from invoicing.models import InvoiceLine, InvoiceStatus, LineKind
+from subscriptions.models import Subscription
+from subscriptions.periods import full_period_days, period_containing, prorate
+from usage.selectors import usage_aggregate_windows, usage_event_values
 
 ZERO = Decimal(0)
 MAX_SUBSCRIPTIONS = 20_000
@@ -48,8 +56,6 @@ class Candidate:
 
 
 def candidate_from_plan_code(code: str) -> Candidate:
-    from catalog.models import Plan
-
     plan = Plan.objects.filter(code=code).first()
     version = plan.current_version if plan else None
     if version is None:
@@ -62,10 +68,6 @@ def candidate_from_plan_code(code: str) -> Candidate:
 
 def candidate_from_definition(data: dict) -> Candidate:
     """An inline plan as in POST /plans/ (code, name and interval optional here)."""
-    from catalog.services import charges_validate
-    from catalog.validation import Errors, money_places_check, parse_price
-    from common.money import is_valid_currency
-
     errors = Errors()
     currency = str(data.get("currency") or "").upper()
     if not is_valid_currency(currency):
@@ -94,12 +96,6 @@ class _Window:
 def simulate(*, candidate: Candidate | None, subscription_ids: list[int], start: date, end: date) -> dict:
     """Rows per subscription and totals. `candidate=None` re-rates every subscription on its own
     billed plan version (the self-check)."""
-    from common.timeutil import local_date_bounds_utc
-    from invoicing.models import InvoiceLine, InvoiceStatus, LineKind
-    from subscriptions.models import Subscription
-    from subscriptions.periods import full_period_days, period_containing, prorate
-    from usage.selectors import usage_aggregate_windows, usage_event_values
-
     if start >= end:
         raise ApplicationError("'from' must be before 'to'.", fields={"from": ["not before 'to'"]})
     subs = {s.pk: s for s in Subscription.objects.filter(pk__in=subscription_ids)
@@ -202,8 +198,6 @@ def simulate(*, candidate: Candidate | None, subscription_ids: list[int], start:
 
 
 def _versions(version_ids) -> dict[int, Candidate]:
-    from catalog.models import PlanVersion
-
     out = {}
     for v in PlanVersion.objects.filter(pk__in=[v for v in version_ids if v]).select_related("plan").prefetch_related(
             "charges"):
@@ -216,8 +210,6 @@ def _versions(version_ids) -> dict[int, Candidate]:
 
 def simulation_run(*, plan, subscriptions: list[str] | None, current_plan: str | None, start: date, end: date) -> dict:
     """The API's entry: resolve the candidate and the subscriptions, then `simulate`."""
-    from subscriptions.models import Subscription
-
     if isinstance(plan, dict):
         candidate = candidate_from_definition(plan)
     elif isinstance(plan, str) and plan:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Count, DecimalField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
+from django.urls import reverse
 
 from analytics.selectors import AGING_BUCKETS as ANALYTICS_AGING_BUCKETS
 from analytics.selectors import ar_aging as analytics_ar_aging
@@ -20,6 +21,7 @@ from common.money import format_money_display
 from common.timeutil import local_midnight_utc
 from customers.models import Customer
 from customers.selectors import customer_credit_balance, prepaid_credit_available
+from dunning.models import LIVE_CASE_STATUSES, DunningCase
 from invoicing.models import BillingRun, CreditNote, Invoice, InvoiceStatus
 from payments.models import Payment, PaymentStatus
 from subscriptions.models import Subscription
@@ -122,8 +124,6 @@ def failed_payments_open() -> QuerySet[Payment]:
 
 
 def _dunning_open_count() -> int:
-    from dunning.models import LIVE_CASE_STATUSES, DunningCase
-
     return DunningCase.objects.filter(status__in=LIVE_CASE_STATUSES).count()
 
 
@@ -295,8 +295,6 @@ class SearchHit:
 
 
 def global_search(*, q: str, limit: int = 8) -> list[SearchHit]:
-    from django.urls import reverse
-
     q = (q or "").strip()
     if len(q) < 2:
         return []

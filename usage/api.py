@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from common.errors import ApplicationError, ConflictError
 from common.parsers import DecimalJSONParser
+from subscriptions.selectors import subscription_get
 from usage.models import RejectReason
 from usage.selectors import subscription_usage_current
 from usage.services.dead_letters import dead_letter_record
@@ -80,7 +81,5 @@ class SubscriptionUsageView(APIView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, external_id: str):
-        from subscriptions.selectors import subscription_get
-
         subscription = subscription_get(external_id=external_id)
         return Response(subscription_usage_current(subscription=subscription))

@@ -17,6 +17,12 @@ from django.db import connection, transaction
 from django.utils import timezone as dj_timezone
 
 from catalog.models import Aggregation
+from catalog.rating import rate_charge, rate_projected
+from common.money import format_money
+from common.timeutil import local_date, local_date_bounds_utc, local_midnight_utc
+from subscriptions.fees import subscription_first_billable_day
+from subscriptions.selectors import subscription_current_period
+from usage import forecast as fc
 
 
 @dataclass(frozen=True)
@@ -397,8 +403,6 @@ def period_usage_days(*, subscription, period):
     does): not the trial, not the part an immediate change already invoiced (before
     usage_billed_through), nothing after the end date. Shared by the live usage endpoint and the
     revenue accrual of uninvoiced usage at month close (revrec.accruals)."""
-    from subscriptions.fees import subscription_first_billable_day
-
     last = period.end if subscription.end_date is None else min(period.end, subscription.end_date)
     first = max(subscription_first_billable_day(subscription=subscription, period=period),
                 subscription.usage_billed_through or period.start)
@@ -411,8 +415,6 @@ def rated_usage_amounts(*, items: Sequence[tuple]) -> dict[int, Decimal]:
     query for all of them (usage_aggregate), then catalog.rating.rate_charge per charge, exactly as
     the live usage endpoint rates the open period. Late events are excluded (billed separately).
     Subscriptions need `plan_version` with its charges prefetched (`plan_version__charges`)."""
-    from catalog.rating import rate_charge
-
     if not items:
         return {}
     charges_by = {sub.id: sorted(sub.plan_version.charges.all(), key=lambda c: (c.position, c.pk)) for sub, _, _ in items}
@@ -439,11 +441,6 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
     of end-of-period units and amount (linear run-rate by elapsed time, see _forecast_units).
     Late events are excluded (they belong to already-invoiced periods), and so are days the period
     will not bill: the trial and a part already invoiced by an immediate change."""
-    from catalog.rating import rate_charge, rate_projected
-    from common.money import format_money
-    from common.timeutil import local_date, local_date_bounds_utc
-    from subscriptions.selectors import subscription_current_period
-
     now = now or dj_timezone.now()
     tz = subscription.customer.timezone
     currency = subscription.plan_version.plan.currency
@@ -458,9 +455,6 @@ def subscription_usage_current(*, subscription, now: datetime | None = None) -> 
     metric_ids = sorted({c.billable_metric_id for c in charges})
     usage = usage_aggregate(windows=[UsageWindow(subscription.id, start, end)], metric_ids=metric_ids) if charges else {}
     # The forecast path day by day (usage/forecast.py): weekday-aware once 28 days of history exist.
-    from common.timeutil import local_midnight_utc
-    from usage import forecast as fc
-
     today = max(local_date(now, tz), min(first, last))
     midnight = local_midnight_utc(today, tz)
     day_span = local_midnight_utc(today + timedelta(days=1), tz) - midnight
@@ -555,10 +549,6 @@ def _minimum_commitment_forecast(*, subscription, paths, currency: str, total_no
                                  forecast_total: Decimal) -> dict | None:
     """When the period's subtotal (the full base fee plus the usage amounts along the forecast path)
     reaches the plan's minimum commitment."""
-    from catalog.rating import rate_charge
-    from common.money import format_money
-    from usage import forecast as fc
-
     version = subscription.plan_version
     if not version.minimum_commitment:
         return None

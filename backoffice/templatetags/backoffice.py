@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -116,6 +117,4 @@ def evidence(inputs) -> list[tuple[str, str]]:
 @register.filter
 def as_json(value) -> str:
     """A value as compact JSON text (for a form's example or placeholder; escaped by the template)."""
-    import json
-
     return json.dumps(value, default=str)

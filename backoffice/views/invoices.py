@@ -16,20 +16,22 @@ from backoffice import selectors
 from backoffice.forms import CreditNoteForm, PaymentForm, ReasonForm, ResendForm
 from backoffice.roles import admin_required, viewer_required
 from backoffice.views.base import form_errors, page, paginate, query_without_page, run_action
+from backoffice.views.intel import anomalies_for_invoice
+from backoffice.views.operations import describe_reason
 from common.errors import ApplicationError
 from common.money import DEFAULT_LOCALE, Formatter, format_money, format_money_display
 from invoicing.credit_notes import credit_note_create, credit_note_remaining
 from invoicing.emails import invoice_email_send
+from invoicing.explanations import invoice_explanation
 from invoicing.models import EmailStatus, Invoice, InvoiceStatus
 from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename, invoice_totals_rows, tier_wording
-from invoicing.explanations import invoice_explanation
-from payments.selectors import payment_methods_for
 from invoicing.services import (
     invoice_approve,
     invoice_finalize,
     invoice_mark_uncollectible,
     invoice_void,
 )
+from payments.selectors import payment_methods_for
 
 TIERED_MODELS = {"graduated", "volume"}
 STATUS_CHOICES = [("", "any status"), ("review", "awaiting review")] + list(InvoiceStatus.choices)
@@ -127,9 +129,7 @@ def invoice(request, pk):
 def _review_context(obj: Invoice) -> dict:
     """A draft's review reasons with their evidence, its open anomalies (kind, score, baseline inputs)
     and the lines a price override can re-rate."""
-    from backoffice.views.drafts import repriceable_lines
-    from backoffice.views.intel import anomalies_for_invoice
-    from backoffice.views.operations import describe_reason
+    from backoffice.views.drafts import repriceable_lines  # noqa: PLC0415 — cycle: backoffice.views.drafts imports this module
 
     return {"reasons": [describe_reason(r) for r in (obj.review_reasons or []) if isinstance(r, dict)],
             "anomalies": anomalies_for_invoice(obj),

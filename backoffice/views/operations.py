@@ -10,6 +10,7 @@ from backoffice.forms import BillingRunForm
 from backoffice.roles import admin_required, viewer_required
 from backoffice.selectors import dead_letters_open
 from backoffice.views.base import form_errors, page, paginate, query_without_page, run_action
+from backoffice.views.intel import anomalies_for_invoice
 from common.errors import ApplicationError
 from invoicing.billing_run import billing_run_enqueue
 from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceStatus
@@ -48,8 +49,6 @@ def review_queue(request):
     drafts = (Invoice.objects.filter(status=InvoiceStatus.DRAFT, needs_review=True)
               .select_related("customer", "subscription").order_by("billing_date", "created_at"))
     rows = paginate(request, drafts)
-    from backoffice.views.intel import anomalies_for_invoice
-
     items = [{"invoice": inv, "reasons": [describe_reason(r) for r in (inv.review_reasons or []) if isinstance(r, dict)],
               "anomalies": anomalies_for_invoice(inv)}
              for inv in rows]

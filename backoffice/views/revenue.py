@@ -6,6 +6,7 @@ signed-in session; and "close month" for finance admins, which calls `revrec.clo
 from __future__ import annotations
 
 from datetime import date
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db.models import Q
@@ -120,8 +121,6 @@ def journal(request):
         rows = rows.filter(Q(memo__icontains=q) | Q(invoice__number__iexact=q) | Q(customer__external_id__iexact=q))
     # The GL downloads take the API's filters (from, to, currency) only.
     export = {k: filters[k] for k in ("from", "to", "currency") if filters[k] and not any(e.startswith(k) for e in errors)}
-    from urllib.parse import urlencode
-
     return page(request, "backoffice/journal.html", "revenue", rows=paginate(request, rows), filters=filters,
                 errors=errors, sources=SOURCES, gl_formats=GL_FORMATS, accounts=Account.choices, query=query_without_page(request),
                 export_query=urlencode(export), currencies=selectors.invoice_currencies())
