@@ -203,9 +203,11 @@ def customer_movements(histories: list[SubscriptionHistory], coupons: list[Coupo
 
 def _load_inputs(customer_ids: list[int]) -> tuple[dict[int, list[SubscriptionHistory]], dict[int, list[CouponWindow]],
                                                     dict[int, VersionPrice]]:
-    from catalog.models import CouponRedemption, PlanVersion
+    from catalog.models import PlanVersion
     from common.models import AuditEvent
     from customers.models import Customer
+    from invoicing.coupons import REDEMPTION_OBJECT_TYPES
+    from invoicing.models import CouponRedemption
     from subscriptions.models import Subscription, SubscriptionChange
 
     histories: dict[int, SubscriptionHistory] = {}
@@ -244,7 +246,7 @@ def _load_inputs(customer_ids: list[int]) -> tuple[dict[int, list[SubscriptionHi
     if redemptions:
         tz = dict(Customer.objects.filter(pk__in={r.customer_id for r in redemptions}).values_list("pk", "timezone"))
         applied_on = {int(object_id): inputs.get("on") for object_id, inputs in AuditEvent.objects.filter(
-            action="coupon.applied", object_type="catalog.couponredemption",
+            action="coupon.applied", object_type__in=REDEMPTION_OBJECT_TYPES,
             object_id__in=[str(r.pk) for r in redemptions]).values_list("object_id", "inputs")}
         for r in redemptions:
             zone = tz[r.customer_id]
@@ -329,8 +331,9 @@ def on_subscription_events(events: list) -> None:
 
 
 def on_coupon_events(events: list) -> None:
-    from catalog.models import CouponRedemption
+    from invoicing.coupons import REDEMPTION_OBJECT_TYPES
+    from invoicing.models import CouponRedemption
 
-    ids = [e.object_id for e in events if e.object_type == "catalog.couponredemption"]
+    ids = [e.object_id for e in events if e.object_type in REDEMPTION_OBJECT_TYPES]
     if ids:
         _refresh_quietly(list(CouponRedemption.objects.filter(pk__in=ids).values_list("customer_id", flat=True)))

@@ -211,7 +211,7 @@ class CouponDuration(models.TextChoices):
 
 class Coupon(TimestampedModel):
     """A discount definition. Fixed coupons carry `amount_off` in `currency`; percent coupons
-    `percent_off`. Applied to a customer (optionally one subscription) by a CouponRedemption.
+    `percent_off`. Applied to a customer (optionally one subscription) by an invoicing.CouponRedemption.
     Prices are never edited: only name, active, redeem_by and max_redemptions change."""
 
     code = models.CharField(max_length=120, unique=True)
@@ -251,52 +251,3 @@ class Coupon(TimestampedModel):
 
     def __str__(self) -> str:
         return self.code
-
-
-class CouponRedemption(models.Model):
-    """A coupon applied to a customer (all its invoices) or to one subscription's invoices.
-
-    Active while `removed_at` (finance removed it) and `ended_at` (used up: a `once` coupon after
-    one invoice, a `repeating` one after `duration_periods` invoices) are both empty."""
-
-    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="redemptions")
-    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="coupon_redemptions")
-    subscription = models.ForeignKey("subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT,
-                                     related_name="coupon_redemptions")
-    periods_applied = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    ended_at = models.DateTimeField(null=True, blank=True, help_text="Used up")
-    removed_at = models.DateTimeField(null=True, blank=True)
-
-    history = HistoricalRecords()
-
-    class Meta:
-        ordering = ["created_at", "pk"]
-        indexes = [models.Index(fields=["customer", "removed_at", "ended_at"])]
-
-    def __str__(self) -> str:
-        target = self.subscription.external_id if self.subscription_id else self.customer.external_id
-        return f"{self.coupon.code} → {target}"
-
-    @property
-    def is_active(self) -> bool:
-        return self.removed_at is None and self.ended_at is None
-
-
-class CouponUsage(models.Model):
-    """One invoice that used a redemption. Unique per (redemption, invoice) so consuming the same
-    invoice twice counts one period."""
-
-    redemption = models.ForeignKey(CouponRedemption, on_delete=models.PROTECT, related_name="usages")
-    invoice_id = models.CharField(max_length=64)
-    amount = models.DecimalField(null=True, blank=True, help_text="Discount on that invoice", **MONEY_FIELD)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    history = HistoricalRecords()
-
-    class Meta:
-        ordering = ["created_at", "pk"]
-        constraints = [models.UniqueConstraint(fields=["redemption", "invoice_id"], name="coupon_usage_once_per_invoice")]
-
-    def __str__(self) -> str:
-        return f"{self.redemption_id} on {self.invoice_id}"

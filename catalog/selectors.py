@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from catalog.models import BillableMetric, Charge, Coupon, CouponRedemption, Plan, PlanVersion, TaxRate
+from catalog.models import BillableMetric, Charge, Coupon, Plan, PlanVersion, TaxRate
 from catalog.rating import minimum_commitment_true_up, needs_event_values, rate_charge
 from catalog.taxes import EXEMPT_NOTE, REVERSE_CHARGE_NOTE, TaxDetermination, reverse_charge_applies
 from common.errors import NotFoundError
@@ -162,37 +162,3 @@ def coupon_get(code: str):
 
 def coupon_list() -> "QuerySet":
     return Coupon.objects.prefetch_related("applies_to_plans").order_by("code")
-
-
-def coupon_redemptions_for_customer(*, customer) -> "QuerySet":
-    """Every redemption of `customer` (active, used up or removed), oldest first."""
-    return (CouponRedemption.objects.filter(customer=customer)
-            .select_related("coupon", "customer", "subscription").order_by("created_at", "pk"))
-
-
-def coupon_redemptions_for_invoice(*, customer, currency: str, subscription=None, lock: bool = False) -> list:
-    """The active redemptions that discount an invoice of `customer` in `currency` (for
-    `subscription`, if the invoice is a subscription's), in application order (oldest first).
-
-    Included: customer-wide redemptions and the ones on this subscription; a coupon limited to
-    plans only when the subscription's plan is one of them; fixed coupons only in `currency`.
-    Pass `[r.coupon for r in result]` to the discount engine and the result to
-    `coupon_redemptions_consume` once the invoice exists. `lock=True` locks the rows (call inside
-    the invoice transaction so a concurrent removal waits)."""
-    qs = CouponRedemption.objects.filter(customer=customer, removed_at__isnull=True, ended_at__isnull=True)
-    qs = qs.filter(Q(subscription__isnull=True) | Q(subscription=subscription)) if subscription is not None \
-        else qs.filter(subscription__isnull=True)
-    if lock:
-        ids = list(qs.select_for_update().order_by("pk").values_list("pk", flat=True))
-        qs = CouponRedemption.objects.filter(pk__in=ids)
-    plan_id = subscription.plan_version.plan_id if subscription is not None else None
-    out = []
-    for redemption in qs.select_related("coupon").prefetch_related("coupon__applies_to_plans").order_by("created_at", "pk"):
-        coupon = redemption.coupon
-        plan_ids = {p.pk for p in coupon.applies_to_plans.all()}
-        if plan_ids and plan_id not in plan_ids:
-            continue
-        if coupon.kind == "fixed" and coupon.currency != currency:
-            continue
-        out.append(redemption)
-    return out

@@ -99,7 +99,7 @@ class PlanOutputSerializer(serializers.Serializer):
 
 # --- taxes and coupons ---------------------------------------------------------------------------
 
-from catalog.models import Coupon, CouponDuration, CouponKind, CouponRedemption, TaxRate  # noqa: E402
+from catalog.models import Coupon, CouponDuration, CouponKind, TaxRate  # noqa: E402
 
 
 class TaxRateSerializer(serializers.ModelSerializer):
@@ -147,21 +147,3 @@ class CouponOutputSerializer(serializers.ModelSerializer):
 
     def get_applies_to_plans(self, obj) -> list[str]:
         return sorted(p.code for p in obj.applies_to_plans.all())
-
-
-class CouponApplySerializer(serializers.Serializer):
-    coupon = serializers.CharField(help_text="Coupon code")
-    subscription = serializers.CharField(required=False, allow_null=True, default=None,
-                                         help_text="Subscription external id; empty = every invoice of the customer")
-
-
-class CouponRedemptionSerializer(serializers.ModelSerializer):
-    coupon = serializers.CharField(source="coupon.code")
-    customer = serializers.CharField(source="customer.external_id")
-    subscription = serializers.CharField(source="subscription.external_id", allow_null=True, default=None)
-    active = serializers.BooleanField(source="is_active")
-
-    class Meta:
-        model = CouponRedemption
-        fields = ("id", "coupon", "customer", "subscription", "periods_applied", "active", "created_at", "ended_at",
-                  "removed_at")

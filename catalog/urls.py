@@ -7,6 +7,6 @@ router.register("billable_metrics", BillableMetricViewSet, basename="billable-me
 router.register("plans", PlanViewSet, basename="plan")
 router.register("coupons", CouponViewSet, basename="coupon")
 router.register("tax_rates", TaxRateViewSet, basename="tax-rate")
-# POST/GET customers/{external_id}/coupons/ lives in subscriptions/urls.py: applying a coupon may name a
-# subscription, and catalog sits below subscriptions (DESIGN.md §1).
+# POST/GET customers/{external_id}/coupons/ lives in invoicing/urls.py: redemptions belong to invoicing
+# (they name a customer and maybe a subscription, and invoices use them up; DESIGN.md §1).
 urlpatterns = router.urls

@@ -148,7 +148,9 @@ def customer_update(*, customer: Customer, actor=None, **fields) -> Customer:
 
 
 def _customer_has_billing_documents(customer: Customer) -> bool:
-    related = [rel for rel in Customer._meta.related_objects if rel.related_model._meta.app_label in {"subscriptions", "invoicing"}]
+    # A model of those apps that is not a billing document says so (`locks_customer_currency = False`).
+    related = [rel for rel in Customer._meta.related_objects if rel.related_model._meta.app_label in {"subscriptions", "invoicing"}
+               and getattr(rel.related_model, "locks_customer_currency", True)]
     return any(getattr(customer, rel.get_accessor_name()).exists() for rel in related if rel.one_to_many)
 
 

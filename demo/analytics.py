@@ -19,10 +19,11 @@ from django.db import transaction
 
 from analytics.mrr import add_months, month_start
 from catalog.models import Coupon, Plan
-from catalog.services import coupon_apply, coupon_create, plan_create
+from catalog.services import coupon_create, plan_create
 from customers.models import Customer
 from customers.services import customer_create
 from invoicing.billing import billing_run
+from invoicing.coupons import coupon_apply
 from invoicing.models import Invoice, InvoiceStatus
 from invoicing.services import invoice_mark_paid, invoice_mark_uncollectible
 from subscriptions.models import Subscription, SubscriptionStatus

@@ -18,7 +18,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from catalog.models import BillableMetric, Coupon, Plan, TaxRate
-from catalog.services import billable_metric_create, coupon_apply, coupon_create, plan_create, tax_rate_create
+from catalog.services import billable_metric_create, coupon_create, plan_create, tax_rate_create
 from common.auth import DEMO_PASSWORD_DEFAULT
 from customers.models import CreditGrant, Customer
 from customers.services import customer_create, prepaid_credit_grant
@@ -27,6 +27,7 @@ from demo.intel import seed_intel
 from demo.payments import seed_payments
 from demo.revrec import demo_revrec_close
 from invoicing.billing import billing_run
+from invoicing.coupons import coupon_apply
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
 from usage.services.ingest import event_ingest_batch

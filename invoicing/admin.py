@@ -10,6 +10,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from common.admin_forms import run_per_row
 from common.admin_mixins import MoneyAdminMixin, NoDeleteAdminMixin, ReadOnlyInlineMixin
+from invoicing import admin_coupons  # noqa: F401 — registers the coupon redemption admin
 from invoicing.emails import invoice_email_send
 from invoicing.models import BillingRun, EmailStatus, Invoice, InvoiceEmail, InvoiceLine, InvoiceStatus, Payment
 from invoicing.pdf import invoice_pdf_bytes, invoice_pdf_filename

@@ -341,3 +341,63 @@ class CreditNoteLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.description}: {format_money_display(self.amount, self.credit_note.currency)}"
+
+
+# --- coupon redemptions ---------------------------------------------------------------------------
+# Coupon definitions (kind, amounts, duration) live in catalog; applying one to a customer and using
+# it up on invoices is invoicing's business. The tables were created by catalog (migration 0003) and
+# moved here state-only (catalog 0005, invoicing 0005), so they keep their `catalog_` names.
+
+class CouponRedemption(models.Model):
+    """A coupon applied to a customer (all its invoices) or to one subscription's invoices.
+
+    Active while `removed_at` (finance removed it) and `ended_at` (used up: a `once` coupon after
+    one invoice, a `repeating` one after `duration_periods` invoices) are both empty."""
+
+    coupon = models.ForeignKey("catalog.Coupon", on_delete=models.PROTECT, related_name="redemptions")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="coupon_redemptions")
+    subscription = models.ForeignKey("subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="coupon_redemptions")
+    periods_applied = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Used up")
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    # Not a billing document: the customer's currency may still change (a fixed coupon in the old
+    # currency then stops applying). See customers.services._customer_has_billing_documents.
+    locks_customer_currency = False
+
+    history = HistoricalRecords(table_name="catalog_historicalcouponredemption")
+
+    class Meta:
+        db_table = "catalog_couponredemption"  # created by catalog 0003, moved here state-only
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["customer", "removed_at", "ended_at"], name="catalog_cou_custome_94f5a7_idx")]
+
+    def __str__(self) -> str:
+        target = self.subscription.external_id if self.subscription_id else self.customer.external_id
+        return f"{self.coupon.code} → {target}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.removed_at is None and self.ended_at is None
+
+
+class CouponUsage(models.Model):
+    """One invoice that used a redemption. Unique per (redemption, invoice) so consuming the same
+    invoice twice counts one period."""
+
+    redemption = models.ForeignKey(CouponRedemption, on_delete=models.PROTECT, related_name="usages")
+    invoice_id = models.CharField(max_length=64)
+    amount = models.DecimalField(null=True, blank=True, help_text="Discount on that invoice", **MONEY_FIELD)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords(table_name="catalog_historicalcouponusage")
+
+    class Meta:
+        db_table = "catalog_couponusage"
+        ordering = ["created_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["redemption", "invoice_id"], name="coupon_usage_once_per_invoice")]
+
+    def __str__(self) -> str:
+        return f"{self.redemption_id} on {self.invoice_id}"

@@ -10,7 +10,8 @@ from rest_framework import serializers
 
 from common.money import MONEY_FIELD, format_money, format_quantity, quantize_unit_price
 from common.serializer_fields import INT64_MAX, BoundedDateField
-from invoicing.models import BillingRun, BillingRunStatus, CreditNote, CreditNoteLine, CreditNoteOutcome, Invoice, InvoiceLine
+from invoicing.models import (BillingRun, BillingRunStatus, CouponRedemption, CreditNote, CreditNoteLine, CreditNoteOutcome,
+                              Invoice, InvoiceLine)
 
 
 def _unit(value: Decimal | None) -> str | None:
@@ -186,3 +187,23 @@ class BillingRunSerializer(serializers.ModelSerializer):
                   "lines_created", "invoices_flagged", "invoices_finalized", "subscriptions_examined",
                   "subscriptions_due", "error_count", "errors", "error", "triggered_by", "created_at", "started_at",
                   "finished_at", "heartbeat_at")
+
+
+# --- coupon redemptions (POST/GET customers/{external_id}/coupons/) ---------------------------------
+
+class CouponApplySerializer(serializers.Serializer):
+    coupon = serializers.CharField(help_text="Coupon code")
+    subscription = serializers.CharField(required=False, allow_null=True, default=None,
+                                         help_text="Subscription external id; empty = every invoice of the customer")
+
+
+class CouponRedemptionSerializer(serializers.ModelSerializer):
+    coupon = serializers.CharField(source="coupon.code")
+    customer = serializers.CharField(source="customer.external_id")
+    subscription = serializers.CharField(source="subscription.external_id", allow_null=True, default=None)
+    active = serializers.BooleanField(source="is_active")
+
+    class Meta:
+        model = CouponRedemption
+        fields = ("id", "coupon", "customer", "subscription", "periods_applied", "active", "created_at", "ended_at",
+                  "removed_at")

@@ -18,7 +18,6 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from catalog.services import coupon_redemptions_consume
 from common.audit import actor_label, actor_user, audit_bulk_create, audit_record
 from common.errors import ApplicationError, ConflictError
 from common.locks import row_lock
@@ -27,6 +26,7 @@ from common.money import money_quantum, quantize_money
 from common.timeutil import local_date
 from customers.services import (credit_balance_apply, credit_balance_credit_from_invoice, invoice_credits_return,
                                 prepaid_credit_consume)
+from invoicing.coupons import coupon_redemptions_consume
 from invoicing.models import Invoice, InvoiceLine, InvoiceNumberSeries, InvoiceReason, InvoiceStatus
 from invoicing.totals import (InvoiceTotals, TaxCache, customers_with_coupons, customers_with_credit, invoice_totals,
                               line_discountable, totals_inputs)

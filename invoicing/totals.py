@@ -48,14 +48,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from catalog.discounts import CouponLike, DiscountLine, compute_discounts, coupon_used_up
-from catalog.models import CouponDuration, CouponRedemption
-from catalog.selectors import coupon_redemptions_for_invoice, tax_determination_for_customer
+from catalog.models import CouponDuration
+from catalog.selectors import tax_determination_for_customer
 from catalog.taxes import TaxDetermination, TaxRateLike, TaxResult, compute_tax
 from common.money import format_money, quantize_money
 from customers.locks import customer_lock
 from customers.models import CreditGrant, CustomerBalanceTransaction
 from customers.selectors import customer_credit_balance, prepaid_credit_available
-from invoicing.models import InvoiceReason
+from invoicing.coupons import coupon_redemptions_for_invoice
+from invoicing.models import CouponRedemption, InvoiceReason
 
 ZERO = Decimal(0)
 

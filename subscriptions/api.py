@@ -2,12 +2,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from catalog.selectors import coupon_get, coupon_redemptions_for_customer
-from catalog.serializers import CouponApplySerializer, CouponRedemptionSerializer
-from catalog.services import coupon_apply
-from common.pagination import whole_list_schema
 from customers.selectors import customer_get
 from subscriptions.selectors import subscription_get, subscriptions_list
 from subscriptions.serializers import (
@@ -120,26 +115,3 @@ class SubscriptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         changes = subscription.changes.select_related("from_plan_version__plan", "to_plan_version__plan").order_by("effective_date", "pk")
         return Response({"results": SubscriptionChangeSerializer(changes, many=True).data,
                          "proration_items": ProrationItemSerializer(subscription.proration_items.order_by("pk"), many=True).data})
-
-
-# This view lives here, not in catalog, because a redemption may name a subscription and catalog sits
-# below subscriptions (DESIGN.md §1). The coupon definitions and redemption rules stay in catalog.
-class CustomerCouponsView(APIView):
-    """POST /customers/{external_id}/coupons/ applies a coupon (billing:write); GET lists the
-    customer's redemptions (billing:read)."""
-
-    @extend_schema(responses={200: whole_list_schema("CouponRedemptionList", CouponRedemptionSerializer)})
-    def get(self, request, external_id):
-        redemptions = coupon_redemptions_for_customer(customer=customer_get(external_id=external_id))
-        return Response({"results": CouponRedemptionSerializer(redemptions, many=True).data, "next": None})
-
-    @extend_schema(request=CouponApplySerializer, responses={201: CouponRedemptionSerializer})
-    def post(self, request, external_id):
-        customer = customer_get(external_id=external_id)
-        serializer = CouponApplySerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        coupon = coupon_get(serializer.validated_data["coupon"])
-        subscription_id = serializer.validated_data.get("subscription")
-        subscription = subscription_get(external_id=subscription_id) if subscription_id else None
-        redemption = coupon_apply(coupon=coupon, customer=customer, subscription=subscription, actor=request.auth)
-        return Response(CouponRedemptionSerializer(redemption).data, status=status.HTTP_201_CREATED)

@@ -1,11 +1,8 @@
-from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from subscriptions.api import CustomerCouponsView, SubscriptionViewSet
+from subscriptions.api import SubscriptionViewSet
 
 # GET subscriptions/{external_id}/usage/ lives in usage/urls.py (the usage app owns it).
 router = SimpleRouter()
 router.register("subscriptions", SubscriptionViewSet, basename="subscription")
-urlpatterns = router.urls + [
-    path("customers/<str:external_id>/coupons/", CustomerCouponsView.as_view(), name="customer-coupons"),
-]
+urlpatterns = router.urls

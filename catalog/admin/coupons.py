@@ -1,4 +1,5 @@
-"""Coupons and their redemptions: created, changed, applied and removed through the catalog services."""
+"""Coupons: created and changed through the catalog services. Their redemptions (applied, removed)
+are invoicing's: `invoicing.admin_coupons` registers that admin and the inline listed on a coupon."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from django.contrib import admin
 from django.db.models import Count
 from simple_history.admin import SimpleHistoryAdmin
 
-from catalog.models import Coupon, CouponRedemption, CouponUsage
-from catalog.services import coupon_apply, coupon_create, coupon_remove, coupon_update
-from common.admin_forms import ServiceForm, form_for_request, run_per_row
-from common.admin_mixins import NoDeleteAdminMixin, ReadOnlyInlineMixin
+from catalog.models import Coupon
+from catalog.services import coupon_create, coupon_update
+from common.admin_forms import ServiceForm, form_for_request
+from common.admin_mixins import NoDeleteAdminMixin
 from common.admin_tables import money_of, percent_of
 
 COUPON_AMOUNT, COUPON_PERCENT = money_of("amount_off", "currency"), percent_of("percent_off")
@@ -37,15 +38,6 @@ class CouponForm(ServiceForm):
         return coupon
 
 
-class CouponRedemptionInline(ReadOnlyInlineMixin, admin.TabularInline):
-    model = CouponRedemption
-    show_change_link = True
-    fields = readonly_fields = ("customer", "subscription", "periods_applied", "created_at", "ended_at", "removed_at")
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("customer", "subscription")
-
-
 @admin.register(Coupon)
 class CouponAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     """Coupons. Amounts, kind and duration never change; name, active, redeem-by and the
@@ -65,8 +57,11 @@ class CouponAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_redemptions=Count("redemptions"))
 
+    # Filled by invoicing.admin_coupons (the redemptions inline): catalog may not import invoicing.
+    redemption_inlines: tuple = ()
+
     def get_inlines(self, request, obj):
-        return [CouponRedemptionInline] if obj else []
+        return list(self.redemption_inlines) if obj else []
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -93,66 +88,3 @@ class CouponAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
     def save_related(self, request, form, formsets, change):
         pass  # plans are set by coupon_create; inlines are read-only
-
-
-class CouponRedemptionForm(ServiceForm):
-    class Meta:
-        model = CouponRedemption
-        fields = ("coupon", "customer", "subscription")
-        help_texts = {"subscription": "Optional: only this subscription's invoices. Empty: every invoice of the customer."}
-
-    def run_service(self, data):
-        return coupon_apply(coupon=data["coupon"], customer=data["customer"], subscription=data.get("subscription"),
-                            actor=self.actor)
-
-
-class CouponUsageInline(ReadOnlyInlineMixin, admin.TabularInline):
-    model = CouponUsage
-    fields = readonly_fields = ("invoice_id", "amount", "created_at")
-
-
-@admin.register(CouponRedemption)
-class CouponRedemptionAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
-    """Coupons applied to customers/subscriptions. "Add" applies one (`coupon_apply`, with its
-    checks); the "Remove" action stops it for future invoices."""
-
-    form = CouponRedemptionForm
-    list_display = ("coupon", "customer", "subscription", "periods_applied", "is_active", "created_at", "ended_at",
-                    "removed_at")
-    list_filter = ("coupon__kind", "coupon__duration", ("removed_at", admin.EmptyFieldListFilter),
-                   ("ended_at", admin.EmptyFieldListFilter))
-    list_select_related = ("coupon", "customer", "subscription")
-    search_fields = ("coupon__code", "customer__external_id", "customer__name", "subscription__external_id")
-    date_hierarchy = "created_at"
-    raw_id_fields = ("customer", "subscription")
-    actions = ["remove"]
-
-    def get_form(self, request, obj=None, **kwargs):
-        return form_for_request(super().get_form(request, obj, **kwargs), request)
-
-    def get_inlines(self, request, obj):
-        return [CouponUsageInline] if obj else []
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return CouponRedemptionForm.Meta.fields
-        return ("coupon", "customer", "subscription", "periods_applied", "created_at", "ended_at", "removed_at")
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.get_fields(request, obj) if obj else ()
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    @admin.display(boolean=True, description="active")
-    def is_active(self, obj):
-        return obj.is_active
-
-    def save_model(self, request, obj, form, change):
-        pass  # saved by the service in the form
-
-    @admin.action(description="Remove selected coupons (future invoices)")
-    def remove(self, request, queryset):
-        run_per_row(self, request, queryset.order_by("pk"),
-                    lambda redemption: coupon_remove(redemption=redemption, actor=request.user),
-                    done=lambda redemption, _: f"Removed {redemption}.")

@@ -18,8 +18,9 @@ from analytics.mrr import (
     normalize_monthly,
     subscription_mrr,
 )
-from catalog.models import CouponRedemption
-from catalog.services import coupon_apply, coupon_create, coupon_redemptions_consume, coupon_remove
+from catalog.services import coupon_create
+from invoicing.coupons import coupon_apply, coupon_redemptions_consume, coupon_remove
+from invoicing.models import CouponRedemption
 from subscriptions.services import (
     subscription_apply_pending_changes,
     subscription_cancel,

@@ -22,7 +22,8 @@ from django.core.management import call_command
 
 from analytics.models import MrrMovement
 from analytics.selectors import analytics_summary, mrr_bridge, rate_str
-from catalog.services import coupon_apply, coupon_create
+from catalog.services import coupon_create
+from invoicing.coupons import coupon_apply
 from subscriptions.services import (
     subscription_activate_trials,
     subscription_apply_pending_changes,

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from catalog.models import CouponRedemption
+from invoicing.models import CouponRedemption
 from subscriptions.models import Subscription
 from tests.catalog.factories import PlanVersionFactory
 from tests.customers.factories import CustomerFactory

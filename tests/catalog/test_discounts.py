@@ -8,12 +8,12 @@ from decimal import Decimal as D
 import pytest
 
 from catalog.discounts import DiscountError, compute_discounts
-from catalog.models import Coupon, CouponRedemption, CouponUsage
-from catalog.selectors import coupon_redemptions_for_invoice
-from catalog.services import (coupon_apply, coupon_create, coupon_redemptions_consume, coupon_remove,
-                              coupon_update)
+from catalog.models import Coupon
+from catalog.services import coupon_create, coupon_update
 from common.errors import ApplicationError, ConflictError
 from common.models import AuditEvent
+from invoicing.coupons import coupon_apply, coupon_redemptions_consume, coupon_redemptions_for_invoice, coupon_remove
+from invoicing.models import CouponRedemption, CouponUsage
 from subscriptions.models import Subscription
 from tests.catalog.factories import PlanVersionFactory
 from tests.customers.factories import CustomerFactory

@@ -7,9 +7,11 @@ from decimal import Decimal as D
 import pytest
 from django.urls import reverse
 
-from catalog.models import Coupon, CouponRedemption, TaxRate
-from catalog.services import coupon_apply, coupon_create, tax_rate_create
+from catalog.models import Coupon, TaxRate
+from catalog.services import coupon_create, tax_rate_create
 from common.models import AuditEvent
+from invoicing.coupons import coupon_apply
+from invoicing.models import CouponRedemption
 from tests.catalog.factories import PlanVersionFactory
 from tests.customers.factories import CustomerFactory
 
@@ -71,17 +73,17 @@ def test_invalid_coupon_is_a_form_error(admin_client):
 def test_apply_and_remove_coupon_from_the_admin(admin_client):
     customer = CustomerFactory(currency="USD")
     coupon = coupon_create(code="EUR5", name="5", kind="fixed", amount_off="5", currency="EUR")
-    response = admin_client.post(reverse("admin:catalog_couponredemption_add"),
+    response = admin_client.post(reverse("admin:invoicing_couponredemption_add"),
                                  {"coupon": coupon.pk, "customer": customer.pk, "subscription": ""})
     assert response.status_code == 200 and "the coupon is in EUR" in response.content.decode()
     usd = coupon_create(code="USD5", name="5", kind="fixed", amount_off="5", currency="USD")
-    response = admin_client.post(reverse("admin:catalog_couponredemption_add"),
+    response = admin_client.post(reverse("admin:invoicing_couponredemption_add"),
                                  {"coupon": usd.pk, "customer": customer.pk, "subscription": ""})
     assert response.status_code == 302, response.content[:2000]
     redemption = CouponRedemption.objects.get()
-    response = admin_client.post(reverse("admin:catalog_couponredemption_changelist"),
+    response = admin_client.post(reverse("admin:invoicing_couponredemption_changelist"),
                                  {"action": "remove", "_selected_action": [redemption.pk]})
     assert response.status_code == 302
     redemption.refresh_from_db()
     assert redemption.removed_at is not None
-    assert admin_client.get(reverse("admin:catalog_couponredemption_change", args=[redemption.pk])).status_code == 200
+    assert admin_client.get(reverse("admin:invoicing_couponredemption_change", args=[redemption.pk])).status_code == 200

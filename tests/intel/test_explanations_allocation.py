@@ -120,8 +120,9 @@ def test_every_driver_by_hand_upgrade_seats_coupon_ended_and_tax(world, billing_
     February: upgraded to pro (30.00 a seat, calls at 0.20) with 3 seats from Feb 1, 200 calls, the
     coupon over. Every driver hand-computed; they sum to the delta exactly."""
     from catalog.models import Coupon
-    from catalog.services import coupon_apply, coupon_create, tax_rate_create
+    from catalog.services import coupon_create, tax_rate_create
     from customers.models import Customer
+    from invoicing.coupons import coupon_apply
     from subscriptions.models import Subscription
     from subscriptions.services import subscription_change_plan, subscription_change_quantity
 

@@ -11,11 +11,11 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.models import CouponRedemption
-from catalog.services import billable_metric_create, coupon_apply, coupon_create, plan_create
+from catalog.services import billable_metric_create, coupon_create, plan_create
 from customers.services import customer_create
 from invoicing.billing import billing_run
-from invoicing.models import Invoice, InvoiceLine
+from invoicing.coupons import coupon_apply
+from invoicing.models import CouponRedemption, Invoice, InvoiceLine
 from invoicing.services import invoice_finalize
 from subscriptions.services import subscription_cancel, subscription_change_plan, subscription_create
 from usage.models import UsageEvent

@@ -6,15 +6,15 @@ from decimal import Decimal as D
 
 import pytest
 
-from catalog.models import CouponRedemption, CouponUsage
-from catalog.services import coupon_apply, coupon_create, tax_rate_create
+from catalog.services import coupon_create, tax_rate_create
 from catalog.taxes import EXEMPT_NOTE, REVERSE_CHARGE_NOTE
 from common.errors import ConflictError
 from common.models import AuditEvent
 from customers.models import BalanceTransactionKind, CreditGrant, CreditGrantUsage, Customer, CustomerBalanceTransaction
 from customers.selectors import customer_credit_balance
 from customers.services import balance_adjust, prepaid_credit_grant
-from invoicing.models import Invoice, InvoiceLine, InvoiceStatus, LineKind
+from invoicing.coupons import coupon_apply
+from invoicing.models import CouponRedemption, CouponUsage, Invoice, InvoiceLine, InvoiceStatus, LineKind
 from invoicing.services import invoice_finalize
 from tests.race import race
 
