@@ -46,10 +46,14 @@ from django.utils import timezone
 
 from analytics.models import MovementKind, MrrMovement
 from catalog.discounts import compute_discounts
+from catalog.models import PlanVersion
+from common.models import AuditEvent
 from common.money import quantize_money
 from common.timeutil import local_date
 from customers.models import Customer
-from subscriptions.models import Subscription
+from invoicing.coupons import REDEMPTION_OBJECT_TYPES
+from invoicing.models import CouponRedemption
+from subscriptions.models import Subscription, SubscriptionChange
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -203,13 +207,6 @@ def customer_movements(histories: list[SubscriptionHistory], coupons: list[Coupo
 
 def _load_inputs(customer_ids: list[int]) -> tuple[dict[int, list[SubscriptionHistory]], dict[int, list[CouponWindow]],
                                                     dict[int, VersionPrice]]:
-    from catalog.models import PlanVersion
-    from common.models import AuditEvent
-    from customers.models import Customer
-    from invoicing.coupons import REDEMPTION_OBJECT_TYPES
-    from invoicing.models import CouponRedemption
-    from subscriptions.models import Subscription, SubscriptionChange
-
     histories: dict[int, SubscriptionHistory] = {}
     by_customer: dict[int, list[SubscriptionHistory]] = defaultdict(list)
     rows = (Subscription.objects.filter(customer_id__in=customer_ids)
@@ -331,9 +328,6 @@ def on_subscription_events(events: list) -> None:
 
 
 def on_coupon_events(events: list) -> None:
-    from invoicing.coupons import REDEMPTION_OBJECT_TYPES
-    from invoicing.models import CouponRedemption
-
     ids = [e.object_id for e in events if e.object_type in REDEMPTION_OBJECT_TYPES]
     if ids:
         _refresh_quietly(list(CouponRedemption.objects.filter(pk__in=ids).values_list("customer_id", flat=True)))
