@@ -26,7 +26,8 @@ from common.errors import ApplicationError
 from common.models import AuditEvent
 from common.timeutil import local_date, local_date_bounds_utc
 from subscriptions.selectors import subscription_current_period
-from usage.selectors import ZERO, UsageWindow, period_usage_days, usage_aggregate, usage_event_values
+from usage.live import period_usage_days
+from usage.selectors import ZERO, UsageWindow, usage_aggregate, usage_event_values
 
 _LOCK_KEY = 0x17A0_0A12
 

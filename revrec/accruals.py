@@ -7,7 +7,7 @@ Which usage: for every subscription whose plan has usage charges, each billing p
 overlaps the month and has not been invoiced at the close (no finalized, unvoided invoice with a
 usage line over it): the period's usage from its first billable day through the month end is
 rated with the plan's charges through the same code path as the live usage endpoint
-(`usage.selectors.period_usage_days` + `rated_usage_amounts`: one aggregate query for all
+(`usage.live.period_usage_days` + `rated_usage_amounts`: one aggregate query for all
 subscriptions, then `catalog.rating.rate_charge`). Cumulative: what earlier closes accrued for the
 same period is subtracted, so tiered prices (not additive by month) come out right and a period
 spanning two closes accrues each month's increment. Late events are billed separately and are
@@ -37,7 +37,7 @@ from revrec.postings import Draft, write_entries
 from revrec.schedules import month_end, month_start
 from subscriptions.models import Subscription
 from subscriptions.selectors import subscription_period_containing
-from usage.selectors import period_usage_days, rated_usage_amounts
+from usage.live import period_usage_days, rated_usage_amounts
 
 ZERO = Decimal(0)
 BATCH = 2000

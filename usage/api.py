@@ -11,8 +11,8 @@ from rest_framework.views import APIView
 from common.errors import ApplicationError, ConflictError
 from common.parsers import DecimalJSONParser
 from subscriptions.selectors import subscription_get
+from usage.live import subscription_usage_current
 from usage.models import RejectReason
-from usage.selectors import subscription_usage_current
 from usage.services.dead_letters import dead_letter_record
 from usage.services.ingest import MAX_BATCH, event_ingest, event_ingest_batch
 from usage.services.validation import Status

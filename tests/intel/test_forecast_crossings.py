@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from subscriptions.models import Subscription
-from usage.selectors import subscription_usage_current
+from usage.live import subscription_usage_current
 
 pytestmark = pytest.mark.django_db
 

@@ -18,9 +18,9 @@ from invoicing.coupons import coupon_apply
 from invoicing.models import CouponRedemption, Invoice, InvoiceLine
 from invoicing.services import invoice_finalize
 from subscriptions.services import subscription_cancel, subscription_change_plan, subscription_create
+from usage.live import subscription_usage_current
 from usage.models import UsageEvent
 from usage.partitioning import forget_known_partitions
-from usage.selectors import subscription_usage_current
 from usage.services.ingest import event_ingest_batch
 
 pytestmark = pytest.mark.django_db

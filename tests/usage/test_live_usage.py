@@ -6,7 +6,7 @@ from django.utils import timezone as dj_timezone
 from tests.catalog.factories import ChargeFactory
 from tests.customers.factories import CustomerFactory
 from tests.subscriptions.factories import SubscriptionFactory
-from usage.selectors import subscription_usage_current
+from usage.live import subscription_usage_current
 from usage.services.ingest import event_ingest_batch
 
 
