@@ -13,7 +13,7 @@ class AnalyticsConfig(AppConfig):
         hooks.subscribe("subscription.", mrr.on_subscription_events, many=True)
         hooks.subscribe("coupon.", mrr.on_coupon_events, many=True)
         # Usage anomalies hold drafts in the review queue (invoicing never imports analytics).
-        from analytics.anomalies import anomaly_review_check  # noqa: PLC0415 — runs in AppConfig.ready()
+        from analytics.anomaly_review import anomaly_review_check  # noqa: PLC0415 — runs in AppConfig.ready()
         from invoicing import review  # noqa: PLC0415 — runs in AppConfig.ready()
 
         review.register_check(anomaly_review_check)
