@@ -30,7 +30,7 @@ from django.utils import timezone
 from common.errors import ApplicationError
 from revrec.accruals import accrue_usage
 from revrec.models import Account, AccountingPeriod, EntryTreatment, JournalEntry, ScheduleEntry
-from revrec.postings import Draft, _lock, analyze_after_bulk, closed_months, revrec_sync, write_entries
+from revrec.postings import Draft, analyze_after_bulk, closed_months, journal_lock, revrec_sync, write_entries
 from revrec.schedules import month_end, month_start, next_month
 
 ZERO = Decimal(0)
@@ -100,7 +100,7 @@ def revrec_close(*, month: date, actor: str = "system") -> dict:
         return {"month": f"{month:%Y-%m}", "already_closed": True, "synced": synced.as_dict(), "entries": 0}
     # Usage consumed in the month and not invoiced yet: accrued first (revrec.accruals).
     with transaction.atomic():
-        _lock()
+        journal_lock()
         if AccountingPeriod.objects.filter(month=month).exists():
             return {"month": f"{month:%Y-%m}", "already_closed": True, "synced": synced.as_dict(), "entries": 0}
         accrued = accrue_usage(month)
@@ -108,7 +108,7 @@ def revrec_close(*, month: date, actor: str = "system") -> dict:
     entries = accrued
     while True:
         with transaction.atomic():
-            _lock()
+            journal_lock()
             if AccountingPeriod.objects.filter(month=month).exists():
                 break
             closed = closed_months()

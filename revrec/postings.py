@@ -4,7 +4,7 @@ The journal is written by a sweep (`revrec_sync`), not from inside other apps' t
 finds finalized invoices, credit notes (issued and voided), voids, write-offs and payments that
 have no journal entry yet and posts them. Every entry is unique per (source_type, source_id,
 kind), and every posting transaction first takes one transaction-level advisory lock
-(`_lock()`, shared with the month close), re-checks what is still unposted and writes: a rerun or
+(`journal_lock()`, shared with the month close), re-checks what is still unposted and writes: a rerun or
 a concurrent run posts nothing twice.
 
 Postings (signed: + debit, − credit):
@@ -22,7 +22,7 @@ Postings (signed: + debit, − credit):
 - payment (payments.Payment, card or manual, once per row): Dr cash / Cr AR (applied), Cr customer
   credit (cash beyond what was due); refund without a credit note (payments.Refund): Dr customer
   credit (the payment's unapplied part) or AR (the rest) / Cr cash; dispute (`invoice.payment_reversed`):
-  Dr AR / Cr cash for the reopened amount.
+  Dr AR / Cr cash for the reopened amount. (Cash postings live in revrec/cash.py.)
 
 Dates: the source document's own date; a date in a closed month moves to the first open day
 after it, and the entry carries a note saying so.
@@ -37,7 +37,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import CharField, Exists, F, OuterRef, Q
+from django.db.models import CharField, Exists, F, OuterRef
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -46,7 +46,6 @@ from common.models import AuditEvent
 from common.money import quantize_money
 from customers.models import BalanceTransactionKind, CustomerBalanceTransaction
 from invoicing.models import CreditNote, CreditNoteLine, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceLine
-from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from revrec.models import (Account, AccountingPeriod, EntryTreatment, JournalEntry, JournalLine, ObligationKind,
                            PerformanceObligation, ScheduleEntry, UsageAccrual)
 from revrec.schedules import (allocate_discount, cumulative_split, month_start, next_month, ratable_schedule, shrink)
@@ -60,7 +59,7 @@ RATABLE_KINDS = {"subscription", "proration"}
 USAGE_KINDS = {"usage", "late_usage", "minimum_commitment"}
 
 
-def _lock() -> None:
+def journal_lock() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
 
@@ -126,12 +125,12 @@ def write_entries(drafts: list[Draft]) -> list[JournalEntry]:
     return entries
 
 
-def _posted(source_type: str, kind: str, ids) -> set[str]:
+def posted_keys(source_type: str, kind: str, ids) -> set[str]:
     return set(JournalEntry.objects.filter(source_type=source_type, kind=kind, source_id__in=[str(i) for i in ids])
                .values_list("source_id", flat=True))
 
 
-def _local_date(moment) -> date:
+def local_day(moment) -> date:
     return timezone.localdate(moment) if moment else timezone.localdate()
 
 
@@ -213,7 +212,7 @@ def _unposted_invoices():
 def post_invoices(invoice_ids: list) -> int:
     """Post the finalized invoices among `invoice_ids` that are not posted yet (one transaction)."""
     with transaction.atomic():
-        _lock()
+        journal_lock()
         posted = set(JournalEntry.objects.filter(source_type="invoice", kind="finalized", invoice_id__in=invoice_ids)
                      .values_list("invoice_id", flat=True))
         invoices = [i for i in Invoice.objects.filter(pk__in=invoice_ids, finalized_at__isnull=False, number__isnull=False)
@@ -307,8 +306,8 @@ def _recognized_by(entries: list[ScheduleEntry], month: date) -> tuple[Decimal, 
 
 def post_credit_note(note: CreditNote) -> bool:
     with transaction.atomic():
-        _lock()
-        if _posted("credit_note", "issued", [note.pk]):
+        journal_lock()
+        if posted_keys("credit_note", "issued", [note.pk]):
             return False
         if not JournalEntry.objects.filter(source_type="invoice", kind="finalized", invoice_id=note.invoice_id).exists():
             post_invoices([note.invoice_id])
@@ -387,15 +386,15 @@ def _credit_counter_accounts(note: CreditNote) -> list[tuple]:
 def post_credit_note_void(note: CreditNote) -> bool:
     """The exact reverse of the credit note's entry; the schedule gets back what it lost."""
     with transaction.atomic():
-        _lock()
-        if _posted("credit_note", "voided", [note.pk]):
+        journal_lock()
+        if posted_keys("credit_note", "voided", [note.pk]):
             return False
         original = JournalEntry.objects.filter(source_type="credit_note", source_id=str(note.pk), kind="issued").first()
         if original is None:
             post_credit_note(note)
             original = JournalEntry.objects.get(source_type="credit_note", source_id=str(note.pk), kind="issued")
         event = AuditEvent.objects.filter(action="credit_note.voided", object_id=str(note.pk)).order_by("created_at").first()
-        voided_on = _local_date(event.created_at if event else note.updated_at)
+        voided_on = local_day(event.created_at if event else note.updated_at)
         post_on, text = posting_date(voided_on, closed_months())
         month = month_start(post_on)
         draft = Draft(date=post_on, currency=note.currency, memo=f"Void of credit note {note.number}",
@@ -434,12 +433,12 @@ def post_invoice_void(invoice: Invoice) -> bool:
     """The exact reverse of everything posted on the invoice: it nets to zero in the journal, and
     what is left of its schedules is never recognized."""
     with transaction.atomic():
-        _lock()
-        if _posted("void", "voided", [invoice.pk]):
+        journal_lock()
+        if posted_keys("void", "voided", [invoice.pk]):
             return False
         if not JournalEntry.objects.filter(source_type="invoice", kind="finalized", invoice_id=invoice.pk).exists():
             post_invoices([invoice.pk])
-        voided_on = _local_date(invoice.voided_at)
+        voided_on = local_day(invoice.voided_at)
         post_on, text = posting_date(voided_on, closed_months())
         draft = Draft(date=post_on, currency=invoice.currency, memo=f"Void of invoice {invoice.number}",
                       source_type="void", source_id=str(invoice.pk), kind="voided", document_date=voided_on,
@@ -462,13 +461,13 @@ def post_invoice_void(invoice: Invoice) -> bool:
 
 def post_uncollectible(invoice: Invoice) -> bool:
     with transaction.atomic():
-        _lock()
-        if _posted("uncollectible", "written_off", [invoice.pk]):
+        journal_lock()
+        if posted_keys("uncollectible", "written_off", [invoice.pk]):
             return False
         event = AuditEvent.objects.filter(action="invoice.marked_uncollectible", object_id=str(invoice.pk)) \
             .order_by("created_at").first()
         amount = Decimal(event.inputs.get("amount_due")) if event and event.inputs.get("amount_due") else invoice.amount_due
-        day = _local_date(invoice.marked_uncollectible_at)
+        day = local_day(invoice.marked_uncollectible_at)
         post_on, text = posting_date(day, closed_months())
         draft = Draft(date=post_on, currency=invoice.currency, memo=f"Invoice {invoice.number} written off",
                       source_type="uncollectible", source_id=str(invoice.pk), kind="written_off", document_date=day,
@@ -477,140 +476,6 @@ def post_uncollectible(invoice: Invoice) -> bool:
         draft.add(Account.ACCOUNTS_RECEIVABLE, -amount)
         write_entries([draft])
         return True
-
-
-# --- cash ----------------------------------------------------------------------------------------
-# The cash source documents are the payments app's rows (payments.Payment, payments.Refund) and the
-# `invoice.payment_reversed` audit rows (disputes). Each posts exactly once: entries are unique per
-# (source_type, source_id, kind) and the sweep re-checks under the journal lock.
-
-def _cash_draft(*, source_type, source_id, kind, on: date, currency, memo, invoice_id, customer_id) -> Draft:
-    post_on, text = posting_date(on, closed_months())
-    return Draft(date=post_on, currency=currency, memo=memo, source_type=source_type, source_id=str(source_id),
-                 kind=kind, document_date=on, invoice_id=invoice_id, customer_id=customer_id, note=text)
-
-
-def post_payment(*, source_id: str, invoice_id=None, customer_id=None, amount: Decimal, currency: str, on: date,
-                 memo: str = "", applied: Decimal | None = None) -> bool:
-    """Dr cash (amount) / Cr AR (applied to the invoice) / Cr customer credit (the rest: cash
-    received beyond what the invoice had due, e.g. a card charge that arrived after the invoice was
-    paid; it is refunded or kept as credit). `source_id` identifies the payment (unique)."""
-    applied = amount if applied is None else applied
-    with transaction.atomic():
-        _lock()
-        if _posted("payment", "received", [source_id]):
-            return False
-        draft = _cash_draft(source_type="payment", source_id=source_id, kind="received", on=on, currency=currency,
-                            memo=memo or f"Payment {source_id}", invoice_id=invoice_id, customer_id=customer_id)
-        draft.add(Account.CASH, applied)
-        draft.add(Account.ACCOUNTS_RECEIVABLE, -applied)
-        # The unapplied part belongs to no invoice (the reconciliation counts it as collected for
-        # no invoice of the month).
-        draft.add(Account.CASH, amount - applied, unlinked=True)
-        draft.add(Account.CUSTOMER_CREDIT, -(amount - applied), unlinked=True)
-        write_entries([draft])
-        return True
-
-
-def post_refund(*, source_id: str, invoice_id=None, customer_id=None, amount: Decimal, currency: str, on: date,
-                memo: str = "", from_credit: Decimal = ZERO) -> bool:
-    """Money paid back outside a credit note (a refund that belongs to a refund credit note is
-    already in that note's entry: it is never posted again): Dr customer credit for `from_credit`
-    (what the payment had left unapplied: an overpayment refunded), Dr AR for the rest (money of a
-    settled invoice returned without a credit note: the customer owes it again) / Cr cash."""
-    with transaction.atomic():
-        _lock()
-        if _posted("refund", "paid_out", [source_id]):
-            return False
-        draft = _cash_draft(source_type="refund", source_id=source_id, kind="paid_out", on=on, currency=currency,
-                            memo=memo or f"Refund {source_id}", invoice_id=invoice_id, customer_id=customer_id)
-        draft.add(Account.CUSTOMER_CREDIT, from_credit, unlinked=True)
-        draft.add(Account.CASH, -from_credit, unlinked=True)
-        draft.add(Account.ACCOUNTS_RECEIVABLE, amount - from_credit)
-        draft.add(Account.CASH, -(amount - from_credit))
-        write_entries([draft])
-        return True
-
-
-def post_payment_reversal(*, source_id: str, invoice_id, customer_id, amount: Decimal, currency: str, on: date,
-                          memo: str = "") -> bool:
-    """A dispute (or a reversed payment) reopens `amount` of an invoice: Dr AR / Cr cash."""
-    with transaction.atomic():
-        _lock()
-        if _posted("payment", "reversed", [source_id]):
-            return False
-        draft = _cash_draft(source_type="payment", source_id=source_id, kind="reversed", on=on, currency=currency,
-                            memo=memo or f"Payment reversed {source_id}", invoice_id=invoice_id, customer_id=customer_id)
-        draft.add(Account.ACCOUNTS_RECEIVABLE, amount)
-        draft.add(Account.CASH, -amount)
-        write_entries([draft])
-        return True
-
-
-def _legacy_posted_payments() -> set[str]:
-    """Payments already posted by the first version's sweep, keyed by their `invoice.payment_recorded`
-    audit row: those events name their payment (`payment_id`), or (written by invoice_mark_paid
-    before the payments app) match the Payment row written for them on (invoice, amount, date)."""
-    by_payment = Payment.objects.annotate(pk_text=Cast("pk", CharField())).filter(pk_text=OuterRef("source_id"))
-    event_ids = list(JournalEntry.objects.filter(source_type="payment", kind="received")
-                     .exclude(Exists(by_payment)).values_list("source_id", flat=True))
-    if not event_ids:
-        return set()
-    covered, legacy = set(), []
-    for inputs, invoice_id in AuditEvent.objects.filter(action="invoice.payment_recorded", pk__in=event_ids) \
-            .values_list("inputs", "object_id"):
-        if inputs.get("payment_id"):
-            covered.add(str(inputs["payment_id"]))
-        else:
-            legacy.append((invoice_id, Decimal(str(inputs["amount"])), inputs.get("date")))
-    for invoice_id, amount, day in legacy:
-        match = (Payment.objects.filter(invoice_id=invoice_id, amount=amount, paid_on=day, attempt__isnull=True)
-                 .exclude(pk__in=covered).order_by("created_at").values_list("pk", flat=True).first())
-        if match is not None:
-            covered.add(str(match))
-    return covered
-
-
-def _sweep_cash(result) -> None:
-    received = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED)
-    legacy = None
-    for payment in _unposted(Payment.objects.filter(status__in=received, paid_on__isnull=False)
-                             .select_related("invoice"), "payment", "received").order_by("paid_on", "created_at"):
-        if legacy is None:
-            legacy = _legacy_posted_payments()
-        if str(payment.pk) in legacy:
-            continue
-        result.payments += post_payment(source_id=str(payment.pk), invoice_id=payment.invoice_id,
-                                        customer_id=payment.customer_id, amount=payment.amount,
-                                        applied=payment.amount_applied, currency=payment.currency, on=payment.paid_on,
-                                        memo=f"{payment.get_method_display().capitalize()} payment on invoice "
-                                             f"{payment.invoice.number}")
-    # Refunds without a credit note (with one, the credit note's entry pays the cash out).
-    refunds = _unposted(Refund.objects.filter(status=RefundStatus.SUCCEEDED, credit_note__isnull=True)
-                        .select_related("payment__invoice"), "refund", "paid_out").order_by("updated_at", "pk")
-    for refund in refunds:
-        payment = refund.payment
-        earlier = Refund.objects.filter(payment=payment, status=RefundStatus.SUCCEEDED, credit_note__isnull=True) \
-            .exclude(pk=refund.pk).filter(Q(updated_at__lt=refund.updated_at) | Q(updated_at=refund.updated_at,
-                                                                                   pk__lt=refund.pk))
-        taken = sum(earlier.values_list("amount", flat=True), ZERO)
-        unapplied = max(payment.amount - payment.amount_applied - taken, ZERO)
-        result.refunds += post_refund(source_id=str(refund.pk), invoice_id=payment.invoice_id,
-                                      customer_id=payment.customer_id, amount=refund.amount,
-                                      from_credit=min(unapplied, refund.amount), currency=refund.currency,
-                                      on=_local_date(refund.updated_at),
-                                      memo=f"Refund of a payment on invoice {payment.invoice.number}: {refund.reason}")
-    for event in _unposted(AuditEvent.objects.filter(action="invoice.payment_reversed"), "payment", "reversed") \
-            .order_by("created_at"):
-        amount = Decimal(str(event.inputs.get("amount") or 0))
-        invoice = Invoice.objects.filter(pk=event.object_id).only("pk", "customer_id", "currency", "number").first()
-        if invoice is None or amount <= 0:
-            continue
-        result.reversals += post_payment_reversal(source_id=str(event.pk), invoice_id=invoice.pk,
-                                                  customer_id=invoice.customer_id, amount=amount,
-                                                  currency=invoice.currency, on=_local_date(event.created_at),
-                                                  memo=f"Payment reversed on invoice {invoice.number}: "
-                                                       f"{event.inputs.get('reason', '')}")
 
 
 def analyze_after_bulk(rows: int, threshold: int = 1000) -> None:
@@ -648,21 +513,23 @@ def revrec_sync() -> SyncResult:
         result.invoices += post_invoices(ids[start:start + BATCH])
     analyze_after_bulk(result.invoices)
 
-    for note in _unposted(CreditNote.objects.select_related("invoice"), "credit_note", "issued").order_by("issue_date", "number"):
+    for note in unposted_documents(CreditNote.objects.select_related("invoice"), "credit_note", "issued").order_by("issue_date", "number"):
         result.credit_notes += post_credit_note(note)
-    for note in _unposted(CreditNote.objects.select_related("invoice").filter(status=CreditNoteStatus.VOID),
+    for note in unposted_documents(CreditNote.objects.select_related("invoice").filter(status=CreditNoteStatus.VOID),
                           "credit_note", "voided").order_by("updated_at"):
         result.credit_note_voids += post_credit_note_void(note)
-    for invoice in _unposted(Invoice.objects.filter(marked_uncollectible_at__isnull=False, number__isnull=False),
+    for invoice in unposted_documents(Invoice.objects.filter(marked_uncollectible_at__isnull=False, number__isnull=False),
                              "uncollectible", "written_off").order_by("marked_uncollectible_at"):
         result.uncollectible += post_uncollectible(invoice)
-    _sweep_cash(result)
-    for invoice in _unposted(Invoice.objects.filter(voided_at__isnull=False, finalized_at__isnull=False,
+    from revrec.cash import sweep_cash  # noqa: PLC0415 — cycle: revrec.cash builds its entries with this module's Draft
+
+    sweep_cash(result)
+    for invoice in unposted_documents(Invoice.objects.filter(voided_at__isnull=False, finalized_at__isnull=False,
                                                     number__isnull=False), "void", "voided").order_by("voided_at"):
         result.voids += post_invoice_void(invoice)
     return result
 
 
-def _unposted(queryset, source_type: str, kind: str):
+def unposted_documents(queryset, source_type: str, kind: str):
     posted = JournalEntry.objects.filter(source_type=source_type, kind=kind, source_id=OuterRef("pk_text"))
     return queryset.annotate(pk_text=Cast("pk", CharField())).exclude(Exists(posted))

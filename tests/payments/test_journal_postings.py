@@ -119,7 +119,7 @@ def test_payments_posted_by_the_first_version_are_not_posted_again(billing_api, 
     """The first version posted `invoice.payment_recorded` audit rows; the sweep now posts Payment
     rows. A payment already posted under its audit row is recognized and skipped."""
     from common.models import AuditEvent
-    from revrec.postings import post_payment
+    from revrec.cash import post_payment
 
     cust = customer(collection_method="send_invoice")
     invoice = _finalize(billing_api, draft_invoice(cust, "100.00"), django_capture_on_commit_callbacks)

@@ -10,7 +10,8 @@ from invoicing.credit_notes import credit_note_create, credit_note_void
 from invoicing.services import invoice_mark_paid
 from revrec.close import revrec_close
 from revrec.models import JournalEntry, JournalLine, ScheduleEntry
-from revrec.postings import post_refund, revrec_sync
+from revrec.cash import post_refund
+from revrec.postings import revrec_sync
 
 pytestmark = pytest.mark.django_db
 
