@@ -15,27 +15,12 @@ from django.db.models import DecimalField, Exists, OuterRef, Subquery, Sum, Valu
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from analytics.anomalies import (
-    INVOICE_METHOD,
-    MAX_LOOKBACK_DAYS,
-    RECENT_INVOICES,
-    anomalies_detect,
-    anomalies_insert,
-    dismissal_matching,
-    dismissals_by_key,
-    invoice_factor,
-    review_kinds,
-)
+from analytics.anomalies import (INVOICE_METHOD, MAX_LOOKBACK_DAYS, RECENT_INVOICES, anomalies_detect, anomalies_insert,
+                                 dismissal_matching, dismissals_by_key, invoice_factor, review_kinds)
 from analytics.models import Anomaly, AnomalyKind, AnomalyStatus
 from catalog.models import Charge
 from catalog.rating import needs_event_values, rate_charge
-from invoicing.models import (
-    Invoice,
-    InvoiceLine,
-    InvoiceReason,
-    InvoiceStatus,
-    LineKind,
-)
+from invoicing.models import Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, LineKind
 
 
 def anomaly_review_check(drafts) -> dict:
