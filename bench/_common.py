@@ -62,6 +62,15 @@ def setup_django() -> None:
     django.setup()
 
 
+def rollups_rebuild() -> dict:
+    """Rebuild the daily rollups from the events (benches that generate events with SQL bypass
+    ingestion, which maintains them): the product's own rebuild, `usage.rollups.usage_rollups_rebuild`."""
+    setup_django()
+    from usage.rollups import usage_rollups_rebuild
+
+    return usage_rollups_rebuild()
+
+
 def free_port() -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))

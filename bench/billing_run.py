@@ -37,7 +37,7 @@ from pathlib import Path
 os.environ.setdefault("BENCH_DB", "ledgerline_bench_billing")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ensure_database, psql_connect, setup_django  # noqa: E402
+from bench._common import ensure_database, psql_connect, rollups_rebuild, setup_django  # noqa: E402
 
 AS_OF = date(2026, 4, 1)
 TIMEZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Tokyo"]
@@ -140,7 +140,7 @@ def seed(n_subs: int, n_events: int) -> None:
         t2 = time.monotonic()
         print(f"generated {n_events:,} events in {t2 - t1:.1f} s")
         # Generated rows bypass ingestion, which maintains the daily rollups billing reads: rebuild them.
-        conn.execute(open(Path(__file__).resolve().parent / "rollups_rebuild.sql").read())
+        rollups_rebuild()
         print(f"rollups rebuilt in {time.monotonic() - t2:.1f} s")
 
 

@@ -13,7 +13,7 @@ load, as at a month-end after a fresh import. Then, for each point of the growth
    now, so the run closes October and live usage reads November:
    - `--load sql` (default): generated with INSERT … SELECT generate_series, 1 M rows per
      statement, with their idempotency keys, then the daily rollups rebuilt from the events
-     (`bench/rollups_rebuild.sql`); no ANALYZE of the events. Then a sample of `--sample` events
+     (`usage.rollups.usage_rollups_rebuild`); no ANALYZE of the events. Then a sample of `--sample` events
      is posted through the real HTTP stack (gunicorn, 2 workers, `POST /api/v1/events/batch/`,
      1,000 events per request, events addressed by customer): the ingest rate *at that size*;
    - `--load http`: every event through HTTP (slow: the 10 M point takes 10 M / rate seconds;
@@ -45,7 +45,8 @@ from pathlib import Path
 os.environ.setdefault("BENCH_DB", "ledgerline_bench_scale")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import PYTHON, ROOT, bench_env, ensure_database, gunicorn, psql_connect, setup_django  # noqa: E402
+from bench._common import (PYTHON, ROOT, bench_env, ensure_database, gunicorn, psql_connect, rollups_rebuild,  # noqa: E402
+                           setup_django)
 from bench.ingest import pct, run_requests  # noqa: E402
 
 TIMEZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Tokyo"]
@@ -152,7 +153,7 @@ def load_sql(n_subs: int, start: int, count: int, span_seconds: int, run: str) -
                 SELECT transaction_id, sha256(convert_to(transaction_id, 'UTF8')), id, "timestamp", now() FROM ev
             """, {"run": run, "gb": metrics["storage_gb"], "calls": metrics["api_calls"], "origin": EVENTS_FROM,
                   "span": span_seconds, "lo": lo, "hi": hi, "n": n_subs})
-        conn.execute(open(Path(__file__).resolve().parent / "rollups_rebuild.sql").read())
+        rollups_rebuild()
 
 
 def bill_child() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("BENCH_DB", "ledgerline_bench_simulation")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ensure_database, psql_connect, setup_django  # noqa: E402
+from bench._common import ensure_database, psql_connect, rollups_rebuild, setup_django  # noqa: E402
 
 START, END = date(2026, 1, 1), date(2026, 7, 1)
 
@@ -97,7 +97,7 @@ def seed(n_subs: int, per_month: int) -> None:
                      {"gb": metrics["storage_gb"], "calls": metrics["api_calls"], "n": n_events, "first": subs[0],
                       "subs": subs[1] - subs[0] + 1})
         # Generated rows bypass ingestion, which maintains the daily rollups billing reads: rebuild them.
-        conn.execute(open(Path(__file__).resolve().parent / "rollups_rebuild.sql").read())
+        rollups_rebuild()
         conn.execute("VACUUM ANALYZE usage_event")
         conn.execute("ANALYZE")
     print(f"seeded {n_subs:,} subscriptions and {n_events:,} events (Jan–Jun 2026) in {time.monotonic() - t0:.1f} s")
