@@ -234,3 +234,31 @@ def simulation_run(*, plan, subscriptions: list[str] | None, current_plan: str |
         raise ApplicationError(f"At most {MAX_SUBSCRIPTIONS} subscriptions per simulation.",
                                fields={"subscriptions": ["too many"]})
     return simulate(candidate=candidate, subscription_ids=ids, start=start, end=end)
+
+
+def plan_charges_definition(version: PlanVersion) -> list[dict]:
+    """A version's charges in POST /plans/'s form (the starting point of a price change)."""
+    return [{"billable_metric": c.billable_metric.code, "model": c.model, "properties": c.properties}
+            for c in version.charges.select_related("billable_metric").order_by("position", "pk")]
+
+
+def price_change_definition(*, code: str, amount: str = "", charges: list | None = None) -> dict:
+    """An inline candidate plan: plan `code`'s current version with a new base fee and/or new charges
+    (the "price change" form of POST /simulations/'s `plan`)."""
+    plan = Plan.objects.filter(code=code).first()
+    version = plan.current_version if plan else None
+    if version is None:
+        raise ApplicationError(f"plan: no plan {code!r}.")
+    return {"code": f"{code} (changed)", "currency": plan.currency, "amount": amount or f"{version.amount:f}",
+            "minimum_commitment": None if version.minimum_commitment is None else f"{version.minimum_commitment:f}",
+            "charges": charges if charges is not None else plan_charges_definition(version)}
+
+
+def simulation_self_check(*, result: dict, start: date, end: date) -> dict:
+    """Re-rate the simulated subscriptions on the versions they were billed with: the amounts must
+    reproduce what was billed (`ok`), else the mismatching rows."""
+    ids = list(Subscription.objects.filter(external_id__in=[r["subscription"] for r in result["rows"]])
+               .values_list("pk", flat=True))
+    check = simulate(candidate=None, subscription_ids=ids, start=start, end=end)
+    mismatches = [r for r in check["rows"] if r["actual"] != r["simulated"]]
+    return {"ok": not mismatches, "mismatches": mismatches, "totals": check["totals"]}

@@ -13,12 +13,12 @@ from datetime import date
 
 from django.http import HttpResponse
 
-from analytics.simulation import simulate, simulation_run
+from analytics.simulation import (plan_charges_definition, price_change_definition, simulation_run,
+                                 simulation_self_check)
 from backoffice.roles import viewer_required
 from backoffice.views.base import page
 from catalog.models import Plan
 from common.errors import ApplicationError
-from subscriptions.models import Subscription
 
 CSV_COLUMNS = ["subscription", "customer", "currency", "actual", "simulated", "delta"]
 
@@ -39,8 +39,7 @@ def _date(params, name: str) -> date:
 
 
 def _candidate(params):
-    """A plan code, or (with a new amount and/or charges) an inline plan derived from that plan's
-    current version: the "price change" form of POST /simulations/'s `plan`."""
+    """A plan code, or (with a new amount and/or charges) a price change to that plan."""
     code = params.get("plan", "").strip()
     amount = params.get("amount", "").strip()
     charges = params.get("charges", "").strip()
@@ -48,27 +47,15 @@ def _candidate(params):
         raise ApplicationError("plan: choose the candidate plan (or the plan whose prices change).")
     if not amount and not charges:
         return code
-    plan = Plan.objects.filter(code=code).first()
-    version = plan.current_version if plan else None
-    if version is None:
-        raise ApplicationError(f"plan: no plan {code!r}.")
+    parsed = None
     if charges:
         try:
-            charges = json.loads(charges)
+            parsed = json.loads(charges)
         except ValueError:
             raise ApplicationError("charges: a JSON list of charges as in POST /plans/.") from None
-        if not isinstance(charges, list):
+        if not isinstance(parsed, list):
             raise ApplicationError("charges: a JSON list of charges as in POST /plans/.")
-    else:
-        charges = current_charges(version)
-    return {"code": f"{code} (changed)", "currency": plan.currency, "amount": amount or f"{version.amount:f}",
-            "minimum_commitment": None if version.minimum_commitment is None else f"{version.minimum_commitment:f}",
-            "charges": charges}
-
-
-def current_charges(version) -> list[dict]:
-    return [{"billable_metric": c.billable_metric.code, "model": c.model, "properties": c.properties}
-            for c in version.charges.select_related("billable_metric").order_by("position", "pk")]
+    return price_change_definition(code=code, amount=amount, charges=parsed)
 
 
 def _subscriptions(params) -> tuple[list[str] | None, str | None]:
@@ -82,10 +69,7 @@ def run_simulation(params) -> dict:
     listed, current_plan = _subscriptions(params)
     result = simulation_run(plan=_candidate(params), subscriptions=listed, current_plan=current_plan,
                             start=start, end=end)
-    ids = Subscription.objects.filter(external_id__in=[r["subscription"] for r in result["rows"]])
-    check = simulate(candidate=None, subscription_ids=list(ids.values_list("pk", flat=True)), start=start, end=end)
-    mismatches = [r for r in check["rows"] if r["actual"] != r["simulated"]]
-    result["self_check"] = {"ok": not mismatches, "mismatches": mismatches, "totals": check["totals"]}
+    result["self_check"] = simulation_self_check(result=result, start=start, end=end)
     return result
 
 
@@ -94,7 +78,7 @@ def _form_context(params) -> dict:
     chosen = params.get("plan", "")
     plan = Plan.objects.filter(code=chosen).first() if chosen else None
     version = plan.current_version if plan else None
-    return {"plans": plans, "params": params, "charges_example": json.dumps(current_charges(version), indent=1)
+    return {"plans": plans, "params": params, "charges_example": json.dumps(plan_charges_definition(version), indent=1)
             if version else ""}
 
 
