@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from functools import lru_cache
 
 import redis
 from django.conf import settings
@@ -33,6 +34,22 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
     return int(count), UNITS[(unit or "s").strip().lower()]
 
 
+# INCR and, for the window's first call, EXPIRE, as one atomic script: one round trip per request
+# (a MULTI/INCR/EXPIRE/EXEC pipeline cost about 0.5 ms of CPU and 1 ms of wall time on every
+# single-event post, bench/ingest.py). A window's key is never reused, so its TTL is set once.
+_COUNT_LUA = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
+@lru_cache(maxsize=1)
+def _count_script():
+    """Sent by its SHA (EVALSHA); redis-py loads it again if the server lost it (a restart)."""
+    return redis_client().register_script(_COUNT_LUA)
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         api_key = request.auth
@@ -47,10 +64,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         window_index = int(now // window)
         key = f"ratelimit:{bucket}:{api_key.pk}:{window}:{window_index}"
         try:
-            pipe = redis_client().pipeline()
-            pipe.incr(key)
-            pipe.expire(key, window + 1)
-            count, _ = pipe.execute()
+            count = _count_script()(keys=[key], args=[window + 1])
         except redis.RedisError:
             logger.warning("rate limiter: Redis unreachable, request let through", exc_info=True)
             return True

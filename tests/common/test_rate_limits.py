@@ -48,3 +48,22 @@ def test_ingestion_has_its_own_limit(api_client_factory):
 @override_settings(API_RATE_LIMIT="0")
 def test_zero_turns_the_limit_off(billing_api):
     assert {billing_api.get("/api/v1/invoices/").status_code for _ in range(5)} == {200}
+
+
+@override_settings(API_RATE_LIMIT="100/min")
+def test_a_window_counter_counts_every_call_and_expires_with_its_window(api_client_factory):
+    client = api_client_factory(["billing:read"])
+    for _ in range(3):
+        assert client.get("/api/v1/invoices/").status_code == 200
+    (key,) = list(redis_client().scan_iter("ratelimit:api:*"))
+    assert int(redis_client().get(key)) == 3
+    assert 0 < redis_client().ttl(key) <= 61  # set once, on the window's first call
+
+
+@override_settings(API_RATE_LIMIT="2/hour")
+def test_the_counter_script_is_reloaded_after_redis_forgets_it(api_client_factory):
+    client = api_client_factory(["billing:read"])
+    assert client.get("/api/v1/invoices/").status_code == 200
+    redis_client().script_flush()  # as after a Redis restart
+    assert client.get("/api/v1/invoices/").status_code == 200
+    assert client.get("/api/v1/invoices/").status_code == 429
