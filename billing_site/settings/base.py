@@ -55,15 +55,15 @@ MIDDLEWARE = [
     "common.middleware.RejectNulMiddleware",
     "common.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "billing_site.page_middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "billing_site.page_middleware.AuthenticationMiddleware",
+    "billing_site.page_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "simple_history.middleware.HistoryRequestMiddleware",
+    "billing_site.page_middleware.HistoryRequestMiddleware",
     "billing_site.idempotency.IdempotencyKeyMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    "billing_site.page_middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "billing_site.urls"
