@@ -27,6 +27,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import strip_spaces_between_tags
 
 from common.errors import ConflictError
 from common.locks import row_lock
@@ -301,6 +302,9 @@ def html_to_pdf(html: str) -> bytes:
     from weasyprint import HTML  # noqa: PLC0415 — heavy dependency, loaded on first use
 
     stylesheet, font_config = _weasy()
+    # The templates' indentation between tags would become anonymous boxes WeasyPrint styles and
+    # lays out for nothing (~5 % of a 20-line invoice); text inside elements is untouched.
+    html = strip_spaces_between_tags(html)
     return HTML(string=html, base_url=str(DOCUMENT_FILES), url_fetcher=document_url_fetcher).write_pdf(
         stylesheets=[stylesheet], font_config=font_config)
 
