@@ -20,12 +20,16 @@ DEMO_ENV := STRIPE_API_BASE=$(STRIPE_API_BASE) STRIPE_WEBHOOK_SECRET=$(STRIPE_WE
 
 .PHONY: demo test venv system-deps services migrate seed start stop stop-app sandbox serve worker beat bench clean
 
-# WeasyPrint needs Pango (present on this machine kind); the PDF checks use poppler's pdftoppm; the
+# WeasyPrint needs Pango (present on this machine kind) and, for names in Chinese, Japanese or Korean,
+# a CJK font (the bundled face covers Latin, Greek and Cyrillic); the PDF checks use poppler's pdftoppm; the
 # back-office browser tests drive Debian's headless Chromium through its chromedriver.
 system-deps:
 	@command -v pdftoppm >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq >/dev/null && apt-get install -y -qq poppler-utils >/dev/null; \
 		else echo "ERROR: pdftoppm is missing: sudo apt-get install poppler-utils"; exit 1; fi; }
+	@fc-list :lang=ja 2>/dev/null | grep -q . || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq >/dev/null && apt-get install -y -qq fonts-noto-cjk >/dev/null; \
+		else echo "ERROR: documents need a CJK font for such names: sudo apt-get install fonts-noto-cjk"; exit 1; fi; }
 	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq >/dev/null && apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else echo "ERROR: the browser tests need Chromium: sudo apt-get install chromium chromium-driver"; exit 1; fi; }

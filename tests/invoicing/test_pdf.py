@@ -191,6 +191,17 @@ def test_jpy_invoice_has_no_minor_units(world):
     assert "1,500.00" not in text and "\u00a51,500.00" not in text
 
 
+def test_names_outside_the_bundled_font_are_printed_not_dropped(world):
+    """A Japanese legal name and address: the bundled face has no CJK glyphs, so they come from the
+    system's Noto CJK fallback (make system-deps installs it). Without it the name was silently
+    missing from the document."""
+    invoice = _finalized_invoice(world, customer="kabushiki", currency="JPY", country="JP", amount="1500", seats=None,
+                                 name="株式会社ヤマダ電機", address="東京都千代田区丸の内1-1")
+    text = pdf_text(render_invoice_pdf(invoice))
+    assert "株式会社ヤマダ電機" in text and "東京都千代田区丸の内1-1" in text
+    assert "Amount due \u00a51,500" in text
+
+
 def test_draft_preview_is_watermarked_and_unnumbered(world, reader_api):
     world.plan("basic", amount="10.00", pay_in_advance=False, charges=[])
     world.customer("drafty", name="Drafty Ltd")
