@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--batch-threads", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--worker-threads", type=int, default=1, help="gunicorn threads per worker (1 = sync worker)")
     parser.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
     parser.add_argument("--growth", type=int, default=0, help="growth mode: post this many events in rounds")
@@ -192,7 +193,7 @@ def main() -> None:
         batch_bodies.append(json.dumps({"events": events}).encode())
     warm = [json.dumps(make_event(run + "w", n, now_iso)).encode() for n in range(200)]
 
-    with gunicorn(workers=2, threads=args.worker_threads) as base:
+    with gunicorn(workers=args.workers, threads=args.worker_threads) as base:
         run_requests(base, key, "/api/v1/events/", warm, args.threads)
         elapsed, statuses, lat = run_requests(base, key, "/api/v1/events/", single_bodies, args.threads)
         single_rate = args.single / elapsed
