@@ -303,7 +303,7 @@ def html_to_pdf(html: str) -> bytes:
 
     stylesheet, font_config = _weasy()
     # The templates' indentation between tags would become anonymous boxes WeasyPrint styles and
-    # lays out for nothing (~5 % of a 20-line invoice); text inside elements is untouched.
+    # lays out for nothing (a few per cent of a 20-line invoice); text inside elements is untouched.
     html = strip_spaces_between_tags(html)
     return HTML(string=html, base_url=str(DOCUMENT_FILES), url_fetcher=document_url_fetcher).write_pdf(
         stylesheets=[stylesheet], font_config=font_config)
