@@ -23,10 +23,21 @@ from revrec.postings import (Draft, closed_months, journal_lock, local_day, post
 ZERO = Decimal(0)
 
 
-def _cash_draft(*, source_type, source_id, kind, on: date, currency, memo, invoice_id, customer_id) -> Draft:
-    post_on, text = posting_date(on, closed_months())
-    return Draft(date=post_on, currency=currency, memo=memo, source_type=source_type, source_id=str(source_id),
-                 kind=kind, document_date=on, invoice_id=invoice_id, customer_id=customer_id, note=text)
+def _post_once(*, source_type: str, kind: str, source_id, on: date, currency, memo: str, invoice_id, customer_id,
+               lines: list[tuple[str, Decimal, bool]]) -> bool:
+    """One cash entry per (source_type, kind, source_id), checked under the journal lock: False when it is
+    already posted. `lines` are (account, signed amount, unlinked) in entry order; zero amounts are skipped."""
+    with transaction.atomic():
+        journal_lock()
+        if posted_keys(source_type, kind, [source_id]):
+            return False
+        post_on, text = posting_date(on, closed_months())
+        draft = Draft(date=post_on, currency=currency, memo=memo, source_type=source_type, source_id=str(source_id),
+                      kind=kind, document_date=on, invoice_id=invoice_id, customer_id=customer_id, note=text)
+        for account, amount, unlinked in lines:
+            draft.add(account, amount, unlinked=unlinked)
+        write_entries([draft])
+        return True
 
 
 def post_payment(*, source_id: str, invoice_id=None, customer_id=None, amount: Decimal, currency: str, on: date,
@@ -35,20 +46,13 @@ def post_payment(*, source_id: str, invoice_id=None, customer_id=None, amount: D
     received beyond what the invoice had due, e.g. a card charge that arrived after the invoice was
     paid; it is refunded or kept as credit). `source_id` identifies the payment (unique)."""
     applied = amount if applied is None else applied
-    with transaction.atomic():
-        journal_lock()
-        if posted_keys("payment", "received", [source_id]):
-            return False
-        draft = _cash_draft(source_type="payment", source_id=source_id, kind="received", on=on, currency=currency,
-                            memo=memo or f"Payment {source_id}", invoice_id=invoice_id, customer_id=customer_id)
-        draft.add(Account.CASH, applied)
-        draft.add(Account.ACCOUNTS_RECEIVABLE, -applied)
-        # The unapplied part belongs to no invoice (the reconciliation counts it as collected for
-        # no invoice of the month).
-        draft.add(Account.CASH, amount - applied, unlinked=True)
-        draft.add(Account.CUSTOMER_CREDIT, -(amount - applied), unlinked=True)
-        write_entries([draft])
-        return True
+    unapplied = amount - applied
+    # The unapplied part belongs to no invoice (the reconciliation counts it as collected for no
+    # invoice of the month).
+    return _post_once(source_type="payment", kind="received", source_id=source_id, on=on, currency=currency,
+                      memo=memo or f"Payment {source_id}", invoice_id=invoice_id, customer_id=customer_id,
+                      lines=[(Account.CASH, applied, False), (Account.ACCOUNTS_RECEIVABLE, -applied, False),
+                             (Account.CASH, unapplied, True), (Account.CUSTOMER_CREDIT, -unapplied, True)])
 
 
 def post_refund(*, source_id: str, invoice_id=None, customer_id=None, amount: Decimal, currency: str, on: date,
@@ -57,33 +61,19 @@ def post_refund(*, source_id: str, invoice_id=None, customer_id=None, amount: De
     already in that note's entry: it is never posted again): Dr customer credit for `from_credit`
     (what the payment had left unapplied: an overpayment refunded), Dr AR for the rest (money of a
     settled invoice returned without a credit note: the customer owes it again) / Cr cash."""
-    with transaction.atomic():
-        journal_lock()
-        if posted_keys("refund", "paid_out", [source_id]):
-            return False
-        draft = _cash_draft(source_type="refund", source_id=source_id, kind="paid_out", on=on, currency=currency,
-                            memo=memo or f"Refund {source_id}", invoice_id=invoice_id, customer_id=customer_id)
-        draft.add(Account.CUSTOMER_CREDIT, from_credit, unlinked=True)
-        draft.add(Account.CASH, -from_credit, unlinked=True)
-        draft.add(Account.ACCOUNTS_RECEIVABLE, amount - from_credit)
-        draft.add(Account.CASH, -(amount - from_credit))
-        write_entries([draft])
-        return True
+    rest = amount - from_credit
+    return _post_once(source_type="refund", kind="paid_out", source_id=source_id, on=on, currency=currency,
+                      memo=memo or f"Refund {source_id}", invoice_id=invoice_id, customer_id=customer_id,
+                      lines=[(Account.CUSTOMER_CREDIT, from_credit, True), (Account.CASH, -from_credit, True),
+                             (Account.ACCOUNTS_RECEIVABLE, rest, False), (Account.CASH, -rest, False)])
 
 
 def post_payment_reversal(*, source_id: str, invoice_id, customer_id, amount: Decimal, currency: str, on: date,
                           memo: str = "") -> bool:
     """A dispute (or a reversed payment) reopens `amount` of an invoice: Dr AR / Cr cash."""
-    with transaction.atomic():
-        journal_lock()
-        if posted_keys("payment", "reversed", [source_id]):
-            return False
-        draft = _cash_draft(source_type="payment", source_id=source_id, kind="reversed", on=on, currency=currency,
-                            memo=memo or f"Payment reversed {source_id}", invoice_id=invoice_id, customer_id=customer_id)
-        draft.add(Account.ACCOUNTS_RECEIVABLE, amount)
-        draft.add(Account.CASH, -amount)
-        write_entries([draft])
-        return True
+    return _post_once(source_type="payment", kind="reversed", source_id=source_id, on=on, currency=currency,
+                      memo=memo or f"Payment reversed {source_id}", invoice_id=invoice_id, customer_id=customer_id,
+                      lines=[(Account.ACCOUNTS_RECEIVABLE, amount, False), (Account.CASH, -amount, False)])
 
 
 def _legacy_posted_payments() -> set[str]:
