@@ -33,6 +33,7 @@ from common.errors import ConflictError
 from common.locks import row_lock
 from common.money import Formatter, document_locale, money_decimal as _dec, quantize_money  # noqa: F401 (re-exported)
 from invoicing.explanations import invoice_explanation
+from invoicing.pdf_canvas import NotDrawable, render_invoice_canvas
 from invoicing.models import CreditNote, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceStatus, LineKind
 from invoicing.services import customer_snapshot
 
@@ -314,8 +315,16 @@ def render_invoice_html(invoice: Invoice, *, lines=None) -> str:
 
 
 def render_invoice_pdf(invoice: Invoice, *, lines=None) -> bytes:
-    """The invoice as PDF bytes. Drafts render as a watermarked preview without a number."""
-    return html_to_pdf(render_invoice_html(invoice, lines=lines))
+    """The invoice as PDF bytes. Drafts render as a watermarked preview without a number.
+    Drawn on the canvas (settings.INVOICE_PDF_ENGINE) unless some text needs a font the bundled one
+    lacks; WeasyPrint lays out the same context from the HTML template otherwise."""
+    context = invoice_document_context(invoice, lines=lines)
+    if settings.INVOICE_PDF_ENGINE == "canvas":
+        try:
+            return render_invoice_canvas(context)
+        except NotDrawable:
+            pass  # e.g. a Japanese legal name: WeasyPrint's font fallback prints it
+    return html_to_pdf(render_to_string("invoicing/invoice_pdf.html", context))
 
 
 def invoice_pdf_filename(invoice: Invoice) -> str:
