@@ -258,7 +258,7 @@ def _payment_instructions(invoice: Invoice, *, snapshot: dict, amount_due: str) 
     bank = seller.get("bank_details") or seller.get("bank")
     if bank:
         text.append(f"Bank details: {bank}")
-    payee = seller.get("name", "")
+    payee = seller.get("name") or ""
     text.append(f"Payee: {payee}" + ("" if payee.endswith(".") else ".")
                 + (f" Questions: {seller['email']}" if seller.get("email") else ""))
     return text

@@ -115,6 +115,8 @@ def wrap(text: str, style: Style, width: float) -> list[str]:
     """`text` broken into lines no wider than `width`, as CSS `white-space: pre-line` does: newlines
     kept, runs of spaces collapsed, breaks at spaces; a word wider than the column breaks where it must."""
     text = check(text.upper() if style.upper else text)
+    if not text.strip():
+        return []  # an empty element has no line box
     lines: list[str] = []
     space = _width(" ", style)
     for paragraph in text.replace("\r\n", "\n").split("\n"):
@@ -205,7 +207,7 @@ def _height(paragraphs: list[Paragraph]) -> float:
 
 def _header(pages: Pages, c: dict) -> None:
     half = WIDTH * 0.48
-    left = [Paragraph.of(c["seller"].get("name", ""), Style(size=13, bold=True), half)]
+    left = [Paragraph.of(c["seller"].get("name") or "", Style(size=13, bold=True), half)]
     title = Style(size=20, bold=True, spacing=0.5)
     rows = []
     if c["number"]:
@@ -315,7 +317,8 @@ class Row:
     @property
     def height(self) -> float:
         top = GROUP_TOP if self.group else CELL_Y
-        return top + _height(self.description) + CELL_Y + 0.75
+        # The numeric cells hold one line each, so a row is never shorter than one line.
+        return top + max(_height(self.description), BODY.leading) + CELL_Y + 0.75
 
 
 def _rows(c: dict) -> list[Row]:
@@ -390,7 +393,7 @@ def _total_rows(c: dict, label_width: float) -> list[TotalRow]:
                          rule=(0.75, RULE) if row.strong else None)
         if row.detail:
             detail = check(f"({row.detail})")
-            if _width(f"{total.label.lines[-1]} ", style) + _width(detail, DETAIL) <= label_width:
+            if total.label.lines and _width(f"{total.label.lines[-1]} ", style) + _width(detail, DETAIL) <= label_width:
                 total.detail = detail
             else:
                 total.detail_below = Paragraph.of(detail, DETAIL, label_width)
@@ -566,9 +569,9 @@ FOOTER_TOP = PAGE_H - BOTTOM / 2 - FOOTER.leading / 2
 def draw(pages: list[list[tuple]], context: dict) -> bytes:
     from reportlab.pdfgen.canvas import Canvas  # noqa: PLC0415
 
-    reference = context["seller"].get("name", "") + " \u00b7 " + (
+    reference = (context["seller"].get("name") or "") + " \u00b7 " + (
         f"Invoice {context['number']}" if context["number"] else "Draft invoice (preview)")
-    reference = wrap(reference, FOOTER, WIDTH * 0.7)[0]
+    reference = wrap(reference, FOOTER, WIDTH * 0.7)[0]  # one line, as the margin box shows it
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pagesize=(PAGE_W, PAGE_H), pageCompression=1)
     canvas.setTitle(f"Invoice {context['number']}" if context["number"] else "Draft invoice")

@@ -175,3 +175,17 @@ def test_the_explanation_section_matches_the_template():
     weasy = page_texts(html_to_pdf(render_to_string("invoicing/invoice_pdf.html", context)))
     assert ["".join(t.split()) for t in canvas] == ["".join(t.split()) for t in weasy]
     assert "What changed since the previous invoice ($100.00): $56.43" in "".join(canvas)
+
+
+def test_a_sparse_invoice_draws_what_there_is():
+    """No seller details, a bare customer, a line without a description, no due date: nothing to
+    print is simply absent, as in the template, and the row keeps its numbers."""
+    doc, lines = invoice(1)
+    lines[0].description = ""
+    doc.due_date = None
+    doc.customer_snapshot = {"name": "Bare Co", "seller": {"name": ""}}
+    context = invoice_document_context(doc, lines=lines)
+    canvas = page_texts(render_invoice_canvas(context))
+    weasy = page_texts(html_to_pdf(render_to_string("invoicing/invoice_pdf.html", context)))
+    assert ["".join(t.split()) for t in canvas] == ["".join(t.split()) for t in weasy]
+    assert "Due date on finalization" in canvas[0] and "1 $100.00 $100.00" in canvas[0]
