@@ -33,8 +33,8 @@ from common.errors import ConflictError
 from common.locks import row_lock
 from common.money import Formatter, document_locale, money_decimal as _dec, quantize_money  # noqa: F401 (re-exported)
 from invoicing.explanations import invoice_explanation
-from invoicing.pdf_canvas import NotDrawable, render_invoice_canvas
 from invoicing.models import CreditNote, CreditNoteOutcome, CreditNoteStatus, Invoice, InvoiceStatus, LineKind
+from invoicing.pdf_canvas import NotDrawable, render_invoice_canvas
 from invoicing.services import customer_snapshot
 
 # WeasyPrint subsets fonts with fontTools inside its own log capture, which lowers the fontTools
