@@ -451,7 +451,7 @@ def _explanation(pages: Pages, c: dict) -> None:
     # h2 keeps 1.2 mm below it, and paragraphs the browser's 1em margins (collapsed with it).
     paragraphs = [Paragraph.of(f"{d['text']}: {d['amount']}", BODY, WIDTH, space_before=BODY.size)
                   for d in explanation["drivers"]]
-    if 6 * MM + heading.height + paragraphs[0].height > pages.room():
+    if 6 * MM + heading.height + (paragraphs[0].height if paragraphs else 0) > pages.room():
         pages.new_page()
     else:
         pages.y += 6 * MM
