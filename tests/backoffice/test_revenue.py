@@ -5,7 +5,7 @@ Closing a past month accrues January: Dr unbilled receivable / Cr revenue, one e
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from django.test import Client
 from django.utils import timezone
@@ -89,8 +89,13 @@ def test_journal_filters(books, viewer_client):
     (globex,) = viewer_client.get("/revenue/journal/?q=INV-2026-000002").context["rows"]
     assert globex.currency == "JPY"
     assert viewer_client.get("/revenue/journal/?q=acme").context["rows"].paginator.count == 1
-    today = timezone.localdate()
-    assert viewer_client.get(f"/revenue/journal/?to={today:%Y-%m-%d}").context["rows"].paginator.count == 0
+    # `to` is exclusive. The entries carry each invoice's issue date, in its customer's timezone: Acme's
+    # (New York) is the day before the server's between 00:00 and 05:00 UTC, so the dates come from the
+    # entries, not from the clock.
+    dates = sorted(JournalEntry.objects.values_list("date", flat=True))
+    assert viewer_client.get(f"/revenue/journal/?to={dates[0]:%Y-%m-%d}").context["rows"].paginator.count == 0
+    after_last = dates[-1] + timedelta(days=1)
+    assert viewer_client.get(f"/revenue/journal/?to={after_last:%Y-%m-%d}").context["rows"].paginator.count == 2
     bad = viewer_client.get("/revenue/journal/?from=yesterday")
     assert "from: not a date" in _text(bad) and bad.context["rows"].paginator.count == 2
     assert 'href="/revenue/journal.csv?format=xero&amp;currency=usd"' in _text(usd) or \
