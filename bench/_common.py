@@ -110,6 +110,34 @@ def gunicorn(*, workers: int = 2, threads: int = 1, port: int | None = None):
             proc.wait()
 
 
+@contextlib.contextmanager
+def celery_workers(n: int, *, env: dict[str, str] | None = None):
+    """`n` real `celery worker --pool solo` processes against the bench database and Redis, each in its
+    own session as a daemonized worker is (with sched_autogroup on, one session's processes share one CPU
+    share); yields once every worker answers a ping, stops them with SIGTERM (a warm shutdown) after."""
+    from billing_site.celery import app
+
+    celery = str(ROOT / ".venv" / "bin" / "celery")
+    workers = [subprocess.Popen([celery, "-A", "billing_site", "worker", "--pool", "solo", "-l", "WARNING",
+                                 "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle"],
+                                cwd=ROOT, env=env or bench_env(), start_new_session=True) for i in range(n)]
+    try:
+        deadline = time.monotonic() + 60
+        while len(app.control.ping(timeout=1.0) or []) < n:
+            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+                raise RuntimeError("celery workers did not start")
+        yield workers
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+
+
 def psql_connect():
     import psycopg
 

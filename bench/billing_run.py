@@ -37,7 +37,7 @@ from pathlib import Path
 os.environ.setdefault("BENCH_DB", "ledgerline_bench_billing")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ensure_database, psql_connect, rollups_rebuild, setup_django  # noqa: E402
+from bench._common import celery_workers, ensure_database, psql_connect, rollups_rebuild, setup_django  # noqa: E402
 
 AS_OF = date(2026, 4, 1)
 TIMEZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Tokyo"]
@@ -172,29 +172,13 @@ def reset_invoicing() -> None:
 
 def run_with_workers(n_workers: int, chunk: int, n_subs: int) -> float:
     """Start `n_workers` celery worker processes, queue the run, wait for it; the wall time in s."""
-    import signal
-    import subprocess
-
-    from bench._common import ROOT, bench_env
-
     from billing_site.celery import app
     from invoicing.billing_run import billing_run_enqueue
     from invoicing.models import BillingRun
 
     reset_invoicing()
     app.control.purge()
-    env = bench_env()
-    celery = str(ROOT / ".venv" / "bin" / "celery")
-    workers = [subprocess.Popen([celery, "-A", "billing_site", "worker", "--pool", "solo", "-l", "WARNING",
-                                 "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle"],
-                                # each worker in its own session, as a daemonized worker is (with
-                                # sched_autogroup on, one session's processes share one CPU share)
-                                cwd=ROOT, env=env, start_new_session=True) for i in range(n_workers)]
-    try:
-        deadline = time.monotonic() + 60
-        while len(app.control.ping(timeout=1.0) or []) < n_workers:
-            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
-                raise RuntimeError("celery workers did not start")
+    with celery_workers(n_workers):
         started = time.monotonic()
         run = billing_run_enqueue(as_of=AS_OF, auto_finalize=False, chunk_size=chunk, actor="bench")
         while True:
@@ -205,15 +189,6 @@ def run_with_workers(n_workers: int, chunk: int, n_subs: int) -> float:
                 raise RuntimeError("the run did not finish in 10 minutes")
             time.sleep(0.05)
         wall = time.monotonic() - started
-    finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
     # How much chunk work overlapped: the sum of the chunks' own transaction times over the wall time
     # from the first chunk's start to the last one's end (1.0 = one at a time).
     spans = list(run.chunks.values_list("started_at", "done_at"))
