@@ -310,8 +310,16 @@ def html_to_pdf(html: str) -> bytes:
         stylesheets=[stylesheet], font_config=font_config)
 
 
+INVOICE_TEMPLATE = "invoicing/invoice_pdf.html"
+
+
 def render_invoice_html(invoice: Invoice, *, lines=None) -> str:
-    return render_to_string("invoicing/invoice_pdf.html", invoice_document_context(invoice, lines=lines))
+    return render_to_string(INVOICE_TEMPLATE, invoice_document_context(invoice, lines=lines))
+
+
+def invoice_pdf_from_template(context: dict) -> bytes:
+    """WeasyPrint's rendering of the invoice template for a document context."""
+    return html_to_pdf(render_to_string(INVOICE_TEMPLATE, context))
 
 
 def render_invoice_pdf(invoice: Invoice, *, lines=None) -> bytes:
@@ -324,7 +332,7 @@ def render_invoice_pdf(invoice: Invoice, *, lines=None) -> bytes:
             return render_invoice_canvas(context)
         except NotDrawable:
             pass  # e.g. a Japanese legal name: WeasyPrint's font fallback prints it
-    return html_to_pdf(render_to_string("invoicing/invoice_pdf.html", context))
+    return invoice_pdf_from_template(context)
 
 
 def invoice_pdf_filename(invoice: Invoice) -> str:

@@ -145,8 +145,7 @@ def wrap(text: str, style: Style, width: float) -> list[str]:
 # Ops are plain tuples so a test can read where everything went:
 #   ("text", x, baseline, text, style, align)   align: "left" | "right" | "center"
 #   ("rect", x, top, width, height, fill)
-#   ("line", x1, y, x2, width, color)           a horizontal rule
-#   ("vline", x, top, bottom, width, color)
+#   ("line", x1, y1, x2, y2, width, color)
 
 
 class Pages:
@@ -236,7 +235,7 @@ def _header(pages: Pages, c: dict) -> None:
         y += pages.block(right_edge, y, wrap("Draft \u2013 preview only, not a valid invoice", note, WIDTH), note,
                          "right")
     bottom = max(top + left_height, y) + 6 * MM
-    pages.ops.append(("line", LEFT, bottom + 0.75, right_edge, 1.5, INK))
+    pages.ops.append(("line", LEFT, bottom + 0.75, right_edge, bottom + 0.75, 1.5, INK))
     pages.y = bottom + 1.5
 
 
@@ -304,7 +303,8 @@ def _table_head(pages: Pages) -> None:
     for (x0, x1), (title, align) in zip(_column_edges(), (("Description", "left"), ("Quantity", "right"),
                                                           ("Unit price", "right"), ("Amount", "right"))):
         pages.text(x0 + CELL_X if align == "left" else x1 - CELL_X, top + HEAD_Y, title.upper(), HEAD, align)
-    pages.ops.append(("line", LEFT, top + HEAD_HEIGHT - 0.375, LEFT + WIDTH, 0.75, RULE))
+    rule = top + HEAD_HEIGHT - 0.375
+    pages.ops.append(("line", LEFT, rule, LEFT + WIDTH, rule, 0.75, RULE))
     pages.y = top + HEAD_HEIGHT
 
 
@@ -360,8 +360,8 @@ def _lines_table(pages: Pages, c: dict) -> None:
         for (_, x1), number in zip(edges[1:], row.numbers):
             if number:
                 pages.text(x1 - CELL_X, top + CELL_Y, number, BODY, "right")
-        pages.ops.append(("line", LEFT, top + row.height - 0.375, LEFT + WIDTH, 0.75,
-                          GROUP_RULE if row.group else HAIRLINE))
+        rule = top + row.height - 0.375
+        pages.ops.append(("line", LEFT, rule, LEFT + WIDTH, rule, 0.75, GROUP_RULE if row.group else HAIRLINE))
         pages.y = top + row.height
 
 
@@ -414,7 +414,8 @@ def _totals(pages: Pages, c: dict) -> None:
     y = pages.y + 5 * MM
     for row in rows:
         if row.rule:
-            pages.ops.append(("line", x0, y + row.rule[0] / 2, x0 + width, row.rule[0], row.rule[1]))
+            stroke, color = row.rule
+            pages.ops.append(("line", x0, y + stroke / 2, x0 + width, y + stroke / 2, stroke, color))
         top = y + (row.rule[0] if row.rule else 0) + row.pad_top
         label_height = pages.block(x0 + CELL_X, top, row.label.lines, row.style)
         if row.detail:
@@ -475,7 +476,7 @@ def _payment(pages: Pages, c: dict) -> None:
         pages.y += 8 * MM
     top = pages.y
     pages.ops.append(("rect", LEFT, top, WIDTH, height, PANEL_BG))
-    pages.ops.append(("vline", LEFT + border / 2, top, top + height, border, INK))
+    pages.ops.append(("line", LEFT + border / 2, top, LEFT + border / 2, top + height, border, INK))
     _stack(pages, LEFT + border + pad_x, top + pad_y, paragraphs)
     pages.y = top + height
 
@@ -529,15 +530,10 @@ def _draw_ops(canvas, ops: list[tuple]) -> None:
             canvas.setFillColor(HexColor(fill))
             canvas.rect(x, PAGE_H - top - height, width, height, stroke=0, fill=1)
         elif kind == "line":
-            _, x1, y, x2, width, color = op
+            _, x1, y1, x2, y2, width, color = op
             canvas.setStrokeColor(HexColor(color))
             canvas.setLineWidth(width)
-            canvas.line(x1, PAGE_H - y, x2, PAGE_H - y)
-        elif kind == "vline":
-            _, x, top, bottom, width, color = op
-            canvas.setStrokeColor(HexColor(color))
-            canvas.setLineWidth(width)
-            canvas.line(x, PAGE_H - top, x, PAGE_H - bottom)
+            canvas.line(x1, PAGE_H - y1, x2, PAGE_H - y2)
     _draw_texts(canvas, [op for op in ops if op[0] == "text"])
 
 

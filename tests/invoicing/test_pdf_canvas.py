@@ -10,12 +10,11 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.template.loader import render_to_string
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 from pypdf import PdfReader
 
 from invoicing.models import Invoice, InvoiceLine
-from invoicing.pdf import html_to_pdf, invoice_document_context, render_invoice_pdf
+from invoicing.pdf import invoice_document_context, invoice_pdf_from_template, render_invoice_pdf
 from invoicing.pdf_canvas import (
     BODY,
     CONTENT_BOTTOM,
@@ -79,7 +78,7 @@ def test_canvas_prints_what_weasyprint_prints_page_by_page(n_usage, status, tax_
                                      "billed per thousand requests")
     context = invoice_document_context(doc, lines=lines)
     canvas = page_texts(render_invoice_canvas(context))
-    weasy = page_texts(html_to_pdf(render_to_string("invoicing/invoice_pdf.html", context)))
+    weasy = page_texts(invoice_pdf_from_template(context))
     assert len(canvas) == len(weasy)
     # Whitespace aside (WeasyPrint runs "Service period" into its value), each page holds the same text.
     assert ["".join(t.split()) for t in canvas] == ["".join(t.split()) for t in weasy]
@@ -172,7 +171,7 @@ def test_the_explanation_section_matches_the_template():
         {"text": f"API calls, region {i}: 5,000 units against 4,000 units on the previous invoice", "amount": "$2.00"}
         for i in range(1, 13)]}
     canvas = page_texts(render_invoice_canvas(context))
-    weasy = page_texts(html_to_pdf(render_to_string("invoicing/invoice_pdf.html", context)))
+    weasy = page_texts(invoice_pdf_from_template(context))
     assert ["".join(t.split()) for t in canvas] == ["".join(t.split()) for t in weasy]
     assert "What changed since the previous invoice ($100.00): $56.43" in "".join(canvas)
 
@@ -186,6 +185,6 @@ def test_a_sparse_invoice_draws_what_there_is():
     doc.customer_snapshot = {"name": "Bare Co", "seller": {"name": ""}}
     context = invoice_document_context(doc, lines=lines)
     canvas = page_texts(render_invoice_canvas(context))
-    weasy = page_texts(html_to_pdf(render_to_string("invoicing/invoice_pdf.html", context)))
+    weasy = page_texts(invoice_pdf_from_template(context))
     assert ["".join(t.split()) for t in canvas] == ["".join(t.split()) for t in weasy]
     assert "Due date on finalization" in canvas[0] and "1 $100.00 $100.00" in canvas[0]
