@@ -10,10 +10,19 @@ from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions, permissions
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+KEYWORD = "Bearer"
+
+
+def bearer_token(header: str) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header, or None when the header has another form."""
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != KEYWORD.lower():
+        return None
+    return parts[1]
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
+    keyword = KEYWORD
 
     def authenticate(self, request):
         from customers.services import api_key_authenticate  # noqa: PLC0415 — DRF loads this class from settings while common.errors is still importing (cycle)
@@ -21,10 +30,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1").strip()
         if not header:
             return None
-        parts = header.split()
-        if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
+        raw_key = bearer_token(header)
+        if raw_key is None:
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <key>'.")
-        api_key = api_key_authenticate(raw_key=parts[1])
+        api_key = api_key_authenticate(raw_key=raw_key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         # request.user stays anonymous (no Django user behind a key); request.auth is the ApiKey.

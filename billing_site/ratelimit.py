@@ -50,28 +50,33 @@ def _count_script():
     return redis_client().register_script(_COUNT_LUA)
 
 
+def rate_limit_wait(api_key, *, ingestion: bool) -> int | None:
+    """Count one call made with `api_key` against its limit: None while within it, else the seconds
+    until the window ends. Shared by the DRF throttle and the single-event fast path (one count per call)."""
+    rate = parse_rate(getattr(settings, "API_RATE_LIMIT_INGESTION" if ingestion else "API_RATE_LIMIT", None))
+    if rate is None:
+        return None
+    limit, window = rate
+    now = time.time()
+    window_index = int(now // window)
+    key = f"ratelimit:{'ingestion' if ingestion else 'api'}:{api_key.pk}:{window}:{window_index}"
+    try:
+        count = _count_script()(keys=[key], args=[window + 1])
+    except redis.RedisError:
+        logger.warning("rate limiter: Redis unreachable, request let through", exc_info=True)
+        return None
+    if count <= limit:
+        return None
+    return max(1, math.ceil((window_index + 1) * window - now))
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         api_key = request.auth
         if api_key is None or not hasattr(api_key, "scopes"):
             return True
-        bucket = "ingestion" if required_scope(request, view) == "usage:write" else "api"
-        rate = parse_rate(getattr(settings, "API_RATE_LIMIT_INGESTION" if bucket == "ingestion" else "API_RATE_LIMIT", None))
-        if rate is None:
-            return True
-        limit, window = rate
-        now = time.time()
-        window_index = int(now // window)
-        key = f"ratelimit:{bucket}:{api_key.pk}:{window}:{window_index}"
-        try:
-            count = _count_script()(keys=[key], args=[window + 1])
-        except redis.RedisError:
-            logger.warning("rate limiter: Redis unreachable, request let through", exc_info=True)
-            return True
-        if count <= limit:
-            return True
-        self._wait = max(1, math.ceil((window_index + 1) * window - now))
-        return False
+        self._wait = rate_limit_wait(api_key, ingestion=required_scope(request, view) == "usage:write")
+        return self._wait is None
 
     def wait(self) -> float | None:
         return getattr(self, "_wait", None)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -44,6 +45,12 @@ class ConflictError(ApplicationError):
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def application_error_response(exc: ApplicationError) -> HttpResponse:
+    """`exc` answered outside a DRF view, in the bytes api_exception_handler + JSONRenderer give."""
+    return HttpResponse(JSONRenderer().render(error_body(exc.code, exc.message, exc.fields)),
+                        status=exc.status_code, content_type="application/json")
 
 
 def _flatten_fields(detail, prefix: str = "") -> dict[str, list[str]]:

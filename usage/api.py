@@ -22,9 +22,25 @@ ACCEPTED = b'{"status":"accepted"}'
 DUPLICATE = b'{"status":"duplicate"}'
 
 
+def raw_body_text(body: bytes) -> str:
+    """The body as kept verbatim on a dead letter, except NUL, which PostgreSQL text cannot hold: stored escaped."""
+    return body.decode("utf-8", errors="replace").replace("\x00", "\\u0000")
+
+
 def _raw_body(request) -> str:
-    # Kept verbatim on dead letters, except NUL, which PostgreSQL text cannot hold: stored escaped.
-    return request._request.body.decode("utf-8", errors="replace").replace("\x00", "\\u0000")
+    return raw_body_text(request._request.body)
+
+
+def event_answer(result) -> HttpResponse:
+    """The answer to one ingested event (an IngestResult): 202 accepted or 200 duplicate; a rejected
+    or conflicting event raises the API error (its dead letter is already stored)."""
+    if result.status == Status.ACCEPTED:
+        return HttpResponse(ACCEPTED, status=status.HTTP_202_ACCEPTED, content_type="application/json")
+    if result.status == Status.DUPLICATE:
+        return HttpResponse(DUPLICATE, status=status.HTTP_200_OK, content_type="application/json")
+    if result.status == Status.CONFLICT:
+        raise ConflictError(result.error.message, code=result.error.code, fields=result.error.fields)
+    raise ApplicationError(result.error.message, code=result.error.code, fields=result.error.fields)
 
 
 def _parsed_body(request, raw: str, source: str):
@@ -37,20 +53,16 @@ def _parsed_body(request, raw: str, source: str):
 
 
 class EventView(APIView):
+    """POST /api/v1/events/. Served by billing_site.event_fast_path for well-formed authenticated posts;
+    this view answers the rest and is the reference the fast path is tested against."""
+
     parser_classes = [DecimalJSONParser]
     required_scopes = {"POST": "usage:write"}
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={202: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
     def post(self, request):
         raw = _raw_body(request)  # read before parsing: kept verbatim on a dead letter
-        result = event_ingest(payload=_parsed_body(request, raw, "single"), raw_body=raw)
-        if result.status == Status.ACCEPTED:
-            return HttpResponse(ACCEPTED, status=status.HTTP_202_ACCEPTED, content_type="application/json")
-        if result.status == Status.DUPLICATE:
-            return HttpResponse(DUPLICATE, status=status.HTTP_200_OK, content_type="application/json")
-        if result.status == Status.CONFLICT:
-            raise ConflictError(result.error.message, code=result.error.code, fields=result.error.fields)
-        raise ApplicationError(result.error.message, code=result.error.code, fields=result.error.fields)
+        return event_answer(event_ingest(payload=_parsed_body(request, raw, "single"), raw_body=raw))
 
 
 class EventBatchView(APIView):

@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "billing_site.page_middleware.HistoryRequestMiddleware",
     "billing_site.idempotency.IdempotencyKeyMiddleware",
     "billing_site.page_middleware.HtmxMiddleware",
+    "billing_site.event_fast_path.SingleEventMiddleware",  # last: every layer above applies to its answers
 ]
 
 ROOT_URLCONF = "billing_site.urls"
@@ -195,6 +196,8 @@ LOGGING = {
 IDEMPOTENCY_KEY_TTL_HOURS = int(os.environ.get("IDEMPOTENCY_KEY_TTL_HOURS", "24"))
 API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "6000/min")  # per API key; "0" turns it off
 API_RATE_LIMIT_INGESTION = os.environ.get("API_RATE_LIMIT_INGESTION", "120000/min")  # POST /events/, /events/batch/
+# POST /api/v1/events/ served below DRF's view cycle (billing_site/event_fast_path.py); 0 sends it through the view.
+EVENT_FAST_PATH = env_bool("EVENT_FAST_PATH", True)
 # Webhook targets on loopback/private networks (tests, the demo, an on-premise receiver). Link-local and
 # cloud metadata addresses are refused even then.
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
