@@ -63,12 +63,14 @@ sandbox: venv
 seed: migrate sandbox
 	@$(DEMO_ENV) $(MANAGE) seed_demo
 
-# Starts the web app (gunicorn), a Celery worker and beat in the background, then prints how to log in.
+# Starts the web app (granian: 2 worker processes of 2 threads), a Celery worker and beat in the background,
+# then prints how to log in.
 demo: seed
 	@$(MAKE) --no-print-directory stop-app >/dev/null
 	@mkdir -p $(RUN)
-	@$(DEMO_ENV) $(BIN)/gunicorn billing_site.wsgi:application --bind $(HOST):$(PORT) --workers 2 --daemon \
-		--pid $(RUN)/web.pid --access-logfile $(RUN)/web-access.log --error-logfile $(RUN)/web.log
+	@$(DEMO_ENV) nohup $(BIN)/granian --interface wsgi billing_site.wsgi:application --host $(HOST) --port $(PORT) \
+		--workers 2 --blocking-threads 2 --no-ws --respawn-failed-workers --workers-kill-timeout 30 --access-log \
+		>$(RUN)/web.log 2>&1 & echo $$! > $(RUN)/web.pid
 	@$(DEMO_ENV) nohup $(BIN)/celery -A billing_site worker -l INFO --concurrency 2 >$(RUN)/worker.log 2>&1 & echo $$! > $(RUN)/worker.pid
 	@$(DEMO_ENV) nohup $(BIN)/celery -A billing_site beat -l INFO >$(RUN)/beat.log 2>&1 & echo $$! > $(RUN)/beat.pid
 	@for i in $$(seq 1 50); do curl -fs -o /dev/null http://$(HOST):$(PORT)/healthz && break; sleep 0.2; done

@@ -1,4 +1,4 @@
-"""Shared benchmark helpers: a dedicated database, Django set up against it, gunicorn on loopback.
+"""Shared benchmark helpers: a dedicated database, Django set up against it, the web server on loopback.
 
 Every benchmark talks only to 127.0.0.1 and runs bounded loops."""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
-GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+GRANIAN = ROOT / ".venv" / "bin" / "granian"
 BENCH_DB = os.environ.get("BENCH_DB", "ledgerline_bench")
 BENCH_URL = f"postgres://127.0.0.1:5432/{BENCH_DB}"
 
@@ -78,14 +78,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(*, workers: int = 2, threads: int = 1, port: int | None = None):
-    """Run gunicorn on 127.0.0.1 against the bench database; yields the base URL. threads=1 is the
-    sync worker; threads>1 the gthread worker (keep-alive, DB waits overlap inside a worker)."""
+def web_server(*, workers: int = 2, threads: int = 2, port: int | None = None):
+    """Run the web server as `make demo` does (granian, WSGI) on 127.0.0.1 against the bench database;
+    yields the base URL. `threads` is each worker process's number of threads running Django."""
     port = port or free_port()
-    cmd = [str(GUNICORN), "billing_site.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-           "--backlog", "2048", "--log-level", "warning", "--timeout", "60"]
-    if threads > 1:
-        cmd += ["--worker-class", "gthread", "--threads", str(threads), "--keep-alive", "5"]
+    cmd = [str(GRANIAN), "--interface", "wsgi", "billing_site.wsgi:application", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads), "--no-ws",
+           "--backlog", "2048", "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=bench_env())
     base = f"http://127.0.0.1:{port}"
     try:
@@ -98,7 +97,7 @@ def gunicorn(*, workers: int = 2, threads: int = 1, port: int | None = None):
             except OSError:
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("gunicorn did not start")
+                raise RuntimeError("the web server did not start")
             time.sleep(0.2)
         yield base
     finally:

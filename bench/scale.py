@@ -15,7 +15,7 @@ load, as at a month-end after a fresh import. Then, for each point of the growth
      statement, with their idempotency keys, then the daily rollups rebuilt from the events
      (`usage.rollups.usage_rollups_rebuild`); no ANALYZE of the events; a CHECKPOINT and an OS sync
      let the load's write-back finish (it is not ingest cost). Then a sample of `--sample` events
-     is posted through the real HTTP stack (gunicorn, 2 workers, `POST /api/v1/events/batch/`,
+     is posted through the real HTTP stack (the web server, 2 workers, `POST /api/v1/events/batch/`,
      1,000 events per request, events addressed by customer): the ingest rate *at that size*;
    - `--load http`: every event through HTTP (slow: the 10 M point takes 10 M / rate seconds;
      `bench/ingest.py --growth` measures flat ingestion on its own);
@@ -46,8 +46,8 @@ from pathlib import Path
 os.environ.setdefault("BENCH_DB", "ledgerline_bench_scale")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import (PYTHON, ROOT, bench_env, ensure_database, gunicorn, psql_connect, rollups_rebuild,  # noqa: E402
-                           setup_django)
+from bench._common import (PYTHON, ROOT, bench_env, ensure_database, psql_connect, rollups_rebuild,  # noqa: E402
+                           setup_django, web_server)
 from bench.ingest import pct, run_requests  # noqa: E402
 
 TIMEZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Tokyo"]
@@ -279,7 +279,7 @@ def main() -> None:
     span = int((datetime.now(timezone.utc) - timedelta(hours=1) - EVENTS_FROM).total_seconds())
     run = uuid.uuid4().hex[:8]
     rows = []
-    with gunicorn(workers=2) as base:
+    with web_server(workers=2) as base:
         # Warm both workers (imports, prepared statements) before anything is timed: 4,000 events.
         warm = make_bodies(args.subscriptions, 0, 4000, span, 1000, run + "w")
         assert set(run_requests(base, key, "/api/v1/events/batch/", warm, 2)[1]) == {200}

@@ -1,21 +1,26 @@
 """POST /api/v1/events/ without URL resolving and DRF's view cycle: the single-event hot path.
 
-A single-event post is the API's most frequent call and does the least work (two prepared statements).
-DRF's cycle around it (its Request, content negotiation, the authentication, permission and throttle
-classes, exception handling) and the URL resolver cost about a fifth of its CPU: through gunicorn
-with 2 workers, 900 → 1,100 events/s (README, issue 20). This middleware, last in MIDDLEWARE so that
-every layer above it (security headers, X-Frame-Options, Idempotency-Key replays) applies as before,
-serves the call with the view's own services in the view's order: the API key
-(customers.services.api_key_authenticate), the scope EventView requires, the strict Decimal JSON
-loader, the ingestion rate limit (billing_site.ratelimit.rate_limit_wait), usage's event_ingest and
-EventView's answers (202, 200, or the 4xx of a rejected or conflicting event, its dead letter stored).
+A single-event post is the API's most frequent call and does the least work (two prepared statements),
+so what surrounds it counts: DRF's cycle (its Request, content negotiation, the authentication,
+permission and throttle classes, exception handling) and the URL resolver, and a Redis round trip
+for the API-key-set version besides the rate limiter's own (README "Usage at scale", issue 20).
 
-Whatever it does not own goes to the view before anything is stored or counted: no or bad
-credentials, a missing scope, a body that is not a JSON document (the view dead-letters it), another
-media type or charset, an Accept the view might refuse, a query string. A call over its rate limit
-also goes to the view, which counts it once more (past the limit that changes nothing) and answers
-429. A database error goes to the view as well, which answers 503 when the database is still gone;
-ingestion is idempotent by transaction id, so a second attempt never stores an event twice.
+This middleware, last in MIDDLEWARE so that every layer above it (security headers, X-Frame-Options,
+Idempotency-Key replays) applies as before, serves the call with the view's own services: the API key
+(customers.services), the scope EventView requires, the strict Decimal JSON loader, the ingestion
+rate limit (billing_site.ratelimit), usage's event_ingest and EventView's answers (202, 200, or the
+4xx of a rejected or conflicting event, its dead letter stored). It serves keys this process has
+authenticated within the key cache's lifetime, and reads the key-set version (which says whether that
+cache still holds: a revocation bumps it) in the rate-limit script's round trip.
+
+Whatever it does not own goes to the view before anything is stored or counted: a key this process
+has not cached (the view authenticates and caches it), no or bad credentials, a missing scope, a
+body that is not a JSON document (the view dead-letters it), another media type or charset, an
+Accept the view might refuse, a query string. Three cases go to the view after the count: a call
+over its limit and a key revoked since it was cached (counted once more, which past the limit or for
+a dead key changes nothing), and an unreachable Redis (the view knows what that means for keys and
+limits). A database error goes to the view as well, which answers 503 when the database is still
+gone; ingestion is idempotent by transaction id, so a second attempt never stores an event twice.
 `EVENT_FAST_PATH=0` turns it off. tests/usage/test_event_fast_path.py holds both paths to the same
 answers, byte for byte, case by case.
 """
@@ -31,9 +36,10 @@ from django.urls import reverse
 from rest_framework.exceptions import ParseError
 
 from billing_site.api_auth import bearer_token
-from billing_site.ratelimit import rate_limit_wait
+from billing_site.ratelimit import rate_limit_wait_and_get
 from common.errors import ApplicationError, application_error_response
-from customers.services import api_key_authenticate
+from common.redis import RedisError
+from customers.services import KEY_VERSION_REDIS_KEY, api_key_authenticate, api_key_cached
 from usage.api import EventView, event_answer, raw_body_text
 from usage.services.ingest import event_ingest
 
@@ -76,16 +82,20 @@ class SingleEventMiddleware:
         if not self._plain(request):
             return None
         raw_key = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
-        api_key = api_key_authenticate(raw_key=raw_key) if raw_key else None
-        if api_key is None or not api_key.has_scope(self.scope):
-            return None
+        candidate = api_key_cached(raw_key=raw_key) if raw_key else None
+        if candidate is None or not candidate.has_scope(self.scope):
+            return None  # the view authenticates a key this process has not seen lately, and caches it
         try:
             body = request.body
             payload = self.parser.parse(io.BytesIO(body), "application/json", {"encoding": "utf-8"})
         except (RequestDataTooBig, ParseError):
             return None
-        if rate_limit_wait(api_key, ingestion=True) is not None:
-            return None
+        try:  # one Redis round trip: the count, and the key-set version that says whether the cache still holds
+            wait, version = rate_limit_wait_and_get(candidate, ingestion=True, key=KEY_VERSION_REDIS_KEY)
+        except RedisError:
+            return None  # the view knows what an unreachable Redis means for keys and limits
+        if api_key_authenticate(raw_key=raw_key, version_reply=version) is None or wait is not None:
+            return None  # revoked since cached (the view answers 401), or over the limit (429)
         try:
             return event_answer(event_ingest(payload=payload, raw_body=raw_body_text(body)))
         except ApplicationError as exc:

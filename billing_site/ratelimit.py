@@ -36,11 +36,14 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
 
 # INCR and, for the window's first call, EXPIRE, as one atomic script: one command and one reply per
 # request instead of a MULTI/INCR/EXPIRE/EXEC transaction (four commands, four replies) on every API
-# call, single-event posts included. A window's key is never reused, so its TTL is set once.
+# call, single-event posts included. A window's key is never reused, so its TTL is set once. With a
+# second key, the script also returns that key's value: a GET the caller would otherwise send on its
+# own round trip (the single-event fast path's API-key-set version).
 _COUNT_LUA = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return count
+if KEYS[2] then return {count, redis.call('GET', KEYS[2])} end
+return {count}
 """
 
 
@@ -50,24 +53,36 @@ def _count_script():
     return redis_client().register_script(_COUNT_LUA)
 
 
-def rate_limit_wait(api_key, *, ingestion: bool) -> int | None:
-    """Count one call made with `api_key` against its limit: None while within it, else the seconds
-    until the window ends. Shared by the DRF throttle and the single-event fast path (one count per call)."""
+def _count(api_key, ingestion: bool, read_key: str | None) -> tuple[int | None, bytes | None]:
+    """(seconds to wait or None, the value of read_key); raises redis.RedisError."""
     rate = parse_rate(getattr(settings, "API_RATE_LIMIT_INGESTION" if ingestion else "API_RATE_LIMIT", None))
     if rate is None:
-        return None
+        return None, redis_client().get(read_key) if read_key else None
     limit, window = rate
     now = time.time()
     window_index = int(now // window)
     key = f"ratelimit:{'ingestion' if ingestion else 'api'}:{api_key.pk}:{window}:{window_index}"
+    count, *read = _count_script()(keys=[key, read_key] if read_key else [key], args=[window + 1])
+    value = read[0] if read else None
+    if count <= limit:
+        return None, value
+    return max(1, math.ceil((window_index + 1) * window - now)), value
+
+
+def rate_limit_wait(api_key, *, ingestion: bool) -> int | None:
+    """Count one call made with `api_key` against its limit: None while within it, else the seconds
+    until the window ends. Unreachable Redis lets the call through (logged)."""
     try:
-        count = _count_script()(keys=[key], args=[window + 1])
+        return _count(api_key, ingestion, None)[0]
     except redis.RedisError:
         logger.warning("rate limiter: Redis unreachable, request let through", exc_info=True)
         return None
-    if count <= limit:
-        return None
-    return max(1, math.ceil((window_index + 1) * window - now))
+
+
+def rate_limit_wait_and_get(api_key, *, ingestion: bool, key: str) -> tuple[int | None, bytes | None]:
+    """rate_limit_wait, and the value of the Redis key `key` read in the same round trip. Raises
+    redis.RedisError: the caller decides what an unreachable Redis means for the value it wanted."""
+    return _count(api_key, ingestion, key)
 
 
 class ApiKeyRateThrottle(BaseThrottle):

@@ -74,11 +74,26 @@ def _key_set_changed() -> None:
         logger.warning("API key revocation: Redis unavailable, other processes notice within %ss", KEY_CACHE_SECONDS)
 
 
-def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
+_FETCH = object()
+
+
+def api_key_cached(*, raw_key: str) -> ApiKey | None:
+    """The key this process authenticated for `raw_key` within KEY_CACHE_SECONDS, not yet checked against
+    the key-set version (api_key_authenticate does that), or None. No I/O."""
+    cached = _key_cache.get(_hash_key(raw_key))
+    if cached and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
+        return cached[2]
+    return None
+
+
+def api_key_authenticate(*, raw_key: str, version_reply=_FETCH) -> ApiKey | None:
+    """The live key for `raw_key`, or None. `version_reply`: the caller's own GET of KEY_VERSION_REDIS_KEY
+    (None when that key does not exist yet), made in a round trip it needed anyway (the single-event fast
+    path reads it with its rate-limit count); by default it is read here."""
     key_hash = _hash_key(raw_key)
     cached = _key_cache.get(key_hash)
     clock = time.monotonic()
-    version = _key_set_version()
+    version = _key_set_version() if version_reply is _FETCH else version_reply or b"0"
     if cached and version is not None and cached[1] == version and clock - cached[0] < KEY_CACHE_SECONDS:
         key = cached[2]
     else:

@@ -71,7 +71,7 @@ def billing_run(*, as_of: date, actor=None, now: datetime | None = None, auto_fi
     passed in the customer's timezone. With `auto_finalize`, drafts whose grace period has passed
     by `as_of` are finalized afterwards (flagged drafts wait for review). With
     `max_subscriptions`, a run that would bill more subscriptions is refused (409) before it
-    starts: the HTTP form answers within gunicorn's timeout or points to `"wait": false`.
+    starts: the HTTP form stays a short request or points to `"wait": false`.
     Stale runs are taken over first (`take_over`: "inline", "enqueue" or "none")."""
     if take_over != "none":
         billing_runs_take_over_stale(inline=take_over == "inline")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -299,15 +300,23 @@ def _weasy():
 atexit.register(_weasy.cache_clear)
 
 
+# The web server runs Django in threads (2 per worker process) and a draft's preview renders on request.
+# Neither WeasyPrint's shared font configuration (Pango/fontconfig state) nor ReportLab's font registry and
+# per-document font subsets are documented as thread-safe, so a process renders one document at a time
+# (Celery workers render one at a time anyway; a preview waits at most one other document's ~10-150 ms).
+_RENDER_LOCK = threading.Lock()
+
+
 def html_to_pdf(html: str) -> bytes:
     from weasyprint import HTML  # noqa: PLC0415 — heavy dependency, loaded on first use
 
-    stylesheet, font_config = _weasy()
     # The templates' indentation between tags would become anonymous boxes WeasyPrint styles and
     # lays out for nothing (a few per cent of a 20-line invoice); text inside elements is untouched.
     html = strip_spaces_between_tags(html)
-    return HTML(string=html, base_url=str(DOCUMENT_FILES), url_fetcher=document_url_fetcher).write_pdf(
-        stylesheets=[stylesheet], font_config=font_config)
+    with _RENDER_LOCK:
+        stylesheet, font_config = _weasy()
+        return HTML(string=html, base_url=str(DOCUMENT_FILES), url_fetcher=document_url_fetcher).write_pdf(
+            stylesheets=[stylesheet], font_config=font_config)
 
 
 INVOICE_TEMPLATE = "invoicing/invoice_pdf.html"
@@ -329,7 +338,8 @@ def render_invoice_pdf(invoice: Invoice, *, lines=None) -> bytes:
     context = invoice_document_context(invoice, lines=lines)
     if settings.INVOICE_PDF_ENGINE == "canvas":
         try:
-            return render_invoice_canvas(context)
+            with _RENDER_LOCK:
+                return render_invoice_canvas(context)
         except NotDrawable:
             pass  # e.g. a Japanese legal name: WeasyPrint's font fallback prints it
     return invoice_pdf_from_template(context)

@@ -188,3 +188,16 @@ def test_a_sparse_invoice_draws_what_there_is():
     weasy = page_texts(invoice_pdf_from_template(context))
     assert ["".join(t.split()) for t in canvas] == ["".join(t.split()) for t in weasy]
     assert "Due date on finalization" in canvas[0] and "1 $100.00 $100.00" in canvas[0]
+
+
+def test_documents_rendered_from_concurrent_threads_are_the_ones_rendered_alone():
+    """The web server runs Django in threads and a draft's preview renders on request: documents drawn at
+    the same time, by both engines, must each read exactly as when drawn alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [invoice(3 + i) for i in range(4)] + [invoice(2 + i, name=f"株式会社テスト {i}") for i in range(2)]
+    alone = [page_texts(render_invoice_pdf(doc, lines=lines)) for doc, lines in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda job: page_texts(render_invoice_pdf(job[0], lines=job[1])), jobs * 3))
+    assert together == alone * 3
+    assert "株式会社テスト 1" in alone[-1][0] and "Acme Rockets Inc." in alone[0][0]

@@ -10,11 +10,12 @@ import json
 import pytest
 from django.db import transaction
 from django.test import override_settings
+from redis.connection import AbstractConnection as RedisConnection
 from rest_framework.test import APIClient
 
 from billing_site.ratelimit import redis_client
 from customers.models import ApiKey
-from customers.services import _key_cache_clear, api_key_create
+from customers.services import _key_cache_clear, api_key_authenticate, api_key_create, api_key_revoke
 from tests.usage.helpers import event
 from usage.api import EventView
 from usage.models import DeadLetterEvent, UsageEvent
@@ -30,8 +31,11 @@ def _clean_counters():
         redis_client().delete(key)
 
 
-def _client(scopes=("usage:write",)) -> APIClient:
+def _client(scopes=("usage:write",), *, warm=True) -> APIClient:
+    """A client whose key this process has authenticated before (warm), as a running integration's is."""
     _, raw = api_key_create(name="fast-path", scopes=list(scopes))
+    if warm:
+        api_key_authenticate(raw_key=raw)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return client
@@ -135,6 +139,51 @@ def test_the_fast_path_serves_without_the_view(api_calls, monkeypatch):
     assert DeadLetterEvent.objects.get().transaction_id == "t2"
     with pytest.raises(AssertionError, match="EventView.post reached"):
         _post(_client(), "not json")  # what it does not own goes to the view
+
+
+def test_a_key_the_process_has_not_seen_goes_to_the_view_which_caches_it(api_calls, monkeypatch):
+    client = _client(warm=False)
+    view_post = EventView.post
+    served_by_view = []
+
+    def spy(self, request):
+        served_by_view.append(json.loads(request._request.body)["transaction_id"])
+        return view_post(self, request)
+
+    monkeypatch.setattr(EventView, "post", spy)
+    assert [_post(client, event(t))[0] for t in ("t1", "t2", "t3")] == [202, 202, 202]
+    assert served_by_view == ["t1"]
+    assert UsageEvent.objects.count() == 3
+
+
+def test_a_key_revoked_while_cached_is_refused_at_once(api_calls, django_capture_on_commit_callbacks):
+    _, raw = api_key_create(name="soon revoked", scopes=["usage:write"])
+    client = APIClient(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert _post(client, event("t1"))[0] == 202
+    assert _post(client, event("t2"))[0] == 202  # served from the process's key cache
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(api_key=ApiKey.objects.get(name="soon revoked"))
+    _key_cache_clear()  # only this process's own revocation clears it at once; others learn from the version
+    api_key_authenticate(raw_key=raw, version_reply=b"stale")  # a cache entry read under the old version
+    status, content, _ = _post(client, event("t3"))
+    assert status == 401 and json.loads(content)["error"]["code"] == "authentication_failed"
+    assert sorted(UsageEvent.objects.values_list("transaction_id", flat=True)) == ["t1", "t2"]
+
+
+def test_a_served_post_makes_one_redis_round_trip(api_calls, monkeypatch):
+    """The count and the key-set version travel together (commandstats cannot tell: it counts a script's own calls)."""
+    client = _client()
+    _post(client, event("warm"))
+    sent = []
+    send = RedisConnection.send_packed_command
+
+    def counting(self, command, *args, **kwargs):
+        sent.append(command)
+        return send(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(RedisConnection, "send_packed_command", counting)
+    assert [_post(client, event(f"t{i}"))[0] for i in range(5)] == [202] * 5
+    assert len(sent) == 5
 
 
 @override_settings(API_RATE_LIMIT_INGESTION="3/hour")
