@@ -90,6 +90,8 @@ CASES = {
     "negative sum value": lambda: [_post(_client(), event("t1", code="storage_gb", properties={"gb": "-1"}))],
     "a JSON list": lambda: [_post(_client(), [event("t1")])],
     "not JSON": lambda: [_post(_client(), '{"transaction_id": "t1",')],
+    "an empty body": lambda: [_post(_client(), "")],
+    "a JSON string": lambda: [_post(_client(), '"t1"')],
     "NUL in a property": lambda: [_post(_client(), event("t1", properties={"note": "a\u0000b"}))],
     "no credentials": lambda: [_post(APIClient(), event("t1"))],
     "unknown key": lambda: [_post(APIClient(HTTP_AUTHORIZATION="Bearer nope"), event("t1"))],
