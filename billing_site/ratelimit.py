@@ -53,16 +53,18 @@ def _count_script():
     return redis_client().register_script(_COUNT_LUA)
 
 
-def _count(api_key, ingestion: bool, read_key: str | None) -> tuple[int | None, bytes | None]:
-    """(seconds to wait or None, the value of read_key); raises redis.RedisError."""
+def rate_limit_wait_and_get(api_key, *, ingestion: bool, key: str | None = None) -> tuple[int | None, bytes | None]:
+    """Count one call made with `api_key` against its limit: (None while within it, else the seconds until the
+    window ends; the value of the Redis key `key`, read in the same round trip). Raises redis.RedisError:
+    the caller decides what an unreachable Redis means for the value it wanted."""
     rate = parse_rate(getattr(settings, "API_RATE_LIMIT_INGESTION" if ingestion else "API_RATE_LIMIT", None))
     if rate is None:
-        return None, redis_client().get(read_key) if read_key else None
+        return None, redis_client().get(key) if key else None
     limit, window = rate
     now = time.time()
     window_index = int(now // window)
-    key = f"ratelimit:{'ingestion' if ingestion else 'api'}:{api_key.pk}:{window}:{window_index}"
-    count, *read = _count_script()(keys=[key, read_key] if read_key else [key], args=[window + 1])
+    counter = f"ratelimit:{'ingestion' if ingestion else 'api'}:{api_key.pk}:{window}:{window_index}"
+    count, *read = _count_script()(keys=[counter, key] if key else [counter], args=[window + 1])
     value = read[0] if read else None
     if count <= limit:
         return None, value
@@ -70,19 +72,12 @@ def _count(api_key, ingestion: bool, read_key: str | None) -> tuple[int | None, 
 
 
 def rate_limit_wait(api_key, *, ingestion: bool) -> int | None:
-    """Count one call made with `api_key` against its limit: None while within it, else the seconds
-    until the window ends. Unreachable Redis lets the call through (logged)."""
+    """rate_limit_wait_and_get's wait alone; an unreachable Redis lets the call through (logged)."""
     try:
-        return _count(api_key, ingestion, None)[0]
+        return rate_limit_wait_and_get(api_key, ingestion=ingestion)[0]
     except redis.RedisError:
         logger.warning("rate limiter: Redis unreachable, request let through", exc_info=True)
         return None
-
-
-def rate_limit_wait_and_get(api_key, *, ingestion: bool, key: str) -> tuple[int | None, bytes | None]:
-    """rate_limit_wait, and the value of the Redis key `key` read in the same round trip. Raises
-    redis.RedisError: the caller decides what an unreachable Redis means for the value it wanted."""
-    return _count(api_key, ingestion, key)
 
 
 class ApiKeyRateThrottle(BaseThrottle):

@@ -77,13 +77,17 @@ def _key_set_changed() -> None:
 _FETCH = object()
 
 
+def _cache_entry(key_hash: str, clock: float) -> tuple[float, bytes, ApiKey] | None:
+    """This process's entry for the key, if younger than KEY_CACHE_SECONDS: (read at, version, key)."""
+    cached = _key_cache.get(key_hash)
+    return cached if cached and clock - cached[0] < KEY_CACHE_SECONDS else None
+
+
 def api_key_cached(*, raw_key: str) -> ApiKey | None:
     """The key this process authenticated for `raw_key` within KEY_CACHE_SECONDS, not yet checked against
     the key-set version (api_key_authenticate does that), or None. No I/O."""
-    cached = _key_cache.get(_hash_key(raw_key))
-    if cached and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
-        return cached[2]
-    return None
+    cached = _cache_entry(_hash_key(raw_key), time.monotonic())
+    return cached[2] if cached else None
 
 
 def api_key_authenticate(*, raw_key: str, version_reply=_FETCH) -> ApiKey | None:
@@ -91,10 +95,10 @@ def api_key_authenticate(*, raw_key: str, version_reply=_FETCH) -> ApiKey | None
     (None when that key does not exist yet), made in a round trip it needed anyway (the single-event fast
     path reads it with its rate-limit count); by default it is read here."""
     key_hash = _hash_key(raw_key)
-    cached = _key_cache.get(key_hash)
     clock = time.monotonic()
+    cached = _cache_entry(key_hash, clock)
     version = _key_set_version() if version_reply is _FETCH else version_reply or b"0"
-    if cached and version is not None and cached[1] == version and clock - cached[0] < KEY_CACHE_SECONDS:
+    if cached and version is not None and cached[1] == version:
         key = cached[2]
     else:
         key = ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
